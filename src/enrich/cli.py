@@ -1,0 +1,191 @@
+"""The ``enrich`` command line: run, plan, status, sim, demo.
+
+Scripts and schedulers depend on this surface: ``enrich run CONFIG --set KEY=VALUE`` (exit code
+0 only when the dataset is committed), ``enrich sim --port PORT``, ``enrich plan CONFIG``,
+``enrich status OUTPUT_URL``. Prefect is imported only by the commands that run a flow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from enrich.config import JobConfig, load_job_config
+from enrich.errors import EnrichError
+from enrich.sim.cli import sim_command
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Enrich Parquet/JSONL datasets with Cerebras chat completions.")
+app.command("sim")(sim_command)
+console = Console(stderr=True)
+
+SET_HELP = "Override a config key, e.g. --set execution.max_concurrency=128 (repeatable)."
+
+
+def _load(config: str, overrides: list[str]) -> JobConfig:
+    try:
+        return load_job_config(config, overrides)
+    except EnrichError as exc:
+        _fail(exc)
+
+
+def _fail(exc: BaseException, code: int = 2) -> Any:
+    console.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
+    raise typer.Exit(code)
+
+
+def _watch_progress(stop: threading.Event) -> None:
+    """Draw a progress bar from the engine's live counters (read-only, from a thread)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from enrich import run as run_module
+
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("rows", total=None)
+        while not stop.wait(0.2):
+            engine = run_module.current_engine
+            if engine is not None:
+                p = engine.progress
+                bar.update(task, total=p.rows_total or None, completed=p.rows_done,
+                           description=f"rows ({p.requests} requests)")
+
+
+@app.command()
+def run(
+    config: str = typer.Argument(..., help="Job config YAML."),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    direct: bool = typer.Option(False, "--direct", help="Run the engine without Prefect."),
+) -> None:
+    """Enrich a dataset through the Prefect flow; exit 0 only when the output is committed."""
+    from enrich.job import Job
+
+    cfg = _load(config, set_)
+    try:
+        job = Job.prepare(cfg, where=config)  # every input check, before anything is spent
+    except EnrichError as exc:
+        _fail(exc)
+    stop = threading.Event()
+    watcher = None
+    if sys.stderr.isatty():
+        watcher = threading.Thread(target=_watch_progress, args=(stop,), daemon=True)
+        watcher.start()
+    try:
+        if direct:
+            from enrich.run import run_job
+
+            summary = asyncio.run(run_job(job))
+            figures, ok = summary.table()[0], summary.complete
+            message = summary.message
+        else:
+            figures, ok, message = _run_flow(config, set_)
+    except EnrichError as exc:
+        _fail(exc, 1)
+    finally:
+        stop.set()
+        if watcher is not None:
+            watcher.join()
+    _print_figures(figures)
+    console.print(("[green]" if ok else "[red]") + message, highlight=False)
+    if not ok:
+        raise typer.Exit(1)
+
+
+def _run_flow(config: str, overrides: list[str]) -> tuple[dict[str, Any], bool, str]:
+    from flows.enrich import enrich_dataset
+
+    state = asyncio.run(enrich_dataset(config, overrides, return_state=True))  # type: ignore[call-overload]
+    if state.is_completed():
+        figures = state.result()
+        return figures, True, f"committed to {figures.get('output', 'the output')}"
+    return {}, False, str(state.result(raise_on_failure=False))
+
+
+def _print_figures(figures: dict[str, Any]) -> None:
+    if not figures:
+        return
+    table = Table(show_header=False, box=None)
+    for key, value in figures.items():
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+@app.command()
+def plan(
+    config: str = typer.Argument(..., help="Job config YAML."),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+) -> None:
+    """Rows, chunks, estimated tokens, cost and duration, before anything is spent."""
+    from enrich.job import Job
+    from enrich.planning import estimate
+    from enrich.tokens import count_prompt_tokens
+
+    cfg = _load(config, set_)
+    try:
+        job = Job.prepare(cfg, where=config)
+        pending = job.pending()
+        sample = next(job.iter_tables(job.chunks[:1]), None)
+    except EnrichError as exc:
+        _fail(exc)
+    avg = 0.0
+    if sample is not None:
+        _, hashes, messages = job.render(*sample)
+        avg = sum(count_prompt_tokens(m) for m in messages) / max(1, len(messages))
+    ex = cfg.execution
+    est = estimate(
+        rows=job.rows, chunks=len(job.chunks), pending_rows=sum(c.rows for c in pending),
+        avg_prompt_tokens=avg, max_completion_tokens=cfg.params.max_completion_tokens,
+        input_price=cfg.pricing.input_per_million, output_price=cfg.pricing.output_per_million,
+        requests_per_minute=ex.requests_per_minute, tokens_per_minute=ex.tokens_per_minute,
+        max_concurrency=ex.max_concurrency,
+    )
+    table = Table(title=f"plan: {cfg.name}", show_header=False)
+    duration = "unbounded by the configured limits" if est.duration_s is None else (
+        f"~{est.duration_s} s (bound by {est.bound_by})")
+    for key, value in [
+        ("input", cfg.input.path), ("output", job.store.url), ("model", cfg.model),
+        ("rows", est.rows), ("chunks", f"{est.chunks} ({len(pending)} pending)"),
+        ("rows to send", est.pending_rows),
+        ("prompt tokens (est.)", est.prompt_tokens),
+        ("completion tokens (at most)", est.completion_tokens),
+        ("cost (at most)", f"${est.cost_usd:.4f}"), ("duration", duration),
+    ]:
+        table.add_row(key, str(value))
+    Console().print(table)
+
+
+@app.command()
+def status(
+    output_url: str = typer.Argument(..., help="The job's output location."),
+    option: list[str] = typer.Option([], "--storage-option", help="fsspec option KEY=VALUE."),
+) -> None:
+    """What is committed under an output location and what is pending."""
+    from enrich.status import output_status
+
+    options = dict(o.split("=", 1) for o in option)
+    try:
+        result = output_status(output_url, options)
+    except EnrichError as exc:
+        _fail(exc)
+    for line in result.lines():
+        print(line)
+
+
+@app.command()
+def demo(
+    output: str = typer.Option("out/reviews", help="Where the demo writes its output."),
+) -> None:
+    """Run the sample job end to end (starts the bundled simulator unless CEREBRAS_API_KEY is set)."""
+    from enrich.demo import run_demo
+
+    raise typer.Exit(run_demo(output))
+
+
+if __name__ == "__main__":
+    app()

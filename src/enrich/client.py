@@ -1,0 +1,206 @@
+"""The one module that talks to the Cerebras SDK.
+
+:class:`CompletionClient` owns one ``AsyncCerebras`` per process, built the way a high-volume
+caller needs it: no blocking TCP warm-up in the constructor, SDK retries off (retries belong to
+:mod:`enrich.retry`), and the SDK's aiohttp transport. A call returns a :class:`Completion`
+parsed once from the raw body with orjson, plus the response headers the rate controller
+re-syncs from. Every failure becomes a :class:`~enrich.errors.CompletionError`, including a 200
+whose body is an error object.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+from cerebras.cloud.sdk import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AsyncCerebras,
+    DefaultAioHttpClient,
+)
+
+from enrich.errors import CompletionError, ConfigError
+
+DEFAULT_BASE_URL = "https://api.cerebras.ai"
+
+
+@dataclass(slots=True)
+class Completion:
+    """What one successful chat completion returned, flattened for columnar output."""
+
+    content: str
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cached_tokens: int
+    queue_time: float | None
+    prompt_time: float | None
+    completion_time: float | None
+    total_time: float | None
+    model: str | None
+    request_id: str | None
+    headers: Mapping[str, str]
+
+
+def resolve_api_key(env_var: str = "CEREBRAS_API_KEY") -> str:
+    """The API key from the environment; a one-line ConfigError if it is not set."""
+    key = os.environ.get(env_var)
+    if not key:
+        raise ConfigError(f"environment variable {env_var} is not set (the Cerebras API key)")
+    return key
+
+
+def resolve_base_url(configured: str | None) -> str:
+    """The base URL: ``CEREBRAS_BASE_URL`` if set, else the config's, else the public API."""
+    return os.environ.get("CEREBRAS_BASE_URL") or configured or DEFAULT_BASE_URL
+
+
+def _int(value: Any) -> int:
+    return int(value) if isinstance(value, (int, float)) else 0
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def parse_completion(body: Mapping[str, Any], headers: Mapping[str, str]) -> Completion:
+    """Flatten a ``chat.completion`` body. Raises CompletionError for an error-shaped body."""
+    if "error" in body or "choices" not in body:
+        error = body.get("error")
+        detail = error if isinstance(error, Mapping) else body
+        status = body.get("status_code")
+        raise CompletionError(
+            f"error in a 200 response: {detail.get('message') or detail}",
+            status=int(status) if isinstance(status, int) else 500,
+            code=str(detail.get("code") or "error_body"),
+            headers=headers,
+        )
+    choice = body["choices"][0]
+    message = choice.get("message") or {}
+    usage = body.get("usage") or {}
+    timing = body.get("time_info") or {}
+    details = usage.get("prompt_tokens_details") or {}
+    return Completion(
+        content=message.get("content") or "",
+        finish_reason=choice.get("finish_reason"),
+        prompt_tokens=_int(usage.get("prompt_tokens")),
+        completion_tokens=_int(usage.get("completion_tokens")),
+        total_tokens=_int(usage.get("total_tokens")),
+        cached_tokens=_int(details.get("cached_tokens")),
+        queue_time=_float(timing.get("queue_time")),
+        prompt_time=_float(timing.get("prompt_time")),
+        completion_time=_float(timing.get("completion_time")),
+        total_time=_float(timing.get("total_time")),
+        model=body.get("model"),
+        request_id=body.get("id"),
+        headers=headers,
+    )
+
+
+def _status_error(exc: APIStatusError) -> CompletionError:
+    body = exc.body if isinstance(exc.body, Mapping) else {}
+    message = body.get("message") or body.get("detail") or str(exc.body or "") or exc.message
+    code = body.get("code")
+    return CompletionError(
+        f"HTTP {exc.status_code}: {message}",
+        status=exc.status_code,
+        code=str(code) if code else None,
+        headers=dict(exc.response.headers),
+    )
+
+
+class CompletionClient:
+    """One AsyncCerebras client and the single call the engine makes through it.
+
+    Build it inside the event loop that will use it (the aiohttp transport binds to that loop)
+    and close it with :meth:`aclose`. The API key is held only by the SDK client; it is never
+    part of a message, a log line or an artifact.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str,
+        timeout: float = 60.0,
+        max_connections: int = 256,
+    ) -> None:
+        self.base_url = base_url
+        self.timeout = timeout
+        http_client = DefaultAioHttpClient(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+        )
+        self._sdk = AsyncCerebras(
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=0,
+            warm_tcp_connection=False,
+            http_client=http_client,
+        )
+
+    async def aclose(self) -> None:
+        await self._sdk.close()
+
+    async def complete(
+        self, model: str, messages: Sequence[Mapping[str, str]], params: Mapping[str, Any]
+    ) -> Completion:
+        """Send one chat completion and return it; raise CompletionError on any failure."""
+        try:
+            if params.get("stream"):
+                return await self._complete_streaming(model, messages, params)
+            raw = await self._sdk.chat.completions.with_raw_response.create(
+                model=model, messages=messages, **params  # type: ignore[arg-type]
+            )
+            headers = raw.headers
+            body = orjson.loads(await raw.read())
+        except APIStatusError as exc:
+            raise _status_error(exc) from None
+        except APITimeoutError:
+            raise CompletionError(
+                f"timed out after {self.timeout:g} s", code="timeout"
+            ) from None
+        except APIConnectionError as exc:
+            raise CompletionError(f"connection error: {exc.__cause__ or exc}", code="connection") from None
+        except orjson.JSONDecodeError as exc:
+            raise CompletionError(f"unparseable response body: {exc}", status=502, code="bad_body") from None
+        return parse_completion(body, headers)
+
+    async def _complete_streaming(
+        self, model: str, messages: Sequence[Mapping[str, str]], params: Mapping[str, Any]
+    ) -> Completion:
+        raw = await self._sdk.chat.completions.with_raw_response.create(
+            model=model, messages=messages, **params  # type: ignore[arg-type]
+        )
+        parts: list[str] = []
+        last: dict[str, Any] = {}
+        finish: str | None = None
+        async for chunk in await raw.parse():  # type: ignore[union-attr]
+            data = chunk.model_dump() if hasattr(chunk, "model_dump") else dict(chunk)
+            if data.get("error"):
+                return parse_completion(data, raw.headers)
+            for choice in data.get("choices") or []:
+                delta = choice.get("delta") or {}
+                if delta.get("content"):
+                    parts.append(delta["content"])
+                finish = choice.get("finish_reason") or finish
+            last = data
+        body = {
+            "id": last.get("id"),
+            "model": last.get("model"),
+            "choices": [{"message": {"content": "".join(parts)}, "finish_reason": finish}],
+            "usage": last.get("usage"),
+            "time_info": last.get("time_info"),
+        }
+        return parse_completion(body, raw.headers)
+

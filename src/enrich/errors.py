@@ -1,0 +1,72 @@
+"""The engine's exception tree.
+
+* EnrichError                 -- anything the engine raises on purpose
+  + ConfigError               -- the job config is invalid (names the file and key path)
+  + InputError                -- the input cannot be read (names the file, and the line when known)
+  + StorageError              -- object storage refused or failed (names the URL)
+  + QuotaExhausted            -- a daily quota is gone; the run stops cleanly and can resume
+  + CompletionError           -- one chat completion failed (status, code, retry hints)
+
+Every message is one line meant for a person: what is wrong and where.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class EnrichError(Exception):
+    """Base class of every error the engine raises deliberately."""
+
+
+class ConfigError(EnrichError):
+    """The job config is invalid; the message names the file and the key path."""
+
+
+class InputError(EnrichError):
+    """The input cannot be read; the message names the object (and line, when known)."""
+
+
+class StorageError(EnrichError):
+    """Object storage failed or refused; the message names the URL."""
+
+
+class QuotaExhausted(EnrichError):
+    """A daily quota is used up. ``resets_in`` is seconds until the provider resets it."""
+
+    def __init__(self, which: str, resets_in: float | None) -> None:
+        self.which = which
+        self.resets_in = resets_in
+        when = f"; it resets in {resets_in:.0f} s" if resets_in is not None else ""
+        super().__init__(f"daily {which} quota exhausted{when}; rerun the job to resume")
+
+
+class CompletionError(EnrichError):
+    """One chat completion failed.
+
+    ``status`` is the HTTP status (``None`` for transport faults), ``code`` a short machine name
+    (``timeout``, ``connection``, ``model_not_found``, ``token_quota_exceeded``...), ``headers``
+    the response headers when there was a response. ``retryable`` is decided by
+    :func:`enrich.retry.is_retryable`, not here.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.headers: Mapping[str, str] = headers or {}
+
+    @property
+    def kind(self) -> str:
+        """A short label for grouping errors in reports: ``http_429``, ``timeout``..."""
+        if self.status is not None:
+            return f"http_{self.status}"
+        return self.code or "error"

@@ -1,0 +1,66 @@
+"""Identity: request hashes, job fingerprints, chunk and slot ids.
+
+All ids are hex digests of a canonical JSON encoding (sorted keys, no whitespace), so they are
+stable across processes, machines and Python versions.
+
+* ``request_hash`` -- what a request asks: model, parameters and rendered messages. Two rows
+  that render the same request share one call, and a result is reused whenever its request
+  hash comes round again.
+* ``job_fingerprint`` -- everything that shapes a job's output besides the input rows.
+* ``slot_id`` -- one contiguous slice of one source file, whatever the job asks of it; results
+  journaled under a slot outlive prompt edits.
+* ``chunk_id`` -- a slot under one job fingerprint: the unit of work and of commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+
+_DIGEST_BYTES = 16
+
+
+def canonical_json(value: Any) -> bytes:
+    """Deterministic JSON bytes: sorted keys, compact, UTF-8."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def digest(data: bytes, size: int = _DIGEST_BYTES) -> str:
+    return hashlib.blake2b(data, digest_size=size).hexdigest()
+
+
+class RequestHasher:
+    """Hashes requests for one model and parameter set.
+
+    The fixed part (model, parameters) is encoded once; each call hashes only the messages,
+    which keeps the per-row cost to one small JSON encode and one blake2b.
+    """
+
+    def __init__(self, model: str, params: Mapping[str, Any]) -> None:
+        self._prefix = canonical_json({"model": model, "params": dict(params)})
+
+    def __call__(self, messages: Sequence[Mapping[str, str]]) -> str:
+        h = hashlib.blake2b(self._prefix, digest_size=_DIGEST_BYTES)
+        h.update(orjson.dumps(messages))
+        return h.hexdigest()
+
+
+def request_hash(model: str, params: Mapping[str, Any], messages: Sequence[Mapping[str, str]]) -> str:
+    """The identity of one chat completion request."""
+    return RequestHasher(model, params)(messages)
+
+
+def job_fingerprint(parts: Mapping[str, Any]) -> str:
+    """A short id for everything (besides input rows) that shapes the output."""
+    return digest(canonical_json(parts), 8)
+
+
+def slot_id(source_key: str, source_version: str, start: int, stop: int) -> str:
+    return digest(canonical_json([source_key, source_version, start, stop]), 8)
+
+
+def chunk_id(slot: str, fingerprint: str) -> str:
+    return f"{slot}-{fingerprint}"

@@ -1,0 +1,122 @@
+"""A prepared job: config checked against the input, chunks planned, nothing spent yet.
+
+:meth:`Job.prepare` does every check that can fail before a request is paid for: the input
+exists and is readable, the template's columns are in it, the id column exists, no input
+column collides with an added one, and the output location is writable. It then plans the
+chunks deterministically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from itertools import groupby
+from typing import Any
+
+import pyarrow as pa
+
+from enrich.checkpoint import PLAN, committed_chunk_ids, write_json
+from enrich.config import JobConfig
+from enrich.errors import ConfigError
+from enrich.hashing import RequestHasher, job_fingerprint
+from enrich.planning import ChunkSpec, plan_chunks
+from enrich.results import check_collisions
+from enrich.sources import SourceFile, discover, read_slices, schema_columns
+from enrich.storage import Store
+from enrich.template import PromptTemplate
+
+ENGINE_VERSION = 1
+
+
+class Job:
+    """One job's config, sources, template, output store and chunk plan."""
+
+    def __init__(self, config: JobConfig, sources: list[SourceFile], input_columns: list[str],
+                 where: str) -> None:
+        self.config = config
+        self.where = where
+        self.sources = sources
+        self.template = PromptTemplate.compile(config.prompt.system, config.prompt.template)
+        self.template.check(input_columns, where)
+        spec = config.input
+        if spec.id_column is not None and spec.id_column not in input_columns:
+            raise ConfigError(f"{where}: input.id_column: the input has no column "
+                              f"{spec.id_column!r}")
+        self.keep_columns = list(spec.columns) if spec.columns is not None else input_columns
+        missing = [c for c in self.keep_columns if c not in input_columns]
+        if missing:
+            raise ConfigError(f"{where}: input.columns: the input has no column {missing[0]!r}")
+        check_collisions(self.keep_columns, config.output.completion_column, where)
+        needed = [*self.keep_columns, *sorted(self.template.columns)]
+        if spec.id_column:
+            needed.append(spec.id_column)
+        self.read_columns = list(dict.fromkeys(needed))
+        self.fingerprint = job_fingerprint({
+            "engine": ENGINE_VERSION, "model": config.model,
+            "params": config.params.request_fields(),
+            "system": config.prompt.system, "template": config.prompt.template,
+            "id_column": spec.id_column, "columns": self.keep_columns,
+            "completion_column": config.output.completion_column,
+            "format": config.output.format,
+        })
+        self.hasher = RequestHasher(config.model, config.params.request_fields())
+        self.chunks = plan_chunks(sources, config.execution.rows_per_chunk, self.fingerprint)
+        self.store = Store(config.output.path, config.output.storage_options)
+
+    @classmethod
+    def prepare(cls, config: JobConfig, where: str = "job") -> Job:
+        """Discover the input and check it against the config (raises one-line errors)."""
+        sources = discover(config.input)
+        columns: list[str] = []
+        for source in sources:
+            for name in schema_columns(source, config.input):
+                if name not in columns:
+                    columns.append(name)
+        return cls(config, sources, columns, where)
+
+    @property
+    def rows(self) -> int:
+        return sum(s.num_rows for s in self.sources)
+
+    def pending(self) -> list[ChunkSpec]:
+        """Planned chunks not yet committed (one listing of the output)."""
+        done = committed_chunk_ids(self.store)
+        return [c for c in self.chunks if c.chunk_id not in done]
+
+    def write_plan(self) -> None:
+        """Record what this job will commit, so ``enrich status`` can tell what is pending."""
+        write_json(self.store, PLAN, {
+            "job": self.config.name, "fingerprint": self.fingerprint, "rows": self.rows,
+            "format": self.config.output.format,
+            "chunks": [{"chunk_id": c.chunk_id, "rows": c.rows} for c in self.chunks],
+        })
+
+    def iter_tables(self, chunks: Sequence[ChunkSpec]) -> Iterator[tuple[ChunkSpec, pa.Table]]:
+        """The input rows of each chunk, in order, reading each source once, lazily."""
+        for index, group in groupby(chunks, key=lambda c: c.source_index):
+            members = list(group)
+            by_bounds = {(c.start, c.stop): c for c in members}
+            bounds = [(c.start, c.stop) for c in members]
+            source = self.sources[index]
+            for bound, table in read_slices(source, self.config.input, bounds, self.read_columns):
+                yield by_bounds[bound], table
+
+    def render(self, chunk: ChunkSpec, table: pa.Table
+               ) -> tuple[list[str], list[str], list[list[dict[str, str]]]]:
+        """Row ids, request hashes and messages for every row of a chunk."""
+        n = table.num_rows
+        columns: Mapping[str, Sequence[Any]] = {
+            c: table.column(c).to_pylist() for c in self.template.columns
+        }
+        messages = [self.template.messages(u) for u in self.template.render_users(columns, n)]
+        hashes = [self.hasher(m) for m in messages]
+        id_column = self.config.input.id_column
+        if id_column:
+            row_ids = [str(v) for v in table.column(id_column).to_pylist()]
+        else:
+            key = self.sources[chunk.source_index].key
+            row_ids = [f"{key}:{chunk.start + i}" for i in range(n)]
+        return row_ids, hashes, messages
+
+    def keep(self, table: pa.Table) -> pa.Table:
+        """The input columns that pass through to the output."""
+        return table.select(self.keep_columns)

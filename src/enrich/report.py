@@ -1,0 +1,165 @@
+"""Run statistics that merge across chunks: counts, tokens, cost, latency percentiles, errors.
+
+Chunk summaries are small and JSON-friendly so they can be stored next to the data (the chunk
+commit record) and returned from Prefect tasks. Latencies are kept as a log-bucket histogram,
+so merging chunks is a sum and percentiles stay within a few percent of the exact value.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+_BUCKETS_PER_DECADE = 20
+_MIN_LATENCY = 1e-4
+
+
+def _bucket(seconds: float) -> int:
+    return max(0, int(math.log10(max(seconds, _MIN_LATENCY) / _MIN_LATENCY) * _BUCKETS_PER_DECADE))
+
+
+def _bucket_value(index: int) -> float:
+    """The geometric middle of a bucket."""
+    return float(_MIN_LATENCY * 10 ** ((index + 0.5) / _BUCKETS_PER_DECADE))
+
+
+def add_latency(histogram: dict[str, int], seconds: float) -> None:
+    key = str(_bucket(seconds))
+    histogram[key] = histogram.get(key, 0) + 1
+
+
+def percentile(histogram: Mapping[str, int], q: float) -> float | None:
+    """The ``q``-th percentile (0-100) of a latency histogram, or None when it is empty."""
+    total = sum(histogram.values())
+    if not total:
+        return None
+    rank = q / 100 * total
+    seen = 0
+    for key in sorted(histogram, key=int):
+        seen += histogram[key]
+        if seen >= rank:
+            return _bucket_value(int(key))
+    return _bucket_value(max(int(k) for k in histogram))
+
+
+@dataclass
+class ChunkSummary:
+    """What one chunk did. ``pending`` rows failed transiently and were not committed."""
+
+    chunk_id: str
+    label: str
+    rows: int = 0
+    ok: int = 0
+    failed: int = 0
+    pending: int = 0
+    requests: int = 0
+    attempts: int = 0
+    reused: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    elapsed_s: float = 0.0
+    committed: bool = False
+    skipped: bool = False
+    part: str | None = None
+    latency: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, list[Any]] = field(default_factory=dict)
+
+    def add_error(self, kind: str, message: str) -> None:
+        entry = self.errors.setdefault(kind, [0, message])
+        entry[0] += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ChunkSummary:
+        return cls(**dict(data))
+
+
+@dataclass
+class JobSummary:
+    """The whole run: what was committed, what it cost, how fast it went."""
+
+    job: str
+    output: str
+    chunks: int = 0
+    chunks_committed: int = 0
+    chunks_skipped: int = 0
+    rows: int = 0
+    ok: int = 0
+    failed: int = 0
+    pending: int = 0
+    requests: int = 0
+    attempts: int = 0
+    reused: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    elapsed_s: float = 0.0
+    complete: bool = False
+    message: str = ""
+    latency: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, list[Any]] = field(default_factory=dict)
+
+    @property
+    def rows_per_s(self) -> float:
+        done = self.ok + self.failed
+        return done / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def add(self, chunk: ChunkSummary) -> None:
+        """Fold one chunk in (skipped chunks count as committed rows, not as work)."""
+        self.chunks_committed += chunk.committed
+        self.chunks_skipped += chunk.skipped
+        if chunk.skipped:
+            return
+        for name in ("ok", "failed", "pending", "requests", "attempts", "reused",
+                     "prompt_tokens", "completion_tokens"):
+            setattr(self, name, getattr(self, name) + getattr(chunk, name))
+        self.cost_usd += chunk.cost_usd
+        for key, count in chunk.latency.items():
+            self.latency[key] = self.latency.get(key, 0) + count
+        for kind, (count, sample) in chunk.errors.items():
+            entry = self.errors.setdefault(kind, [0, sample])
+            entry[0] += count
+
+    def table(self) -> list[dict[str, Any]]:
+        """One row of figures, the shape of a Prefect table artifact."""
+        p = {q: percentile(self.latency, q) for q in (50, 95, 99)}
+        return [{
+            "job": self.job, "output": self.output, "rows": self.rows, "rows_ok": self.ok, "rows_failed": self.failed,
+            "rows_pending": self.pending, "requests": self.requests, "reused": self.reused,
+            "tokens_in": self.prompt_tokens, "tokens_out": self.completion_tokens,
+            "cost_usd": round(self.cost_usd, 6), "rows_per_s": round(self.rows_per_s, 1),
+            "elapsed_s": round(self.elapsed_s, 2),
+            "latency_p50_s": _round(p[50]), "latency_p95_s": _round(p[95]),
+            "latency_p99_s": _round(p[99]), "complete": self.complete,
+        }]
+
+    def markdown(self) -> str:
+        row = self.table()[0]
+        lines = [f"# Enrichment: {self.job}", "", f"Output: `{self.output}`", "",
+                 "| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {v} |" for k, v in row.items() if k not in ("job", "output")]
+        if self.errors:
+            lines += ["", "## Errors", "", "| kind | rows | sample |", "|---|---|---|"]
+            for kind, (count, sample) in sorted(self.errors.items()):
+                lines.append(f"| {kind} | {count} | {str(sample).replace('|', '/')[:200]} |")
+        if self.message:
+            lines += ["", self.message]
+        return "\n".join(lines)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def merge(job: str, output: str, chunks: Iterable[ChunkSummary]) -> JobSummary:
+    summary = JobSummary(job=job, output=output)
+    for chunk in chunks:
+        summary.chunks += 1
+        summary.rows += chunk.rows
+        summary.add(chunk)
+    return summary

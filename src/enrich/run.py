@@ -1,0 +1,156 @@
+"""Running a job: chunks in flight over one engine, then the commit.
+
+:func:`drive` keeps ``chunks_in_flight`` chunks running, reading the next chunk's rows only when
+a slot frees up, so memory is bounded by the chunks in flight, not by the input. The function
+that runs one chunk is passed in: the engine's own :meth:`Engine.run_chunk`, or a Prefect task
+wrapping it (the flow layer); both share the engine's client and rate controller because they
+run on the same event loop. :func:`finalize` commits the dataset once every chunk is in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+
+import pyarrow as pa
+
+from enrich.checkpoint import (
+    MANIFEST,
+    SUCCESS,
+    collect_garbage,
+    committed_chunk_ids,
+    read_json,
+    read_record,
+    write_manifest,
+)
+from enrich.client import CompletionClient, resolve_api_key, resolve_base_url
+from enrich.engine import Engine
+from enrich.job import Job
+from enrich.planning import ChunkSpec
+from enrich.ratelimit import RateController
+from enrich.report import ChunkSummary, JobSummary
+
+RunChunk = Callable[[ChunkSpec, pa.Table], Awaitable[ChunkSummary]]
+
+#: The engine of the run in progress in this process, for progress displays to read.
+current_engine: Engine | None = None
+
+
+@asynccontextmanager
+async def open_engine(job: Job, api_key: str | None = None) -> AsyncIterator[Engine]:
+    """The engine for ``job``: one client and one rate controller, closed on exit."""
+    cfg = job.config
+    ex = cfg.execution
+    client = CompletionClient(
+        api_key=api_key or resolve_api_key(cfg.api.api_key_env),
+        base_url=resolve_base_url(cfg.api.base_url),
+        timeout=ex.request_timeout,
+        max_connections=ex.max_concurrency,
+    )
+    controller = RateController(
+        max_in_flight=ex.max_concurrency,
+        requests_per_minute=ex.requests_per_minute,
+        tokens_per_minute=ex.tokens_per_minute,
+        requests_per_day=ex.requests_per_day,
+        tokens_per_day=ex.tokens_per_day,
+        adaptive=ex.adaptive_limits,
+    )
+    global current_engine
+    current_engine = Engine(job, client, controller)
+    try:
+        yield current_engine
+    finally:
+        current_engine = None
+        await client.aclose()
+
+
+async def drive(job: Job, chunks: Sequence[ChunkSpec], run_chunk: RunChunk,
+                chunks_in_flight: int) -> list[ChunkSummary]:
+    """Run ``chunks`` with at most ``chunks_in_flight`` at once; summaries in chunk order.
+
+    The first chunk that raises (a daily quota, a storage failure) stops the run: no new
+    chunk starts, the others are cancelled (their journals are flushed), and it re-raises.
+    """
+    tables = job.iter_tables(chunks)
+    order = {c.chunk_id: i for i, c in enumerate(chunks)}
+    running: set[asyncio.Task[ChunkSummary]] = set()
+    done: list[ChunkSummary] = []
+    exhausted = False
+    try:
+        while running or not exhausted:
+            while not exhausted and len(running) < chunks_in_flight:
+                item = await asyncio.to_thread(next, tables, None)
+                if item is None:
+                    exhausted = True
+                    break
+                running.add(asyncio.ensure_future(run_chunk(*item)))
+            if not running:
+                break
+            finished, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for task in finished:
+                done.append(task.result())
+    finally:
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+    return sorted(done, key=lambda s: order[s.chunk_id])
+
+
+def finalize(job: Job, summaries: Sequence[ChunkSummary], elapsed_s: float) -> JobSummary:
+    """Commit the dataset if every chunk is in; report what this run did either way."""
+    cfg = job.config
+    result = JobSummary(job=cfg.name, output=job.store.url, chunks=len(job.chunks),
+                        rows=job.rows, elapsed_s=elapsed_s)
+    for s in summaries:
+        result.add(s)
+    done = committed_chunk_ids(job.store)
+    missing = [c for c in job.chunks if c.chunk_id not in done]
+    result.chunks_committed = len(job.chunks) - len(missing)
+    if missing:
+        result.message = (f"{len(missing)} of {len(job.chunks)} chunks not committed "
+                          f"({result.pending} rows failed transiently); rerun to resume")
+        return result
+    if _already_committed(job):
+        result.complete = True
+        result.message = "already committed; nothing to do"
+        return result
+    records = [read_record(job.store, c.chunk_id) for c in job.chunks]
+    totals = {
+        "rows_ok": sum(r.ok for r in records), "rows_failed": sum(r.failed for r in records),
+        "prompt_tokens": sum(r.prompt_tokens for r in records),
+        "completion_tokens": sum(r.completion_tokens for r in records),
+        "cost_usd": sum(r.cost_usd for r in records),
+    }
+    manifest = write_manifest(job.store, job=cfg.name, fingerprint=job.fingerprint,
+                              fmt=cfg.output.format, records=records, totals=totals)
+    collect_garbage(job.store, manifest)
+    result.complete = True
+    result.message = f"committed {manifest['rows']} rows in {len(records)} parts"
+    return result
+
+
+def _already_committed(job: Job) -> bool:
+    if not job.store.exists(SUCCESS):
+        return False
+    manifest = read_json(job.store, MANIFEST)
+    return bool(manifest.get("fingerprint") == job.fingerprint)
+
+
+async def run_job(job: Job, *, api_key: str | None = None,
+                  on_engine: Callable[[Engine], None] | None = None) -> JobSummary:
+    """Run a prepared job with the engine alone (no Prefect): plan, chunks, commit."""
+    started = time.perf_counter()
+    pending = job.pending()
+    summaries: list[ChunkSummary] = []
+    if pending:
+        job.write_plan()
+        async with open_engine(job, api_key) as engine:
+            engine.progress.rows_total = sum(c.rows for c in pending)
+            if on_engine is not None:
+                on_engine(engine)
+            summaries = await drive(job, pending, engine.run_chunk,
+                                    job.config.execution.chunks_in_flight)
+    return finalize(job, summaries, time.perf_counter() - started)

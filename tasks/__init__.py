@@ -1,0 +1,1 @@
+"""Prefect task adapters over the engine (thin: naming, retries, logging)."""

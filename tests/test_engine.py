@@ -1,0 +1,165 @@
+"""The engine end to end against the simulator (real SDK, real HTTP), without Prefect."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from conftest import JobFactory, review_rows, write_jsonl
+
+from enrich.checkpoint import JOURNAL, ChunkJournal
+from enrich.config import load_job_config
+from enrich.job import Job
+from enrich.run import run_job
+from enrich.sim.config import SimConfig
+from enrich.sim.harness import SimServer
+from enrich.status import output_status, read_dataset
+
+
+def run(config: Path, *overrides: str) -> tuple[Job, object]:
+    job = Job.prepare(load_job_config(config, list(overrides)), where=str(config))
+    return job, asyncio.run(run_job(job))
+
+
+def test_every_row_once_and_tokens_match_the_simulator(
+    sim: SimServer, make_job: JobFactory
+) -> None:
+    rows = review_rows(40, duplicates=4)
+    job, summary = run(make_job(rows))
+    assert summary.complete  # type: ignore[attr-defined]
+    table = read_dataset(job.store.url)
+    assert table.num_rows == 40
+    assert sorted(table.column("row_id").to_pylist()) == sorted(r["review_id"] for r in rows)
+    assert set(table.column("status").to_pylist()) == {"ok"}
+    stats = sim.stats
+    # Four rows repeat earlier requests: they are sent once and both rows are filled.
+    assert stats.requests == 36
+    assert sum(table.column("prompt_tokens").to_pylist()) == stats.prompt_tokens
+    assert sum(table.column("completion_tokens").to_pylist()) == stats.completion_tokens
+    dup = table.filter(pa.compute.starts_with(table.column("row_id"), "r-dup-"))
+    assert dup.num_rows == 4 and all(dup.column("completion").to_pylist())
+    assert sum(dup.column("cost_usd").to_pylist()) == 0
+    assert output_status(job.store.url).complete
+
+
+def test_rerun_of_a_finished_job_sends_nothing(sim: SimServer, make_job: JobFactory) -> None:
+    config = make_job(review_rows(15))
+    run(config)
+    before = sim.stats.requests
+    _, summary = run(config)
+    assert summary.complete  # type: ignore[attr-defined]
+    assert sim.stats.requests == before
+
+
+def test_prompt_change_resends_only_changed_requests(
+    sim: SimServer, make_job: JobFactory, tmp_path: Path
+) -> None:
+    rows = review_rows(20)
+    for i, row in enumerate(rows):
+        row["note"] = "" if i % 2 else " (verified buyer)"
+    config = make_job(rows, prompt={"system": "Classify.", "template": "{text}"})
+    run(config)
+    assert sim.stats.requests == 20
+    sim.reset()
+    job, summary = run(config, "prompt.template={text}{note}")
+    assert summary.complete  # type: ignore[attr-defined]
+    assert sim.stats.requests == 10  # only rows whose rendered request changed
+    assert read_dataset(job.store.url).num_rows == 20
+
+
+def test_interrupted_run_resumes_without_asking_again(
+    make_job: JobFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with SimServer(SimConfig(ttft=0.02, tokens_per_second=400)) as slow:
+        monkeypatch.setenv("CEREBRAS_BASE_URL", slow.base_url)
+        monkeypatch.setenv("CEREBRAS_API_KEY", "k")
+        config = make_job(
+            review_rows(60),
+            execution={"rows_per_chunk": 30, "max_concurrency": 4, "chunks_in_flight": 1},
+        )
+        job = Job.prepare(load_job_config(config), where=str(config))
+
+        async def interrupted() -> None:
+            task = asyncio.ensure_future(run_job(job))
+            while slow.stats.completed < 12:
+                await asyncio.sleep(0.01)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+        asyncio.run(interrupted())
+        first = slow.stats.requests
+        known: set[str] = set()
+        for chunk in job.chunks:
+            known |= set(
+                ChunkJournal(
+                    job.store,
+                    chunk,
+                    "parquet",
+                    completion_column="completion",
+                    interval_s=1,
+                    max_rows=1,
+                ).load()
+            )
+        assert job.store.list(JOURNAL), "results were journaled before the interruption"
+        assert 0 < len(known) < 60
+        slow.reset()
+        _, summary = run(config)
+        assert summary.complete  # type: ignore[attr-defined]
+        assert slow.stats.requests == 60 - len(known)
+        assert first + slow.stats.requests <= 60 + 4  # at most the requests in flight, twice
+
+
+def test_permanent_errors_are_rows_transient_ones_are_retried_on_rerun(
+    sim: SimServer, make_job: JobFactory
+) -> None:
+    rows = review_rows(10)
+    config = make_job(rows)
+    sim.set_faults(fail_503=1.0)
+    job, summary = run(config)
+    assert not summary.complete  # type: ignore[attr-defined]
+    assert summary.pending == 10  # type: ignore[attr-defined]
+    assert not job.store.exists("_SUCCESS")
+    sim.set_faults(fail_503=0.0)
+    _, summary = run(config)
+    assert summary.complete  # type: ignore[attr-defined]
+    assert read_dataset(job.store.url).num_rows == 10
+
+
+def test_context_overflow_is_an_error_row_not_a_missing_row(
+    make_job: JobFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with SimServer(SimConfig(context_length=120)) as small:
+        monkeypatch.setenv("CEREBRAS_BASE_URL", small.base_url)
+        monkeypatch.setenv("CEREBRAS_API_KEY", "k")
+        rows = review_rows(6)
+        rows[2]["text"] = "very long " * 80
+        job, summary = run(make_job(rows))
+        assert summary.complete  # type: ignore[attr-defined]
+        table = read_dataset(job.store.url)
+        statuses = dict(
+            zip(table.column("row_id").to_pylist(), table.column("status").to_pylist(), strict=True)
+        )
+        assert statuses.pop("r-00002") == "error"
+        assert set(statuses.values()) == {"ok"}
+        assert small.stats.requests == 6  # a 400 is not retried
+
+
+def test_jsonl_output(sim: SimServer, make_job: JobFactory, tmp_path: Path) -> None:
+    job, summary = run(
+        make_job(review_rows(9), output={"path": str(tmp_path / "o"), "format": "jsonl"})
+    )
+    assert summary.complete  # type: ignore[attr-defined]
+    assert read_dataset(job.store.url).num_rows == 9
+
+
+def test_input_glob_of_many_files(sim: SimServer, make_job: JobFactory, tmp_path: Path) -> None:
+    for part in range(3):
+        write_jsonl(
+            tmp_path / "many" / f"p{part}.jsonl",
+            [{**r, "review_id": f"{part}-{r['review_id']}"} for r in review_rows(5)],
+        )
+    job, summary = run(make_job(input_path=str(tmp_path / "many" / "*.jsonl")))
+    assert summary.complete  # type: ignore[attr-defined]
+    assert read_dataset(job.store.url).num_rows == 15
