@@ -19,7 +19,7 @@ from prefect.artifacts import (
     aupdate_progress_artifact,
 )
 from prefect.runtime import flow_run
-from prefect.utilities.annotations import quote
+from prefect.client.schemas.objects import State
 
 from enrich.config import JobConfig, load_job_config
 from enrich.engine import Engine
@@ -38,7 +38,7 @@ def artifact_key(*parts: str) -> str:
 
 
 def _run_name() -> str:
-    params = flow_run.parameters
+    params: dict[str, Any] = dict(flow_run.parameters)
     stem = str(params.get("config", "job")).rsplit("/", 1)[-1].removesuffix(".yaml")
     partition = params.get("partition")
     return f"{stem}-{partition}" if partition else stem
@@ -50,7 +50,7 @@ async def resolve_api_key(config: JobConfig) -> str | None:
         return None
     from prefect.blocks.system import Secret
 
-    secret = await Secret.aload(config.api.secret_block)
+    secret: Secret[str] = await Secret.aload(config.api.secret_block)
     return str(secret.get())
 
 
@@ -102,7 +102,7 @@ async def enrich_dataset(config: str, overrides: list[str] | None = None) -> dic
 
             async def run_chunk(chunk: ChunkSpec, table: Any) -> ChunkSummary:
                 named = enrich_chunk.with_options(task_run_name=chunk.label)
-                return await named(quote(engine), chunk, quote(table))
+                return await named(engine, chunk, table)
 
             try:
                 summaries = await drive(job, pending, run_chunk, cfg.execution.chunks_in_flight)
@@ -116,3 +116,14 @@ async def enrich_dataset(config: str, overrides: list[str] | None = None) -> dic
     if not summary.complete:
         raise RuntimeError(f"{cfg.name}: {summary.message}")
     return summary.table()[0]
+
+
+def run_enrich(config: str, overrides: list[str] | None = None) -> tuple[bool, dict[str, Any], str]:
+    """Run the flow to the end from synchronous code: ``(complete, figures, message)``."""
+    state: State[dict[str, Any]] = asyncio.run(
+        enrich_dataset(config, overrides, return_state=True)  # type: ignore[arg-type]
+    )
+    if state.is_completed():
+        figures: dict[str, Any] = state.result()
+        return True, figures, f"committed to {figures.get('output', 'the output')}"
+    return False, {}, str(state.result(raise_on_failure=False))

@@ -102,7 +102,7 @@ def test_interrupted_run_resumes_without_asking_again(
                     max_rows=1,
                 ).load()
             )
-        assert job.store.list(JOURNAL), "results were journaled before the interruption"
+        assert job.store.keys(JOURNAL), "results were journaled before the interruption"
         assert 0 < len(known) < 60
         slow.reset()
         _, summary = run(config)

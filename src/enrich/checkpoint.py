@@ -53,7 +53,7 @@ def record_key(chunk_id: str) -> str:
 
 def committed_chunk_ids(store: Store) -> set[str]:
     """Ids of every chunk with a commit record (one listing)."""
-    return {k.rsplit("/", 1)[-1].removesuffix(".json") for k in store.list(CHUNKS)}
+    return {k.rsplit("/", 1)[-1].removesuffix(".json") for k in store.keys(CHUNKS)}
 
 
 def read_record(store: Store, chunk_id: str) -> ChunkSummary:
@@ -108,12 +108,12 @@ class ChunkJournal:
     def load(self) -> dict[str, Result]:
         """Every result known for this slot: journal entries and parts of earlier prompts."""
         known: dict[str, Result] = {}
-        for key in self._store.list(PARTS + "/" + self._chunk.slot_id):
+        for key in self._store.keys(PARTS + "/" + self._chunk.slot_id):
             fmt: OutputFormat = "jsonl" if key.endswith(".jsonl") else "parquet"
             table = decode(self._store.read_bytes(key), fmt)
             if "request_hash" in table.column_names:
                 known.update(results_from_table(table, self._completion_column))
-        for key in self._store.list(self.prefix):
+        for key in self._store.keys(self.prefix):
             table = ipc.open_file(pa.py_buffer(self._store.read_bytes(key))).read_all()
             known.update(results_from_table(table))
         return known
@@ -179,8 +179,8 @@ def collect_garbage(store: Store, manifest: dict[str, Any]) -> int:
     """Delete journals, and parts and records the manifest no longer names."""
     keep_parts = {p["path"] for p in manifest["parts"]}
     keep_records = {record_key(p["chunk_id"]) for p in manifest["parts"]}
-    stale = [k for k in store.list(PARTS) if k not in keep_parts]
-    stale += [k for k in store.list(CHUNKS) if k not in keep_records]
-    stale += store.list(JOURNAL)
+    stale = [k for k in store.keys(PARTS) if k not in keep_parts]
+    stale += [k for k in store.keys(CHUNKS) if k not in keep_records]
+    stale += store.keys(JOURNAL)
     store.delete(stale)
     return len(stale)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -35,7 +35,7 @@ def _load(config: str, overrides: list[str]) -> JobConfig:
         _fail(exc)
 
 
-def _fail(exc: BaseException, code: int = 2) -> Any:
+def _fail(exc: BaseException, code: int = 2) -> NoReturn:
     console.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
     raise typer.Exit(code)
 
@@ -84,7 +84,9 @@ def run(
             figures, ok = summary.table()[0], summary.complete
             message = summary.message
         else:
-            figures, ok, message = _run_flow(config, set_)
+            from flows.enrich import run_enrich
+
+            ok, figures, message = run_enrich(config, set_)
     except EnrichError as exc:
         _fail(exc, 1)
     finally:
@@ -95,16 +97,6 @@ def run(
     console.print(("[green]" if ok else "[red]") + message, highlight=False)
     if not ok:
         raise typer.Exit(1)
-
-
-def _run_flow(config: str, overrides: list[str]) -> tuple[dict[str, Any], bool, str]:
-    from flows.enrich import enrich_dataset
-
-    state = asyncio.run(enrich_dataset(config, overrides, return_state=True))  # type: ignore[call-overload]
-    if state.is_completed():
-        figures = state.result()
-        return figures, True, f"committed to {figures.get('output', 'the output')}"
-    return {}, False, str(state.result(raise_on_failure=False))
 
 
 def _print_figures(figures: dict[str, Any]) -> None:

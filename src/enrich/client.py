@@ -57,11 +57,6 @@ def resolve_api_key(env_var: str = "CEREBRAS_API_KEY") -> str:
     return key
 
 
-def resolve_base_url(configured: str | None) -> str:
-    """The base URL: ``CEREBRAS_BASE_URL`` if set, else the config's, else the public API."""
-    return os.environ.get("CEREBRAS_BASE_URL") or configured or DEFAULT_BASE_URL
-
-
 def _int(value: Any) -> int:
     return int(value) if isinstance(value, (int, float)) else 0
 

@@ -6,7 +6,6 @@ process, with a little latency so the run looks like one) and points the SDK at 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import subprocess
@@ -43,7 +42,7 @@ def run_demo(output: str, config: str = DEMO_CONFIG) -> int:
     import polars as pl
 
     from enrich.status import read_dataset
-    from flows.enrich import enrich_dataset
+    from flows.enrich import run_enrich
 
     console = Console()
     overrides = [f"output.path={output}"]
@@ -56,11 +55,10 @@ def run_demo(output: str, config: str = DEMO_CONFIG) -> int:
             console.print(f"Using the bundled Cerebras simulator at {url}")
         else:
             console.print("CEREBRAS_API_KEY is set: calling the real Cerebras API")
-        state = asyncio.run(enrich_dataset(config, overrides, return_state=True))  # type: ignore[call-overload]
-    if not state.is_completed():
-        console.print(f"[red]the run did not complete: {state.result(raise_on_failure=False)}")
+        ok, figures, message = run_enrich(config, overrides)
+    if not ok:
+        console.print(f"[red]the run did not complete: {message}")
         return 1
-    figures = state.result()
     console.print(f"\nEnriched {figures['rows']} rows at {figures['rows_per_s']} rows/s "
                   f"({figures['requests']} requests, ${figures['cost_usd']:.6f}).")
     console.print(f"Output: {figures['output']} (parts listed in _manifest.json)\n")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -69,6 +70,10 @@ class Engine:
         self._price_out = cfg.pricing.output_per_million / 1_000_000
         self._retry = cfg.execution.retry
         self._in_flight: dict[str, asyncio.Future[Result]] = {}
+        # Results of recent requests, so a row repeating an earlier chunk's request is not
+        # sent again; bounded, so memory does not grow with the input.
+        self._recent: OrderedDict[str, Result] = OrderedDict()
+        self._recent_max = cfg.execution.dedupe_window
 
     # -- one request -------------------------------------------------------------------------
 
@@ -148,8 +153,13 @@ class Engine:
 
         owned: set[str] = set(known)
         waits: dict[str, asyncio.Future[Result]] = {}
+        results: dict[str, Result] = dict(known)
         for i, h in enumerate(hashes):
-            if h in known or h in waits:
+            if h in results or h in waits:
+                continue
+            earlier = self._recent.get(h)
+            if earlier is not None:
+                results[h] = earlier
                 continue
             future, mine = self._shared_request(h, messages[i])
             waits[h] = future
@@ -157,7 +167,6 @@ class Engine:
                 owned.add(h)
                 summary.requests += 1
 
-        results: dict[str, Result] = dict(known)
         transient: dict[str, _Transient] = {}
         if waits:
             order = list(waits)
@@ -167,7 +176,13 @@ class Engine:
                     return_exceptions=True,
                 )
             except BaseException:
-                # Cancelled (the run is stopping): keep every result that already arrived.
+                # Cancelled (the run is stopping): stop sending, keep what already arrived.
+                for h in owned & waits.keys():
+                    request = waits[h]
+                    if request.done() and not request.cancelled() and not request.exception():
+                        journal.add(h, request.result())
+                    else:
+                        request.cancel()
                 await asyncio.shield(journal.flush())
                 raise
             for h, outcome in zip(order, outcomes, strict=True):
@@ -179,6 +194,7 @@ class Engine:
                 else:
                     results[h] = outcome
         await journal.flush()
+        self._remember(results, owned)
 
         row_results: list[Result] = []
         seen: set[str] = set()
@@ -222,6 +238,21 @@ class Engine:
         await asyncio.to_thread(commit_chunk, job.store, chunk, data, cfg.output.format, summary)
         await asyncio.to_thread(journal.discard)
         return summary
+
+    def cancel_all(self) -> None:
+        """Cancel every request still in flight (the run is stopping)."""
+        for future in list(self._in_flight.values()):
+            future.cancel()
+
+    def _remember(self, results: Mapping[str, Result], owned: set[str]) -> None:
+        recent = self._recent
+        for h in owned:
+            result = results.get(h)
+            if result is not None and result.status == "ok":
+                recent[h] = result
+                recent.move_to_end(h)
+        while len(recent) > self._recent_max:
+            recent.popitem(last=False)
 
     async def _finish(self, request_hash: str, future: asyncio.Future[Result],
                       journal: ChunkJournal, owned: bool) -> Result:

@@ -10,6 +10,7 @@ run on the same event loop. :func:`finalize` commits the dataset once every chun
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -25,7 +26,7 @@ from enrich.checkpoint import (
     read_record,
     write_manifest,
 )
-from enrich.client import CompletionClient, resolve_api_key, resolve_base_url
+from enrich.client import DEFAULT_BASE_URL, CompletionClient, resolve_api_key
 from enrich.engine import Engine
 from enrich.job import Job
 from enrich.planning import ChunkSpec
@@ -45,7 +46,7 @@ async def open_engine(job: Job, api_key: str | None = None) -> AsyncIterator[Eng
     ex = cfg.execution
     client = CompletionClient(
         api_key=api_key or resolve_api_key(cfg.api.api_key_env),
-        base_url=resolve_base_url(cfg.api.base_url),
+        base_url=cfg.api.resolve_base_url(os.environ) or DEFAULT_BASE_URL,
         timeout=ex.request_timeout,
         max_connections=ex.max_concurrency,
     )
@@ -62,6 +63,7 @@ async def open_engine(job: Job, api_key: str | None = None) -> AsyncIterator[Eng
     try:
         yield current_engine
     finally:
+        current_engine.cancel_all()
         current_engine = None
         await client.aclose()
 

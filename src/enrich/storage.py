@@ -16,7 +16,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
-import fsspec
 from fsspec.core import url_to_fs
 
 from enrich.errors import StorageError
@@ -113,7 +112,7 @@ def open_input(
     """Open one input object for binary reading (``compression="gzip"`` decompresses)."""
     fs, path = filesystem(url, storage_options)
     with storage_errors(url):
-        return fsspec.open(path, "rb", compression=compression, fs=fs).open()  # type: ignore[no-any-return]
+        return fs.open(path, "rb", compression=compression)  # type: ignore[no-any-return]
 
 
 class Store:
@@ -160,7 +159,7 @@ class Store:
         with storage_errors(self.url_of(key)):
             return bool(self.fs.exists(self.path(key)))
 
-    def list(self, prefix: str) -> list[str]:
+    def keys(self, prefix: str) -> list[str]:
         """Keys of the files under ``prefix`` (relative to the root), sorted; [] if none."""
         base = self.path(prefix)
         with storage_errors(self.url_of(prefix)):

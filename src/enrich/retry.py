@@ -1,0 +1,143 @@
+"""The retry policy for chat completions, in one place, built on tenacity.
+
+What is retried (:func:`is_retryable`): 408, 409, 429 and 5xx responses, timeouts and connection
+failures, as the Cerebras SDK itself does (its own retries are off). Other 4xx, a context that
+is too long and output that does not parse are the request's fault: they become row errors.
+
+How long to wait (:func:`retrying`): jittered exponential backoff (:func:`backoff`), but never
+less than what the server asked for (:func:`retry_after`). Each attempt goes through the rate
+controller again, which paces the retries of everyone together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from enrich.buckets import parse_rate_headers, parse_retry_after
+from enrich.errors import CompletionError
+
+__all__ = ["MAX_RETRY_AFTER", "backoff", "is_retryable", "retry_after", "retrying"]
+
+# A server hint longer than this is not followed by one request's retry loop; quotas that reset
+# hours away are the rate controller's business (it raises QuotaExhausted).
+MAX_RETRY_AFTER = 60.0
+
+_RETRY_STATUSES = frozenset({408, 409, 429})
+_TRANSPORT_CODES = frozenset({"timeout", "connection"})
+_NEVER_RETRY_CODES = frozenset({"context_length_exceeded", "invalid_output"})
+
+
+def is_retryable(error: BaseException) -> bool:
+    """Whether another attempt could succeed where this one failed.
+
+    Only a :class:`~enrich.errors.CompletionError` is: with status 408, 409, 429 or >= 500, or
+    without status (no response) and code ``timeout`` or ``connection``; never with code
+    ``context_length_exceeded`` or ``invalid_output``. A server's ``x-should-retry: true|false``
+    header overrides the status, as in the SDK.
+    """
+    if not isinstance(error, CompletionError) or error.code in _NEVER_RETRY_CODES:
+        return False
+    if error.status is None:
+        return error.code in _TRANSPORT_CODES
+    should = _header(error, "x-should-retry")
+    if should in ("true", "false"):
+        return should == "true"
+    return error.status in _RETRY_STATUSES or error.status >= 500
+
+
+def retry_after(
+    error: BaseException, *, now: float | None = None, cap: float = MAX_RETRY_AFTER
+) -> float | None:
+    """Seconds the server asked us to wait before retrying, at most ``cap``; ``None`` if unsaid.
+
+    ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date, against ``now`` in epoch
+    seconds) when present. Otherwise, for a 429, the reset of the limit it hit: with code
+    ``token_quota_exceeded``, ``x-ratelimit-reset-tokens-minute``; with
+    ``request_quota_exceeded``, ``x-ratelimit-reset-requests-day`` when the day's requests are
+    gone (the same code serves the per-minute limit, which no header describes); for other
+    codes, the reset of whichever reported bucket is empty. A ``queue_exceeded`` 429 is the
+    provider's load, not a limit: no hint.
+    """
+    if not isinstance(error, CompletionError):
+        return None
+    seconds = parse_retry_after(error.headers, now=now)
+    if seconds is None and error.status == 429 and error.code != "queue_exceeded":
+        snap = parse_rate_headers(error.headers)
+        day_gone = snap.remaining_requests_day is not None and snap.remaining_requests_day < 1
+        if error.code == "token_quota_exceeded":
+            seconds = snap.reset_tokens_minute
+        elif day_gone:
+            seconds = snap.reset_requests_day
+        elif error.code == "request_quota_exceeded":
+            seconds = snap.reset_requests_minute
+        else:
+            empty = [
+                reset
+                for remaining, reset in (
+                    (snap.remaining_requests_minute, snap.reset_requests_minute),
+                    (snap.remaining_tokens_minute, snap.reset_tokens_minute),
+                )
+                if remaining is not None and remaining < 1 and reset is not None
+            ]
+            seconds = max(empty, default=None)
+    return None if seconds is None else min(seconds, cap)
+
+
+def backoff(attempt: int, *, initial: float, maximum: float, rand: Callable[[], float]) -> float:
+    """The wait after failed attempt number ``attempt`` (1-based): full-jitter exponential.
+
+    Uniform in ``[0, min(maximum, initial * 2 ** (attempt - 1))]`` given ``rand()`` uniform in
+    ``[0, 1)``: spreading the retries of many requests that failed together over the whole
+    window keeps them from failing together again.
+    """
+    ceiling = min(maximum, initial * 2.0 ** min(max(attempt, 1) - 1, 64))
+    return ceiling * rand()
+
+
+def retrying(
+    *,
+    attempts: int,
+    initial: float,
+    maximum: float,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    rand: Callable[[], float] = random.random,
+) -> AsyncRetrying:
+    """A tenacity loop: at most ``attempts`` tries, retrying only :func:`is_retryable` errors.
+
+    The wait before a retry is ``max(backoff(...), retry_after(error))``. The last error is
+    re-raised as itself (not wrapped in ``RetryError``). Attempts made so far are
+    ``attempt.retry_state.attempt_number``::
+
+        async for attempt in retrying(attempts=5, initial=0.5, maximum=8.0):
+            with attempt:
+                result = await send()
+        attempts = attempt.retry_state.attempt_number
+    """
+    if attempts < 1:
+        raise ValueError(f"attempts must be at least 1, got {attempts}")
+
+    def wait(state: RetryCallState) -> float:
+        outcome = state.outcome
+        error = outcome.exception() if outcome is not None else None
+        jittered = backoff(state.attempt_number, initial=initial, maximum=maximum, rand=rand)
+        hint = retry_after(error) if error is not None else None
+        return max(jittered, hint or 0.0)
+
+    return AsyncRetrying(
+        stop=stop_after_attempt(attempts),
+        retry=retry_if_exception(is_retryable),
+        wait=wait,
+        sleep=sleep,
+        reraise=True,
+    )
+
+
+def _header(error: CompletionError, name: str) -> str | None:
+    for key, value in error.headers.items():
+        if key.lower() == name:
+            return value.strip().lower()
+    return None

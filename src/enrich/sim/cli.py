@@ -1,0 +1,104 @@
+"""`enrich sim`: run the simulator as a process until SIGINT or SIGTERM.
+
+When it is ready it prints exactly one line, `enrich sim listening on http://HOST:PORT`, so a
+script that starts it with `--port 0` can read the port from its first line of output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Annotated, Any
+
+import typer
+
+from enrich.sim.config import DEFAULT_MODELS, Faults, Limits, SimConfig
+from enrich.sim.harness import SimRunner
+
+
+def _rate(what: str) -> Any:
+    """A fault-rate option (a probability per chat request)."""
+    return typer.Option(min=0.0, max=1.0, help=f"Share of chat requests that {what}.")
+
+
+def sim_command(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.")] = 0,
+    ttft: Annotated[float, typer.Option(help="Seconds before the first token.")] = 0.0,
+    tokens_per_second: Annotated[
+        float, typer.Option(help="Completion speed; 0 answers instantly.")
+    ] = 0.0,
+    rpm: Annotated[int | None, typer.Option(help="Requests per minute quota.")] = None,
+    tpm: Annotated[int | None, typer.Option(help="Tokens per minute quota.")] = None,
+    rpd: Annotated[int | None, typer.Option(help="Requests per day quota.")] = None,
+    tpd: Annotated[int | None, typer.Option(help="Tokens per day quota.")] = None,
+    max_completion_default: Annotated[
+        int, typer.Option(help="Longest natural completion, in tokens.")
+    ] = 48,
+    context_length: Annotated[int, typer.Option(help="Context window, in tokens.")] = 131072,
+    reserve_default: Annotated[
+        int, typer.Option(help="Tokens reserved when a request sets no max_completion_tokens.")
+    ] = 16384,
+    fail_429: Annotated[float, _rate("get 429 queue_exceeded")] = 0.0,
+    fail_500: Annotated[float, _rate("get a 500")] = 0.0,
+    fail_503: Annotated[float, _rate("get a 503")] = 0.0,
+    hang: Annotated[float, _rate("never get an answer")] = 0.0,
+    drop: Annotated[float, _rate("have their connection dropped")] = 0.0,
+    error_body: Annotated[float, _rate("get a 200 with an error body")] = 0.0,
+    retry_after: Annotated[
+        bool, typer.Option("--retry-after/--no-retry-after", help="Send retry-after on quota 429s.")
+    ] = True,
+    openai_headers: Annotated[
+        bool, typer.Option(help="Also send OpenAI-style x-ratelimit-*-requests/-tokens headers.")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Seed for fault injection.")] = 0,
+    models: Annotated[str, typer.Option(help="Comma-separated model catalogue.")] = ",".join(
+        DEFAULT_MODELS
+    ),
+    api_keys: Annotated[
+        str, typer.Option(help="Comma-separated accepted API keys; empty accepts any.")
+    ] = "",
+) -> None:
+    """Serve a Cerebras-compatible chat completions API with quotas, latency and faults."""
+    try:
+        config = SimConfig(
+            host=host,
+            port=port,
+            models=tuple(m.strip() for m in models.split(",") if m.strip()),
+            api_keys=frozenset(k.strip() for k in api_keys.split(",") if k.strip()),
+            ttft=ttft,
+            tokens_per_second=tokens_per_second or None,
+            max_completion_default=max_completion_default,
+            context_length=context_length,
+            reserve_default=reserve_default,
+            limits=Limits(rpm=rpm, tpm=tpm, rpd=rpd, tpd=tpd),
+            faults=Faults(
+                fail_429=fail_429,
+                fail_500=fail_500,
+                fail_503=fail_503,
+                hang=hang,
+                drop=drop,
+                error_body=error_body,
+            ),
+            retry_after=retry_after,
+            openai_headers=openai_headers,
+            seed=seed,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    asyncio.run(serve(config))
+
+
+async def serve(config: SimConfig) -> None:
+    """Serve until SIGINT or SIGTERM, announcing the URL on stdout once listening."""
+    runner = SimRunner(config)
+    url = await runner.start()
+    print(f"enrich sim listening on {url}", flush=True)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    try:
+        await stopping.wait()
+    finally:
+        await runner.stop()

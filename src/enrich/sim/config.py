@@ -1,0 +1,144 @@
+"""Settings of the Cerebras-compatible simulator.
+
+Three small frozen value objects: `Limits` (the account's quotas), `Faults` (injected failure
+rates) and `SimConfig` (everything else). They are built once, at the edge (CLI or test), and
+read on every request, so they are plain slotted dataclasses rather than validating models.
+`Limits` and `Faults` can be swapped while the server runs; `SimConfig` cannot.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+DEFAULT_MODELS: tuple[str, ...] = (
+    "gpt-oss-120b",
+    "llama3.1-8b",
+    "qwen-3-235b-a22b-instruct-2507",
+    "zai-glm-4.7",
+)
+
+LIMIT_FIELDS: tuple[str, ...] = ("rpm", "tpm", "rpd", "tpd")
+FAULT_FIELDS: tuple[str, ...] = ("fail_429", "fail_500", "fail_503", "hang", "drop", "error_body")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Quotas enforced with token buckets; `None` means not enforced (a huge limit is reported)."""
+
+    rpm: int | None = None
+    tpm: int | None = None
+    rpd: int | None = None
+    tpd: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in LIMIT_FIELDS:
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value <= 0):
+                raise ValueError(f"limit {name} must be a positive integer or None, got {value!r}")
+
+    def replace(self, changes: Mapping[str, object]) -> Limits:
+        """A copy with `changes` applied; an unknown name is a `ValueError`."""
+        unknown = set(changes) - set(LIMIT_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown limit field(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class Faults:
+    """Probabilities (0..1) that a chat request fails in a given way; they must sum to <= 1.
+
+    * fail_429 -- 429 `queue_exceeded` (capacity, not quota)
+    * fail_500, fail_503 -- server errors with a flat error body
+    * hang -- no response until the client gives up (or the server stops)
+    * drop -- the connection is aborted without a response
+    * error_body -- 200 whose body is `{"error": {...}, "status_code": 500}`
+    """
+
+    fail_429: float = 0.0
+    fail_500: float = 0.0
+    fail_503: float = 0.0
+    hang: float = 0.0
+    drop: float = 0.0
+    error_body: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in FAULT_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"fault rate {name} must be within 0..1, got {value!r}")
+        if self.total > 1.0 + 1e-9:
+            raise ValueError(f"fault rates add up to {self.total:g}, more than 1")
+
+    @property
+    def total(self) -> float:
+        """Probability that a request meets any fault."""
+        return sum(float(getattr(self, name)) for name in FAULT_FIELDS)
+
+    def pick(self, draw: float) -> str | None:
+        """The fault that a uniform draw in [0, 1) lands on, or None for a normal answer."""
+        edge = 0.0
+        for name in FAULT_FIELDS:
+            edge += getattr(self, name)
+            if draw < edge:
+                return name
+        return None
+
+    def replace(self, changes: Mapping[str, object]) -> Faults:
+        """A copy with `changes` applied; an unknown name is a `ValueError`."""
+        unknown = set(changes) - set(FAULT_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown fault field(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    """Everything the simulator needs to know; defaults give an instant, unlimited server.
+
+    Attributes:
+        host, port: where to listen; port 0 picks a free port.
+        models: the catalogue; other model ids get 404 `model_not_found`.
+        api_keys: accepted keys; empty accepts any key (a missing header is still 403).
+        ttft: seconds before the first token.
+        tokens_per_second: completion speed; None or 0 means instant.
+        max_completion_default: the longest natural completion, in tokens (completions are short).
+        context_length: prompt tokens + `max_completion_tokens` above this is a 400.
+        reserve_default: tokens reserved for the completion when the request sets no
+            `max_completion_tokens` (the provider reserves 16384).
+        limits, faults: see `Limits` and `Faults`.
+        retry_after: send `retry-after` (whole seconds) on quota 429s.
+        openai_headers: also send OpenAI-style `x-ratelimit-*-requests/-tokens` headers.
+        seed: seeds fault injection and the response fingerprint.
+        shutdown_timeout: seconds to wait for requests in flight when stopping.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    models: tuple[str, ...] = DEFAULT_MODELS
+    api_keys: frozenset[str] = field(default_factory=frozenset)
+    ttft: float = 0.0
+    tokens_per_second: float | None = None
+    max_completion_default: int = 48
+    context_length: int = 131072
+    reserve_default: int = 16384
+    limits: Limits = field(default_factory=Limits)
+    faults: Faults = field(default_factory=Faults)
+    retry_after: bool = True
+    openai_headers: bool = False
+    seed: int = 0
+    shutdown_timeout: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.ttft < 0:
+            raise ValueError("ttft must be >= 0")
+        if self.tokens_per_second is not None and self.tokens_per_second < 0:
+            raise ValueError("tokens_per_second must be >= 0")
+        if self.max_completion_default < 1:
+            raise ValueError("max_completion_default must be >= 1")
+        if self.context_length < 1 or self.reserve_default < 1:
+            raise ValueError("context_length and reserve_default must be >= 1")
+        if not self.models:
+            raise ValueError("the model catalogue is empty")
