@@ -11,6 +11,7 @@ import re
 import time
 from typing import Any
 
+import pyarrow as pa
 from prefect import flow, get_run_logger
 from prefect.artifacts import (
     acreate_markdown_artifact,
@@ -18,15 +19,15 @@ from prefect.artifacts import (
     acreate_table_artifact,
     aupdate_progress_artifact,
 )
-from prefect.runtime import flow_run
 from prefect.client.schemas.objects import State
+from prefect.runtime import flow_run
 
 from enrich.config import JobConfig, load_job_config
 from enrich.engine import Engine
 from enrich.job import Job
 from enrich.planning import ChunkSpec
 from enrich.report import ChunkSummary, JobSummary
-from enrich.run import drive, finalize, open_engine
+from enrich.run import RunChunk, run_job
 from tasks.chunks import enrich_chunk
 
 PROGRESS_EVERY_S = 5.0
@@ -63,18 +64,31 @@ async def _watch(engine: Engine, artifact_id: Any, every: float) -> None:
         elapsed = time.perf_counter() - p.started
         logger.info(
             "%d/%d rows (%d failed), %d requests, %.1f rows/s, %d tokens in, %d out",
-            p.rows_done, p.rows_total, p.rows_failed, p.requests,
-            p.rows_done / elapsed if elapsed else 0.0, p.prompt_tokens, p.completion_tokens,
+            p.rows_done,
+            p.rows_total,
+            p.rows_failed,
+            p.requests,
+            p.rows_done / elapsed if elapsed else 0.0,
+            p.prompt_tokens,
+            p.completion_tokens,
         )
-        if artifact_id is not None and p.rows_total:
-            await aupdate_progress_artifact(artifact_id, 100.0 * p.rows_done / p.rows_total)
+        await aupdate_progress_artifact(artifact_id, 100.0 * _share_done(engine))
+
+
+def _share_done(engine: Engine) -> float:
+    p = engine.progress
+    return p.rows_done / p.rows_total if p.rows_total else 1.0
 
 
 async def _report(summary: JobSummary, key: str) -> None:
-    await acreate_table_artifact(key=key, table=summary.table(),
-                                 description=f"Enrichment of {summary.job}")
-    await acreate_markdown_artifact(key=f"{key}-report", markdown=summary.markdown(),
-                                    description=f"Enrichment report for {summary.job}")
+    await acreate_table_artifact(
+        key=key, table=summary.table(), description=f"Enrichment of {summary.job}"
+    )
+    await acreate_markdown_artifact(
+        key=f"{key}-report",
+        markdown=summary.markdown(),
+        description=f"Enrichment report for {summary.job}",
+    )
 
 
 @flow(name="enrich-dataset", flow_run_name=_run_name, log_prints=False)
@@ -84,34 +98,47 @@ async def enrich_dataset(config: str, overrides: list[str] | None = None) -> dic
     The run fails (and can simply be rerun to resume) when any chunk could not be committed.
     """
     logger = get_run_logger()
-    started = time.perf_counter()
     cfg = load_job_config(config, overrides or [])
     job = Job.prepare(cfg, where=config)
     pending = job.pending()
-    logger.info("%s: %d rows in %d chunks, %d chunks pending -> %s", cfg.name, job.rows,
-                len(job.chunks), len(pending), job.store.url)
+    logger.info(
+        "%s: %d rows in %d chunks, %d chunks pending -> %s",
+        cfg.name,
+        job.rows,
+        len(job.chunks),
+        len(pending),
+        job.store.url,
+    )
     key = artifact_key("enrich", cfg.name)
-    summaries: list[ChunkSummary] = []
-    if pending:
-        job.write_plan()
-        async with open_engine(job, await resolve_api_key(cfg)) as engine:
-            engine.progress.rows_total = sum(c.rows for c in pending)
-            progress_id = await acreate_progress_artifact(
-                progress=0.0, key=f"{key}-progress", description=f"Rows enriched for {cfg.name}")
-            watcher = asyncio.ensure_future(_watch(engine, progress_id, PROGRESS_EVERY_S))
 
-            async def run_chunk(chunk: ChunkSpec, table: Any) -> ChunkSummary:
-                named = enrich_chunk.with_options(task_run_name=chunk.label)
-                return await named(engine, chunk, table)
+    def in_tasks(engine: Engine) -> RunChunk:
+        async def run_chunk(chunk: ChunkSpec, table: pa.Table) -> ChunkSummary:
+            named = enrich_chunk.with_options(task_run_name=chunk.label)
+            return await named(engine, chunk, table)
 
-            try:
-                summaries = await drive(job, pending, run_chunk, cfg.execution.chunks_in_flight)
-            finally:
-                watcher.cancel()
-            await aupdate_progress_artifact(progress_id, 100.0)
-    summary = finalize(job, summaries, time.perf_counter() - started)
-    logger.info("%s: %s; %d ok, %d failed, %.1f rows/s, $%.4f", cfg.name, summary.message,
-                summary.ok, summary.failed, summary.rows_per_s, summary.cost_usd)
+        return run_chunk
+
+    async def monitor(engine: Engine) -> None:
+        progress_id = await acreate_progress_artifact(
+            progress=0.0, key=f"{key}-progress", description=f"Rows enriched for {cfg.name}"
+        )
+        try:
+            await _watch(engine, progress_id, PROGRESS_EVERY_S)
+        finally:
+            await aupdate_progress_artifact(progress_id, 100.0 * _share_done(engine))
+
+    summary = await run_job(
+        job, api_key=await resolve_api_key(cfg), chunk_runner=in_tasks, monitor=monitor
+    )
+    logger.info(
+        "%s: %s; %d ok, %d failed, %.1f rows/s, $%.4f",
+        cfg.name,
+        summary.message,
+        summary.ok,
+        summary.failed,
+        summary.rows_per_s,
+        summary.cost_usd,
+    )
     await _report(summary, key)
     if not summary.complete:
         raise RuntimeError(f"{cfg.name}: {summary.message}")

@@ -43,7 +43,12 @@ async def enrich_chunk(engine: Engine, chunk: ChunkSpec, table: pa.Table) -> Chu
     logger = get_run_logger()
     logger.info(
         "%s: %d ok, %d failed, %d pending, %d requests, %d reused in %.1f s",
-        chunk.label, summary.ok, summary.failed, summary.pending, summary.requests,
-        summary.reused, summary.elapsed_s,
+        chunk.label,
+        summary.ok,
+        summary.failed,
+        summary.pending,
+        summary.requests,
+        summary.reused,
+        summary.elapsed_s,
     )
     return summary

@@ -46,9 +46,14 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 def review_rows(n: int, duplicates: int = 0) -> list[dict[str, Any]]:
     """``n`` small reviews; the last ``duplicates`` repeat earlier texts (same request)."""
-    rows = [{"review_id": f"r-{i:05d}", "rating": 1 + i % 5,
-             "text": f"Review number {i}: the product did {'well' if i % 3 else 'poorly'}."}
-            for i in range(n - duplicates)]
+    rows = [
+        {
+            "review_id": f"r-{i:05d}",
+            "rating": 1 + i % 5,
+            "text": f"Review number {i}: the product did {'well' if i % 3 else 'poorly'}.",
+        }
+        for i in range(n - duplicates)
+    ]
     for j in range(duplicates):
         rows.append({**rows[j], "review_id": f"r-dup-{j:05d}"})
     return rows
@@ -61,21 +66,31 @@ JobFactory = Callable[..., Path]
 def make_job(tmp_path: Path) -> JobFactory:
     """Write a job config (and optionally its input) under tmp_path; returns the YAML path."""
 
-    def make(rows: list[dict[str, Any]] | None = None, *, input_path: str | None = None,
-             output_path: str | None = None, **sections: Any) -> Path:
+    def make(
+        rows: list[dict[str, Any]] | None = None,
+        *,
+        input_path: str | None = None,
+        output_path: str | None = None,
+        **sections: Any,
+    ) -> Path:
         if input_path is None:
-            input_path = str(write_jsonl(tmp_path / "in" / "reviews.jsonl", rows or review_rows(20)))
+            input_path = str(
+                write_jsonl(tmp_path / "in" / "reviews.jsonl", rows or review_rows(20))
+            )
         config: dict[str, Any] = {
             "input": {"path": input_path, "id_column": "review_id"},
-            "prompt": {"system": "Classify the review.",
-                       "template": "Rating {rating}: {text}"},
+            "prompt": {"system": "Classify the review.", "template": "Rating {rating}: {text}"},
             "model": "gpt-oss-120b",
             "params": {"max_completion_tokens": 32, "temperature": 0},
             "output": {"path": output_path or str(tmp_path / "out")},
-            "execution": {"rows_per_chunk": 7, "chunks_in_flight": 3, "max_concurrency": 16,
-                          "journal_interval_s": 0.05, "journal_rows": 5,
-                          "retry": {"attempts": 3, "backoff_initial": 0.01,
-                                    "backoff_max": 0.05}},
+            "execution": {
+                "rows_per_chunk": 7,
+                "chunks_in_flight": 3,
+                "max_concurrency": 16,
+                "journal_interval_s": 0.05,
+                "journal_rows": 5,
+                "retry": {"attempts": 3, "backoff_initial": 0.01, "backoff_max": 0.05},
+            },
             "pricing": {"input_per_million": 0.35, "output_per_million": 0.75},
         }
         for key, value in sections.items():

@@ -350,6 +350,7 @@ async def test_first_minute_goes_out_at_once_then_paced() -> None:
     await ctl.acquire(1)
     await ctl.acquire(1)
     assert clock.t - start == pytest.approx(2.0)  # then one a second
+    assert (ctl.stats.acquired, ctl.stats.waited_s) == (62, pytest.approx(2.0))
 
 
 async def test_reservation_is_refunded_from_usage() -> None:
@@ -469,6 +470,13 @@ async def test_request_quota_429_empties_the_bucket_and_lowers_the_limit() -> No
     assert clock.t - start == pytest.approx(1.0)  # the server's bucket is empty: one refill
 
 
+async def test_fixed_limits_stay_fixed() -> None:
+    ctl = controller(FakeClock(), requests_per_minute=120, adaptive=False)
+    permit = await ctl.acquire(1)
+    ctl.release(permit, used_tokens=None, status=429, code="request_quota_exceeded")
+    assert (ctl.stats.throttled, ctl.stats.backoffs, ctl.stats.effective_rpm) == (1, 0, 120)
+
+
 async def test_capacity_429_does_not_lower_limits() -> None:
     ctl = controller(FakeClock(), requests_per_minute=120, tokens_per_minute=10_000)
     permit = await ctl.acquire(10)
@@ -515,7 +523,8 @@ async def test_daily_headers_say_when_the_quota_resets() -> None:
     ctl.release(permit, used_tokens=1, headers=headers)
     with pytest.raises(QuotaExhausted) as exc:
         await ctl.acquire(1)
-    assert (exc.value.which, exc.value.resets_in) == ("requests", pytest.approx(3600))
+    assert exc.value.which == "requests"
+    assert exc.value.resets_in == pytest.approx(3600)
 
 
 async def test_daily_429_raises_without_lowering_the_minute_limit() -> None:
@@ -542,7 +551,8 @@ async def test_daily_token_429_raises() -> None:
     ctl.release(permit, used_tokens=None, status=429, code="token_quota_exceeded", headers=headers)
     with pytest.raises(QuotaExhausted) as exc:
         await ctl.acquire(1000)
-    assert (exc.value.which, exc.value.resets_in) == ("tokens", pytest.approx(7200))
+    assert exc.value.which == "tokens"
+    assert exc.value.resets_in == pytest.approx(7200)
 
 
 @pytest.mark.parametrize(("retry_after", "raises"), [(119.0, False), (121.0, True)])

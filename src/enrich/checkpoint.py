@@ -60,8 +60,9 @@ def read_record(store: Store, chunk_id: str) -> ChunkSummary:
     return ChunkSummary.from_dict(orjson.loads(store.read_bytes(record_key(chunk_id))))
 
 
-def commit_chunk(store: Store, chunk: ChunkSpec, data: bytes, fmt: OutputFormat,
-                 summary: ChunkSummary) -> None:
+def commit_chunk(
+    store: Store, chunk: ChunkSpec, data: bytes, fmt: OutputFormat, summary: ChunkSummary
+) -> None:
     """Write the chunk's part, then its record. Either both are visible or the chunk is not."""
     key = part_key(chunk, fmt)
     store.write_bytes(key, data)
@@ -84,9 +85,17 @@ class ChunkJournal:
     flush is due, starts one in a worker thread so the event loop never waits on storage.
     """
 
-    def __init__(self, store: Store, chunk: ChunkSpec, fmt: OutputFormat, *,
-                 completion_column: str, interval_s: float, max_rows: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        store: Store,
+        chunk: ChunkSpec,
+        fmt: OutputFormat,
+        *,
+        completion_column: str,
+        interval_s: float,
+        max_rows: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._store = store
         self._chunk = chunk
         self._fmt = fmt
@@ -161,14 +170,25 @@ def read_json(store: Store, key: str) -> Any:
     return orjson.loads(store.read_bytes(key))
 
 
-def write_manifest(store: Store, *, job: str, fingerprint: str, fmt: OutputFormat,
-                   records: Iterable[ChunkSummary], totals: dict[str, Any]) -> dict[str, Any]:
+def write_manifest(
+    store: Store,
+    *,
+    job: str,
+    fingerprint: str,
+    fmt: OutputFormat,
+    records: Iterable[ChunkSummary],
+    totals: dict[str, Any],
+) -> dict[str, Any]:
     """Write the manifest, then the success marker. Returns the manifest."""
     parts = [{"path": r.part, "chunk_id": r.chunk_id, "rows": r.rows} for r in records]
     manifest = {
-        "job": job, "fingerprint": fingerprint, "format": fmt,
-        "committed_at": time.time(), "rows": sum(p["rows"] for p in parts),  # type: ignore[misc]
-        "parts": parts, "totals": totals,
+        "job": job,
+        "fingerprint": fingerprint,
+        "format": fmt,
+        "committed_at": time.time(),
+        "rows": sum(p["rows"] for p in parts),  # type: ignore[misc]
+        "parts": parts,
+        "totals": totals,
     }
     write_json(store, MANIFEST, manifest)
     store.write_bytes(SUCCESS, b"")

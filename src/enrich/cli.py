@@ -20,8 +20,11 @@ from enrich.config import JobConfig, load_job_config
 from enrich.errors import EnrichError
 from enrich.sim.cli import sim_command
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Enrich Parquet/JSONL datasets with Cerebras chat completions.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Enrich Parquet/JSONL datasets with Cerebras chat completions.",
+)
 app.command("sim")(sim_command)
 console = Console(stderr=True)
 
@@ -46,15 +49,25 @@ def _watch_progress(stop: threading.Event) -> None:
 
     from enrich import run as run_module
 
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=True) as bar:
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
         task = bar.add_task("rows", total=None)
         while not stop.wait(0.2):
             engine = run_module.current_engine
             if engine is not None:
                 p = engine.progress
-                bar.update(task, total=p.rows_total or None, completed=p.rows_done,
-                           description=f"rows ({p.requests} requests)")
+                bar.update(
+                    task,
+                    total=p.rows_total or None,
+                    completed=p.rows_done,
+                    description=f"rows ({p.requests} requests)",
+                )
 
 
 @app.command()
@@ -127,26 +140,38 @@ def plan(
         _fail(exc)
     avg = 0.0
     if sample is not None:
-        _, hashes, messages = job.render(*sample)
+        _, _, messages = job.render(*sample)
         avg = sum(count_prompt_tokens(m) for m in messages) / max(1, len(messages))
     ex = cfg.execution
     est = estimate(
-        rows=job.rows, chunks=len(job.chunks), pending_rows=sum(c.rows for c in pending),
-        avg_prompt_tokens=avg, max_completion_tokens=cfg.params.max_completion_tokens,
-        input_price=cfg.pricing.input_per_million, output_price=cfg.pricing.output_per_million,
-        requests_per_minute=ex.requests_per_minute, tokens_per_minute=ex.tokens_per_minute,
+        rows=job.rows,
+        chunks=len(job.chunks),
+        pending_rows=sum(c.rows for c in pending),
+        avg_prompt_tokens=avg,
+        max_completion_tokens=cfg.params.max_completion_tokens,
+        input_price=cfg.pricing.input_per_million,
+        output_price=cfg.pricing.output_per_million,
+        requests_per_minute=ex.requests_per_minute,
+        tokens_per_minute=ex.tokens_per_minute,
         max_concurrency=ex.max_concurrency,
     )
     table = Table(title=f"plan: {cfg.name}", show_header=False)
-    duration = "unbounded by the configured limits" if est.duration_s is None else (
-        f"~{est.duration_s} s (bound by {est.bound_by})")
+    duration = (
+        "unbounded by the configured limits"
+        if est.duration_s is None
+        else (f"~{est.duration_s} s (bound by {est.bound_by})")
+    )
     for key, value in [
-        ("input", cfg.input.path), ("output", job.store.url), ("model", cfg.model),
-        ("rows", est.rows), ("chunks", f"{est.chunks} ({len(pending)} pending)"),
+        ("input", cfg.input.path),
+        ("output", job.store.url),
+        ("model", cfg.model),
+        ("rows", est.rows),
+        ("chunks", f"{est.chunks} ({len(pending)} pending)"),
         ("rows to send", est.pending_rows),
         ("prompt tokens (est.)", est.prompt_tokens),
         ("completion tokens (at most)", est.completion_tokens),
-        ("cost (at most)", f"${est.cost_usd:.4f}"), ("duration", duration),
+        ("cost (at most)", f"${est.cost_usd:.4f}"),
+        ("duration", duration),
     ]:
         table.add_row(key, str(value))
     Console().print(table)
@@ -173,7 +198,7 @@ def status(
 def demo(
     output: str = typer.Option("out/reviews", help="Where the demo writes its output."),
 ) -> None:
-    """Run the sample job end to end (starts the bundled simulator unless CEREBRAS_API_KEY is set)."""
+    """Run the sample job end to end (on the bundled simulator unless CEREBRAS_API_KEY is set)."""
     from enrich.demo import run_demo
 
     raise typer.Exit(run_demo(output))

@@ -155,27 +155,33 @@ class CompletionClient:
             if params.get("stream"):
                 return await self._complete_streaming(model, messages, params)
             raw = await self._sdk.chat.completions.with_raw_response.create(
-                model=model, messages=messages, **params  # type: ignore[arg-type]
+                model=model,
+                messages=messages,
+                **params,  # type: ignore[arg-type]
             )
             headers = raw.headers
             body = orjson.loads(await raw.read())
         except APIStatusError as exc:
             raise _status_error(exc) from None
         except APITimeoutError:
-            raise CompletionError(
-                f"timed out after {self.timeout:g} s", code="timeout"
-            ) from None
+            raise CompletionError(f"timed out after {self.timeout:g} s", code="timeout") from None
         except APIConnectionError as exc:
-            raise CompletionError(f"connection error: {exc.__cause__ or exc}", code="connection") from None
+            raise CompletionError(
+                f"connection error: {exc.__cause__ or exc}", code="connection"
+            ) from None
         except orjson.JSONDecodeError as exc:
-            raise CompletionError(f"unparseable response body: {exc}", status=502, code="bad_body") from None
+            raise CompletionError(
+                f"unparseable response body: {exc}", status=502, code="bad_body"
+            ) from None
         return parse_completion(body, headers)
 
     async def _complete_streaming(
         self, model: str, messages: Sequence[Mapping[str, str]], params: Mapping[str, Any]
     ) -> Completion:
         raw = await self._sdk.chat.completions.with_raw_response.create(
-            model=model, messages=messages, **params  # type: ignore[arg-type]
+            model=model,
+            messages=messages,
+            **params,  # type: ignore[arg-type]
         )
         parts: list[str] = []
         last: dict[str, Any] = {}
@@ -198,4 +204,3 @@ class CompletionClient:
             "time_info": last.get("time_info"),
         }
         return parse_completion(body, raw.headers)
-

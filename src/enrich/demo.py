@@ -15,8 +15,16 @@ from collections.abc import Iterator
 from rich.console import Console
 
 DEMO_CONFIG = "configs/reviews.yaml"
-SHOW_COLUMNS = ["row_id", "rating", "completion", "prompt_tokens", "completion_tokens",
-                "cost_usd", "latency_s", "status"]
+SHOW_COLUMNS = [
+    "row_id",
+    "rating",
+    "completion",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "latency_s",
+    "status",
+]
 
 
 @contextlib.contextmanager
@@ -24,7 +32,9 @@ def simulator_process(*args: str) -> Iterator[str]:
     """Start ``enrich sim`` on a free port; yield its base URL; stop it on exit."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "enrich.sim", "--port", "0", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     try:
         assert proc.stdout is not None
@@ -48,8 +58,9 @@ def run_demo(output: str, config: str = DEMO_CONFIG) -> int:
     overrides = [f"output.path={output}"]
     with contextlib.ExitStack() as stack:
         if not os.environ.get("CEREBRAS_API_KEY"):
-            url = stack.enter_context(simulator_process("--ttft", "0.05",
-                                                        "--tokens-per-second", "2000"))
+            url = stack.enter_context(
+                simulator_process("--ttft", "0.05", "--tokens-per-second", "2000")
+            )
             os.environ["CEREBRAS_BASE_URL"] = url
             os.environ["CEREBRAS_API_KEY"] = "demo-key-for-the-local-simulator"
             console.print(f"Using the bundled Cerebras simulator at {url}")
@@ -59,8 +70,10 @@ def run_demo(output: str, config: str = DEMO_CONFIG) -> int:
     if not ok:
         console.print(f"[red]the run did not complete: {message}")
         return 1
-    console.print(f"\nEnriched {figures['rows']} rows at {figures['rows_per_s']} rows/s "
-                  f"({figures['requests']} requests, ${figures['cost_usd']:.6f}).")
+    console.print(
+        f"\nEnriched {figures['rows']} rows at {figures['rows_per_s']} rows/s "
+        f"({figures['requests']} requests, ${figures['cost_usd']:.6f})."
+    )
     console.print(f"Output: {figures['output']} (parts listed in _manifest.json)\n")
     frame = pl.from_arrow(read_dataset(figures["output"]))
     assert isinstance(frame, pl.DataFrame)

@@ -79,12 +79,20 @@ class Engine:
 
     def _result(self, c: Completion, attempts: int, latency: float) -> Result:
         return Result(
-            completion=c.content, finish_reason=c.finish_reason,
-            prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens,
-            total_tokens=c.total_tokens, cached_tokens=c.cached_tokens,
-            queue_time=c.queue_time, prompt_time=c.prompt_time,
-            completion_time=c.completion_time, total_time=c.total_time,
-            model=c.model, request_id=c.request_id, attempts=attempts, latency_s=latency,
+            completion=c.content,
+            finish_reason=c.finish_reason,
+            prompt_tokens=c.prompt_tokens,
+            completion_tokens=c.completion_tokens,
+            total_tokens=c.total_tokens,
+            cached_tokens=c.cached_tokens,
+            queue_time=c.queue_time,
+            prompt_time=c.prompt_time,
+            completion_time=c.completion_time,
+            total_time=c.total_time,
+            model=c.model,
+            request_id=c.request_id,
+            attempts=attempts,
+            latency_s=latency,
             cost_usd=c.prompt_tokens * self._price_in + c.completion_tokens * self._price_out,
         )
 
@@ -93,14 +101,16 @@ class Engine:
         try:
             completion = await self.client.complete(self.job.config.model, messages, self._params)
         except CompletionError as exc:
-            self.controller.release(permit, used_tokens=None, headers=exc.headers,
-                                    status=exc.status, code=exc.code)
+            self.controller.release(
+                permit, used_tokens=None, headers=exc.headers, status=exc.status, code=exc.code
+            )
             raise
         except BaseException:
             self.controller.release(permit, used_tokens=None)
             raise
-        self.controller.release(permit, used_tokens=completion.total_tokens,
-                                headers=completion.headers, status=200)
+        self.controller.release(
+            permit, used_tokens=completion.total_tokens, headers=completion.headers, status=200
+        )
         return completion
 
     async def _request(self, messages: Sequence[Mapping[str, str]]) -> Result:
@@ -109,9 +119,11 @@ class Engine:
         started = time.perf_counter()
         attempts = 0
         try:
-            async for attempt in retrying(attempts=self._retry.attempts,
-                                          initial=self._retry.backoff_initial,
-                                          maximum=self._retry.backoff_max):
+            async for attempt in retrying(
+                attempts=self._retry.attempts,
+                initial=self._retry.backoff_initial,
+                maximum=self._retry.backoff_max,
+            ):
                 with attempt:
                     attempts += 1
                     self.progress.requests += 1
@@ -119,15 +131,21 @@ class Engine:
         except CompletionError as exc:
             if is_retryable(exc):
                 raise _Transient(exc, attempts) from None
-            return Result(completion=None, attempts=attempts, status="error",
-                          error=exc.message, error_kind=exc.kind,
-                          latency_s=time.perf_counter() - started)
+            return Result(
+                completion=None,
+                attempts=attempts,
+                status="error",
+                error=exc.message,
+                error_kind=exc.kind,
+                latency_s=time.perf_counter() - started,
+            )
         self.progress.prompt_tokens += completion.prompt_tokens
         self.progress.completion_tokens += completion.completion_tokens
         return self._result(completion, attempts, time.perf_counter() - started)
 
-    def _shared_request(self, request_hash: str,
-                        messages: Sequence[Mapping[str, str]]) -> tuple[asyncio.Future[Result], bool]:
+    def _shared_request(
+        self, request_hash: str, messages: Sequence[Mapping[str, str]]
+    ) -> tuple[asyncio.Future[Result], bool]:
         """The future for ``request_hash``; True if this caller started it (and pays for it)."""
         future = self._in_flight.get(request_hash)
         if future is not None:
@@ -145,10 +163,14 @@ class Engine:
         job, cfg = self.job, self.job.config
         summary = ChunkSummary(chunk_id=chunk.chunk_id, label=chunk.label, rows=chunk.rows)
         row_ids, hashes, messages = job.render(chunk, table)
-        journal = ChunkJournal(job.store, chunk, cfg.output.format,
-                               completion_column=cfg.output.completion_column,
-                               interval_s=cfg.execution.journal_interval_s,
-                               max_rows=cfg.execution.journal_rows)
+        journal = ChunkJournal(
+            job.store,
+            chunk,
+            cfg.output.format,
+            completion_column=cfg.output.completion_column,
+            interval_s=cfg.execution.journal_interval_s,
+            max_rows=cfg.execution.journal_rows,
+        )
         known = await asyncio.to_thread(journal.load)
 
         owned: set[str] = set(known)
@@ -232,8 +254,9 @@ class Engine:
         if summary.pending:
             return summary
 
-        out = output_table(job.keep(table), row_ids, hashes, row_results,
-                           cfg.output.completion_column)
+        out = output_table(
+            job.keep(table), row_ids, hashes, row_results, cfg.output.completion_column
+        )
         data = await asyncio.to_thread(encode, out, cfg.output.format)
         await asyncio.to_thread(commit_chunk, job.store, chunk, data, cfg.output.format, summary)
         await asyncio.to_thread(journal.discard)
@@ -254,8 +277,9 @@ class Engine:
         while len(recent) > self._recent_max:
             recent.popitem(last=False)
 
-    async def _finish(self, request_hash: str, future: asyncio.Future[Result],
-                      journal: ChunkJournal, owned: bool) -> Result:
+    async def _finish(
+        self, request_hash: str, future: asyncio.Future[Result], journal: ChunkJournal, owned: bool
+    ) -> Result:
         result = await asyncio.shield(future)
         if owned:
             journal.add(request_hash, result)

@@ -48,7 +48,9 @@ class RequestHasher:
         return h.hexdigest()
 
 
-def request_hash(model: str, params: Mapping[str, Any], messages: Sequence[Mapping[str, str]]) -> str:
+def request_hash(
+    model: str, params: Mapping[str, Any], messages: Sequence[Mapping[str, str]]
+) -> str:
     """The identity of one chat completion request."""
     return RequestHasher(model, params)(messages)
 

@@ -30,8 +30,9 @@ ENGINE_VERSION = 1
 class Job:
     """One job's config, sources, template, output store and chunk plan."""
 
-    def __init__(self, config: JobConfig, sources: list[SourceFile], input_columns: list[str],
-                 where: str) -> None:
+    def __init__(
+        self, config: JobConfig, sources: list[SourceFile], input_columns: list[str], where: str
+    ) -> None:
         self.config = config
         self.where = where
         self.sources = sources
@@ -39,8 +40,9 @@ class Job:
         self.template.check(input_columns, where)
         spec = config.input
         if spec.id_column is not None and spec.id_column not in input_columns:
-            raise ConfigError(f"{where}: input.id_column: the input has no column "
-                              f"{spec.id_column!r}")
+            raise ConfigError(
+                f"{where}: input.id_column: the input has no column {spec.id_column!r}"
+            )
         self.keep_columns = list(spec.columns) if spec.columns is not None else input_columns
         missing = [c for c in self.keep_columns if c not in input_columns]
         if missing:
@@ -50,14 +52,19 @@ class Job:
         if spec.id_column:
             needed.append(spec.id_column)
         self.read_columns = list(dict.fromkeys(needed))
-        self.fingerprint = job_fingerprint({
-            "engine": ENGINE_VERSION, "model": config.model,
-            "params": config.params.request_fields(),
-            "system": config.prompt.system, "template": config.prompt.template,
-            "id_column": spec.id_column, "columns": self.keep_columns,
-            "completion_column": config.output.completion_column,
-            "format": config.output.format,
-        })
+        self.fingerprint = job_fingerprint(
+            {
+                "engine": ENGINE_VERSION,
+                "model": config.model,
+                "params": config.params.request_fields(),
+                "system": config.prompt.system,
+                "template": config.prompt.template,
+                "id_column": spec.id_column,
+                "columns": self.keep_columns,
+                "completion_column": config.output.completion_column,
+                "format": config.output.format,
+            }
+        )
         self.hasher = RequestHasher(config.model, config.params.request_fields())
         self.chunks = plan_chunks(sources, config.execution.rows_per_chunk, self.fingerprint)
         self.store = Store(config.output.path, config.output.storage_options)
@@ -84,11 +91,17 @@ class Job:
 
     def write_plan(self) -> None:
         """Record what this job will commit, so ``enrich status`` can tell what is pending."""
-        write_json(self.store, PLAN, {
-            "job": self.config.name, "fingerprint": self.fingerprint, "rows": self.rows,
-            "format": self.config.output.format,
-            "chunks": [{"chunk_id": c.chunk_id, "rows": c.rows} for c in self.chunks],
-        })
+        write_json(
+            self.store,
+            PLAN,
+            {
+                "job": self.config.name,
+                "fingerprint": self.fingerprint,
+                "rows": self.rows,
+                "format": self.config.output.format,
+                "chunks": [{"chunk_id": c.chunk_id, "rows": c.rows} for c in self.chunks],
+            },
+        )
 
     def iter_tables(self, chunks: Sequence[ChunkSpec]) -> Iterator[tuple[ChunkSpec, pa.Table]]:
         """The input rows of each chunk, in order, reading each source once, lazily."""
@@ -100,8 +113,9 @@ class Job:
             for bound, table in read_slices(source, self.config.input, bounds, self.read_columns):
                 yield by_bounds[bound], table
 
-    def render(self, chunk: ChunkSpec, table: pa.Table
-               ) -> tuple[list[str], list[str], list[list[dict[str, str]]]]:
+    def render(
+        self, chunk: ChunkSpec, table: pa.Table
+    ) -> tuple[list[str], list[str], list[list[dict[str, str]]]]:
         """Row ids, request hashes and messages for every row of a chunk."""
         n = table.num_rows
         columns: Mapping[str, Sequence[Any]] = {

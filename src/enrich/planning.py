@@ -100,7 +100,9 @@ def estimate(
     bounds: dict[str, float] = {}
     if requests_per_minute:
         # Buckets start full: the first minute's quota goes out at once.
-        bounds["requests per minute"] = max(0, pending_rows - requests_per_minute) / requests_per_minute * 60
+        bounds["requests per minute"] = (
+            max(0, pending_rows - requests_per_minute) / requests_per_minute * 60
+        )
     if tokens_per_minute:
         spent = prompt + completion - tokens_per_minute
         bounds["tokens per minute"] = max(0, spent) / tokens_per_minute * 60

@@ -34,14 +34,22 @@ from enrich.buckets import (
 )
 from enrich.errors import QuotaExhausted
 
-__all__ = ["Permit", "RateController", "RateSnapshot", "RateStats", "parse_rate_headers"]
+__all__ = [
+    "Permit",
+    "RateController",
+    "RateSnapshot",
+    "RateStats",
+    "parse_rate_headers",
+    "throttle_kind",
+]
 
 MINUTE = 60.0
 DAY = 86_400.0
 # The head waiter sleeps at most this long at a time, so a limit change or a raised in-flight
 # cap is seen promptly without racing the injected sleep against a wake-up event.
 _MAX_NAP = 0.5
-# A queue_exceeded 429 is the provider's capacity, not our quota: pause everyone this long.
+# After a 429 with no retry hint everyone pauses this long; for a queue_exceeded 429 (the
+# provider's capacity, not our quota) that pause is the whole response.
 _CAPACITY_PAUSE = 1.0
 
 ThrottleKind = Literal["capacity", "requests", "tokens", "requests_day", "tokens_day"]
@@ -247,9 +255,10 @@ class RateController:
         ``None``) keeps its reservation, since the server may have done the work.
         ``headers`` re-sync the buckets. On a 429, ``code`` says which limit was hit
         (:func:`throttle_kind`) and everyone waits: for ``retry_after`` (an explicit hint in
-        seconds; when ``None``, read from the ``retry-after`` headers), for the limit's reset,
-        or for the bucket the 429 emptied to refill; in adaptive mode the per-minute limit that
-        was hit is lowered too.
+        seconds; when ``None``, read from the ``retry-after`` headers) or else a second, for the
+        token bucket's reset, for the request bucket the 429 emptied to refill, or until a daily
+        quota resets (``acquire`` then raises); in adaptive mode the per-minute limit that was
+        hit is lowered too. ``queue_exceeded`` (capacity) lowers nothing.
         """
         if permit.released:
             return
@@ -292,22 +301,19 @@ class RateController:
         kind = throttle_kind(code, snap, permit.tokens)
         which = "tokens" if kind in ("tokens", "tokens_day") else "requests"
         pause = hint if hint is not None else _CAPACITY_PAUSE
-        if hint is not None:
-            self._block(now + hint, which)
+        self._block(now + pause, which)
         if kind == "capacity":
             self._refund_request(now)
-            self._block(now + pause, which)
         elif kind == "requests_day":
             self._block(now + _or_inf(snap.reset_requests_day), which)
         elif kind == "tokens_day":
             # No header says when the daily token quota resets; assume the requests' day does.
-            self._block(now + _or_inf(snap.reset_tokens_day or snap.reset_requests_day), which)
+            reset = snap.reset_tokens_day
+            self._block(now + _or_inf(snap.reset_requests_day if reset is None else reset), which)
         elif kind == "requests":
             # Cerebras reports no per-minute request headers: its bucket is now empty, and the
             # RPM is learned here, from the rejections.
             self._lower(self._rpm_limit, self._rpm, permit.seq, 0.0, self._in_flight, now)
-            if self._rpm is None:
-                self._block(now + pause, which)
         else:
             self._refund_request(now)
             left = snap.remaining_tokens_minute

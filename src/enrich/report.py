@@ -115,8 +115,16 @@ class JobSummary:
         self.chunks_skipped += chunk.skipped
         if chunk.skipped:
             return
-        for name in ("ok", "failed", "pending", "requests", "attempts", "reused",
-                     "prompt_tokens", "completion_tokens"):
+        for name in (
+            "ok",
+            "failed",
+            "pending",
+            "requests",
+            "attempts",
+            "reused",
+            "prompt_tokens",
+            "completion_tokens",
+        ):
             setattr(self, name, getattr(self, name) + getattr(chunk, name))
         self.cost_usd += chunk.cost_usd
         for key, count in chunk.latency.items():
@@ -128,20 +136,38 @@ class JobSummary:
     def table(self) -> list[dict[str, Any]]:
         """One row of figures, the shape of a Prefect table artifact."""
         p = {q: percentile(self.latency, q) for q in (50, 95, 99)}
-        return [{
-            "job": self.job, "output": self.output, "rows": self.rows, "rows_ok": self.ok, "rows_failed": self.failed,
-            "rows_pending": self.pending, "requests": self.requests, "reused": self.reused,
-            "tokens_in": self.prompt_tokens, "tokens_out": self.completion_tokens,
-            "cost_usd": round(self.cost_usd, 6), "rows_per_s": round(self.rows_per_s, 1),
-            "elapsed_s": round(self.elapsed_s, 2),
-            "latency_p50_s": _round(p[50]), "latency_p95_s": _round(p[95]),
-            "latency_p99_s": _round(p[99]), "complete": self.complete,
-        }]
+        return [
+            {
+                "job": self.job,
+                "output": self.output,
+                "rows": self.rows,
+                "rows_ok": self.ok,
+                "rows_failed": self.failed,
+                "rows_pending": self.pending,
+                "requests": self.requests,
+                "reused": self.reused,
+                "tokens_in": self.prompt_tokens,
+                "tokens_out": self.completion_tokens,
+                "cost_usd": round(self.cost_usd, 6),
+                "rows_per_s": round(self.rows_per_s, 1),
+                "elapsed_s": round(self.elapsed_s, 2),
+                "latency_p50_s": _round(p[50]),
+                "latency_p95_s": _round(p[95]),
+                "latency_p99_s": _round(p[99]),
+                "complete": self.complete,
+            }
+        ]
 
     def markdown(self) -> str:
         row = self.table()[0]
-        lines = [f"# Enrichment: {self.job}", "", f"Output: `{self.output}`", "",
-                 "| metric | value |", "|---|---|"]
+        lines = [
+            f"# Enrichment: {self.job}",
+            "",
+            f"Output: `{self.output}`",
+            "",
+            "| metric | value |",
+            "|---|---|",
+        ]
         lines += [f"| {k} | {v} |" for k, v in row.items() if k not in ("job", "output")]
         if self.errors:
             lines += ["", "## Errors", "", "| kind | rows | sample |", "|---|---|---|"]

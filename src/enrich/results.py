@@ -52,8 +52,13 @@ class Result:
     def shared(self) -> Result:
         """This result as seen by a second row with the same request: nothing paid again."""
         return replace(
-            self, prompt_tokens=0, completion_tokens=0, total_tokens=0, cached_tokens=0,
-            attempts=0, cost_usd=0.0,
+            self,
+            prompt_tokens=0,
+            completion_tokens=0,
+            total_tokens=0,
+            cached_tokens=0,
+            attempts=0,
+            cost_usd=0.0,
         )
 
 
@@ -78,7 +83,7 @@ _TYPES: dict[str, pa.DataType] = {
     "error_kind": pa.string(),
 }
 RESULT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Result))
-assert RESULT_FIELDS == tuple(_TYPES), "Result fields and their Arrow types must agree"
+assert tuple(_TYPES) == RESULT_FIELDS, "Result fields and their Arrow types must agree"
 IDENTITY_COLUMNS = ("row_id", "request_hash")
 
 

@@ -68,8 +68,9 @@ async def open_engine(job: Job, api_key: str | None = None) -> AsyncIterator[Eng
         await client.aclose()
 
 
-async def drive(job: Job, chunks: Sequence[ChunkSpec], run_chunk: RunChunk,
-                chunks_in_flight: int) -> list[ChunkSummary]:
+async def drive(
+    job: Job, chunks: Sequence[ChunkSpec], run_chunk: RunChunk, chunks_in_flight: int
+) -> list[ChunkSummary]:
     """Run ``chunks`` with at most ``chunks_in_flight`` at once; summaries in chunk order.
 
     The first chunk that raises (a daily quota, a storage failure) stops the run: no new
@@ -104,16 +105,23 @@ async def drive(job: Job, chunks: Sequence[ChunkSpec], run_chunk: RunChunk,
 def finalize(job: Job, summaries: Sequence[ChunkSummary], elapsed_s: float) -> JobSummary:
     """Commit the dataset if every chunk is in; report what this run did either way."""
     cfg = job.config
-    result = JobSummary(job=cfg.name, output=job.store.url, chunks=len(job.chunks),
-                        rows=job.rows, elapsed_s=elapsed_s)
+    result = JobSummary(
+        job=cfg.name,
+        output=job.store.url,
+        chunks=len(job.chunks),
+        rows=job.rows,
+        elapsed_s=elapsed_s,
+    )
     for s in summaries:
         result.add(s)
     done = committed_chunk_ids(job.store)
     missing = [c for c in job.chunks if c.chunk_id not in done]
     result.chunks_committed = len(job.chunks) - len(missing)
     if missing:
-        result.message = (f"{len(missing)} of {len(job.chunks)} chunks not committed "
-                          f"({result.pending} rows failed transiently); rerun to resume")
+        result.message = (
+            f"{len(missing)} of {len(job.chunks)} chunks not committed "
+            f"({result.pending} rows failed transiently); rerun to resume"
+        )
         return result
     if _already_committed(job):
         result.complete = True
@@ -121,13 +129,20 @@ def finalize(job: Job, summaries: Sequence[ChunkSummary], elapsed_s: float) -> J
         return result
     records = [read_record(job.store, c.chunk_id) for c in job.chunks]
     totals = {
-        "rows_ok": sum(r.ok for r in records), "rows_failed": sum(r.failed for r in records),
+        "rows_ok": sum(r.ok for r in records),
+        "rows_failed": sum(r.failed for r in records),
         "prompt_tokens": sum(r.prompt_tokens for r in records),
         "completion_tokens": sum(r.completion_tokens for r in records),
         "cost_usd": sum(r.cost_usd for r in records),
     }
-    manifest = write_manifest(job.store, job=cfg.name, fingerprint=job.fingerprint,
-                              fmt=cfg.output.format, records=records, totals=totals)
+    manifest = write_manifest(
+        job.store,
+        job=cfg.name,
+        fingerprint=job.fingerprint,
+        fmt=cfg.output.format,
+        records=records,
+        totals=totals,
+    )
     collect_garbage(job.store, manifest)
     result.complete = True
     result.message = f"committed {manifest['rows']} rows in {len(records)} parts"
@@ -141,9 +156,20 @@ def _already_committed(job: Job) -> bool:
     return bool(manifest.get("fingerprint") == job.fingerprint)
 
 
-async def run_job(job: Job, *, api_key: str | None = None,
-                  on_engine: Callable[[Engine], None] | None = None) -> JobSummary:
-    """Run a prepared job with the engine alone (no Prefect): plan, chunks, commit."""
+async def run_job(
+    job: Job,
+    *,
+    api_key: str | None = None,
+    chunk_runner: Callable[[Engine], RunChunk] | None = None,
+    monitor: Callable[[Engine], Awaitable[None]] | None = None,
+) -> JobSummary:
+    """Run a prepared job to the end: pending chunks through one engine, then the commit.
+
+    ``chunk_runner`` turns the engine into the function that runs one chunk (default: the
+    engine's own ``run_chunk``; the Prefect flow wraps it in a task). ``monitor`` runs beside
+    the chunks (progress logs, artifacts) and is cancelled when they finish. A finished job
+    opens no client and sends nothing.
+    """
     started = time.perf_counter()
     pending = job.pending()
     summaries: list[ChunkSummary] = []
@@ -151,8 +177,14 @@ async def run_job(job: Job, *, api_key: str | None = None,
         job.write_plan()
         async with open_engine(job, api_key) as engine:
             engine.progress.rows_total = sum(c.rows for c in pending)
-            if on_engine is not None:
-                on_engine(engine)
-            summaries = await drive(job, pending, engine.run_chunk,
-                                    job.config.execution.chunks_in_flight)
+            run_chunk = chunk_runner(engine) if chunk_runner else engine.run_chunk
+            watcher = asyncio.ensure_future(monitor(engine)) if monitor else None
+            try:
+                summaries = await drive(
+                    job, pending, run_chunk, job.config.execution.chunks_in_flight
+                )
+            finally:
+                if watcher is not None:
+                    watcher.cancel()
+                    await asyncio.gather(watcher, return_exceptions=True)
     return finalize(job, summaries, time.perf_counter() - started)

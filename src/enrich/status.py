@@ -35,9 +35,11 @@ class OutputStatus:
         if self.manifest_rows is not None:
             out.append(f"  committed dataset (manifest): {self.manifest_rows} rows")
         if self.planned_chunks:
-            out.append(f"  current plan: {self.committed_chunks}/{self.planned_chunks} chunks, "
-                       f"{self.committed_rows}/{self.planned_rows} rows committed, "
-                       f"{self.pending_chunks} chunks pending")
+            out.append(
+                f"  current plan: {self.committed_chunks}/{self.planned_chunks} chunks, "
+                f"{self.committed_rows}/{self.planned_rows} rows committed, "
+                f"{self.pending_chunks} chunks pending"
+            )
         else:
             out.append("  no run has started here")
         return out

@@ -25,5 +25,7 @@ def count_prompt_tokens(messages: Iterable[Mapping[str, object]]) -> int:
     total = 0
     for message in messages:
         content = message.get("content")
-        total += TOKENS_PER_MESSAGE + (count_text_tokens(content) if isinstance(content, str) else 0)
+        total += TOKENS_PER_MESSAGE + (
+            count_text_tokens(content) if isinstance(content, str) else 0
+        )
     return total
