@@ -156,8 +156,8 @@ class CompletionClient:
                 return await self._complete_streaming(model, messages, params)
             raw = await self._sdk.chat.completions.with_raw_response.create(
                 model=model,
-                messages=messages,
-                **params,  # type: ignore[arg-type]
+                messages=messages,  # type: ignore[arg-type]
+                **params,
             )
             headers = raw.headers
             body = orjson.loads(await raw.read())
@@ -180,8 +180,8 @@ class CompletionClient:
     ) -> Completion:
         raw = await self._sdk.chat.completions.with_raw_response.create(
             model=model,
-            messages=messages,
-            **params,  # type: ignore[arg-type]
+            messages=messages,  # type: ignore[arg-type]
+            **params,
         )
         parts: list[str] = []
         last: dict[str, Any] = {}
