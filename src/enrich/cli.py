@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from enrich.config import JobConfig, load_job_config
@@ -39,7 +40,7 @@ def _load(config: str, overrides: list[str]) -> JobConfig:
 
 
 def _fail(exc: BaseException, code: int = 2) -> NoReturn:
-    console.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
+    console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -107,7 +108,7 @@ def run(
         if watcher is not None:
             watcher.join()
     _print_figures(figures)
-    console.print(("[green]" if ok else "[red]") + message, highlight=False)
+    console.print(("[green]" if ok else "[red]") + escape(message), highlight=False, soft_wrap=True)
     if not ok:
         raise typer.Exit(1)
 

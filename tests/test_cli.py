@@ -1,0 +1,107 @@
+"""The command line as scripts use it: exit codes, one-line errors before any request, plan."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import JobFactory, review_rows, write_jsonl
+
+from enrich.sim.harness import SimServer
+
+
+def enrich(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "enrich.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ),
+        cwd=cwd,
+    )
+
+
+def test_importing_the_engine_does_not_import_prefect() -> None:
+    code = (
+        "import sys, pkgutil, importlib, enrich\n"
+        "for m in pkgutil.walk_packages(enrich.__path__, 'enrich.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "bad = sorted(n for n in sys.modules if n == 'prefect' or n.startswith('prefect.'))\n"
+        "assert not bad, bad[:5]\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_run_direct_commits_and_exits_zero(sim: SimServer, make_job: JobFactory) -> None:
+    result = enrich(
+        "run", str(make_job(review_rows(12))), "--direct", "--set", "execution.max_concurrency=8"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "committed" in result.stderr
+    assert sim.stats.requests == 12
+
+
+def test_run_exits_non_zero_when_the_run_did_not_complete(
+    sim: SimServer, make_job: JobFactory
+) -> None:
+    sim.set_faults(fail_500=1.0)
+    result = enrich("run", str(make_job(review_rows(5))), "--direct")
+    assert result.returncode != 0
+    assert "rerun to resume" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"input_path": "/nonexistent/reviews.jsonl"}, "/nonexistent/reviews.jsonl: not found"),
+        ({"prompt": {"template": "{missing_column}"}}, "column 'missing_column'"),
+        ({"execution": {"max_concurency": 3}}, "execution.max_concurency"),
+        ({"params": {"temperature": 7}}, "params.temperature"),
+    ],
+)
+def test_bad_input_is_one_line_before_any_request(
+    sim: SimServer, make_job: JobFactory, change: dict[str, object], expected: str
+) -> None:
+    result = enrich("run", str(make_job(**change)), "--direct")
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert expected in lines[0]
+    assert sim.stats.requests == 0
+
+
+def test_malformed_jsonl_names_file_and_line(
+    sim: SimServer, make_job: JobFactory, tmp_path: Path
+) -> None:
+    path = write_jsonl(tmp_path / "bad" / "in.jsonl", review_rows(5))
+    with path.open("a") as fh:
+        fh.write('{"review_id": "r-x", "rating": 3, "text": "oops"\n')
+    result = enrich("run", str(make_job(input_path=str(path))), "--direct")
+    assert result.returncode != 0
+    assert f"{path}:6" in result.stderr
+    assert sim.stats.requests == 0
+
+
+def test_plan_estimates_before_spending(sim: SimServer, make_job: JobFactory) -> None:
+    result = enrich(
+        "plan", str(make_job(review_rows(30))), "--set", "execution.requests_per_minute=10"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "30" in result.stdout and "requests per minute" in result.stdout
+    assert sim.stats.requests == 0
+
+
+def test_status_reports_committed_and_pending(
+    sim: SimServer, make_job: JobFactory, tmp_path: Path
+) -> None:
+    config = make_job(review_rows(14))
+    out = str(tmp_path / "out")
+    result = enrich("status", out)
+    assert "no run has started here" in result.stdout
+    assert enrich("run", str(config), "--direct").returncode == 0
+    result = enrich("status", out)
+    assert result.returncode == 0
+    assert "complete" in result.stdout and "2/2 chunks" in result.stdout
