@@ -8,6 +8,7 @@ Scripts and schedulers depend on this surface: ``enrich run CONFIG --set KEY=VAL
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import threading
 from typing import Any, NoReturn
@@ -42,6 +43,17 @@ def _load(config: str, overrides: list[str]) -> JobConfig:
 def _fail(exc: BaseException, code: int = 2) -> NoReturn:
     console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def prefect_defaults() -> None:
+    """Settings for an in-process (ephemeral) Prefect server, unless the user chose otherwise.
+
+    A first start on a fresh or busy machine (database migrations) can take longer than
+    Prefect's 20 s default; and nothing should phone home from an offline batch job.
+    """
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
 def _watch_progress(stop: threading.Event) -> None:
@@ -98,6 +110,7 @@ def run(
             figures, ok = summary.table()[0], summary.complete
             message = summary.message
         else:
+            prefect_defaults()
             from flows.enrich import run_enrich
 
             ok, figures, message = run_enrich(config, set_)
@@ -201,6 +214,8 @@ def demo(
 ) -> None:
     """Run the sample job end to end (on the bundled simulator unless CEREBRAS_API_KEY is set)."""
     from enrich.demo import run_demo
+
+    prefect_defaults()
 
     raise typer.Exit(run_demo(output))
 
