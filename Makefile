@@ -11,7 +11,7 @@ export DO_NOT_TRACK ?= 1
 $(BIN)/enrich: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]' -c .ci/constraints.txt
 	touch $(BIN)/enrich
 
 install: $(BIN)/enrich

@@ -215,6 +215,9 @@ def demo(
     """Run the sample job end to end (on the bundled simulator unless CEREBRAS_API_KEY is set)."""
     from enrich.demo import run_demo
 
+    # The demo's ephemeral Prefect server keeps its database in the project, apart from any
+    # ~/.prefect database another Prefect version may have migrated.
+    os.environ.setdefault("PREFECT_HOME", os.path.abspath(".prefect"))
     prefect_defaults()
 
     raise typer.Exit(run_demo(output))
