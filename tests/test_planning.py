@@ -1,0 +1,164 @@
+"""Planning, identity and estimates: pure functions, tested table-first."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from enrich.hashing import RequestHasher, job_fingerprint, request_hash
+from enrich.planning import estimate, plan_chunks
+from enrich.report import ChunkSummary, add_latency, merge, percentile
+
+
+@dataclass(frozen=True)
+class Source:
+    key: str
+    version: str
+    num_rows: int
+
+
+SOURCES = [Source("a.jsonl", "v1", 10), Source("b.jsonl", "v1", 0), Source("c.jsonl", "v2", 4)]
+
+
+@pytest.mark.parametrize(
+    ("rows_per_chunk", "bounds"),
+    [
+        (4, [(0, 0, 4), (0, 4, 8), (0, 8, 10), (2, 0, 4)]),
+        (10, [(0, 0, 10), (2, 0, 4)]),
+        (100, [(0, 0, 10), (2, 0, 4)]),
+        (1, [(0, i, i + 1) for i in range(10)] + [(2, i, i + 1) for i in range(4)]),
+    ],
+)
+def test_chunks_cover_every_row_once_in_order(
+    rows_per_chunk: int, bounds: list[tuple[int, int, int]]
+) -> None:
+    chunks = plan_chunks(SOURCES, rows_per_chunk, "fp")
+    assert [(c.source_index, c.start, c.stop) for c in chunks] == bounds
+    assert len({c.chunk_id for c in chunks}) == len(chunks)
+
+
+def test_planning_is_deterministic_and_ids_follow_what_shapes_them() -> None:
+    first = plan_chunks(SOURCES, 4, "fp")
+    assert first == plan_chunks(SOURCES, 4, "fp")
+    other_job = plan_chunks(SOURCES, 4, "fp2")
+    assert [c.slot_id for c in other_job] == [c.slot_id for c in first]  # same slices
+    assert not {c.chunk_id for c in other_job} & {c.chunk_id for c in first}
+    changed = plan_chunks([Source("a.jsonl", "v9", 10), *SOURCES[1:]], 4, "fp")
+    assert changed[0].slot_id != first[0].slot_id  # a new version of a file is new work
+    assert changed[-1] == first[-1]
+
+
+def test_plan_rejects_empty_chunks() -> None:
+    with pytest.raises(ValueError):
+        plan_chunks(SOURCES, 0, "fp")
+
+
+MESSAGES = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
+
+
+@pytest.mark.parametrize(
+    ("model", "params", "messages", "same"),
+    [
+        ("m", {"temperature": 0}, MESSAGES, True),
+        ("m2", {"temperature": 0}, MESSAGES, False),
+        ("m", {"temperature": 1}, MESSAGES, False),
+        ("m", {"temperature": 0, "seed": 1}, MESSAGES, False),
+        ("m", {"temperature": 0}, [{"role": "user", "content": "u"}], False),
+    ],
+)
+def test_request_hash_identity(
+    model: str, params: dict[str, object], messages: list[dict[str, str]], same: bool
+) -> None:
+    base = request_hash("m", {"temperature": 0}, MESSAGES)
+    assert (request_hash(model, params, messages) == base) is same
+    assert RequestHasher(model, params)(messages) == request_hash(model, params, messages)
+
+
+def test_job_fingerprint_ignores_key_order() -> None:
+    assert job_fingerprint({"a": 1, "b": [1, 2]}) == job_fingerprint({"b": [1, 2], "a": 1})
+    assert job_fingerprint({"a": 1}) != job_fingerprint({"a": 2})
+
+
+@pytest.mark.parametrize(
+    ("rpm", "tpm", "latency", "duration", "bound_by"),
+    [
+        (None, None, None, None, "unknown"),
+        (60, None, None, 940, "requests per minute"),  # 1000 rows, the first 60 at once
+        (None, 120_000, None, 50, "tokens per minute"),  # 220k tokens, 120k at once
+        (1000, None, 1.0, 16, "concurrency"),  # 1000 rows x 1 s / 64
+    ],
+)
+def test_estimate_duration_is_the_slowest_bound(
+    rpm: float | None, tpm: float | None, latency: float | None, duration: int | None, bound_by: str
+) -> None:
+    est = estimate(
+        rows=1000,
+        chunks=10,
+        pending_rows=1000,
+        avg_prompt_tokens=100,
+        max_completion_tokens=120,
+        input_price=0.35,
+        output_price=0.75,
+        requests_per_minute=rpm,
+        tokens_per_minute=tpm,
+        max_concurrency=64,
+        seconds_per_request=latency,
+    )
+    assert est.prompt_tokens == 100_000 and est.completion_tokens == 120_000
+    assert est.cost_usd == pytest.approx((100_000 * 0.35 + 120_000 * 0.75) / 1e6)
+    assert (est.duration_s, est.bound_by) == (duration, bound_by)
+
+
+@pytest.mark.parametrize(
+    ("latencies", "q", "expected"),
+    [
+        ([0.1] * 100, 50, 0.1),
+        ([0.1] * 90 + [2.0] * 10, 50, 0.1),
+        ([0.1] * 90 + [2.0] * 10, 95, 2.0),
+        ([0.01, 0.02, 0.5, 1.0], 99, 1.0),
+    ],
+)
+def test_latency_percentiles_within_a_few_percent(
+    latencies: list[float], q: float, expected: float
+) -> None:
+    histogram: dict[str, int] = {}
+    for value in latencies:
+        add_latency(histogram, value)
+    assert percentile(histogram, q) == pytest.approx(expected, rel=0.07)
+    assert percentile({}, q) is None
+
+
+def test_chunk_summaries_merge_into_the_job() -> None:
+    a = ChunkSummary(
+        "a",
+        "chunk-a",
+        rows=3,
+        ok=2,
+        failed=1,
+        requests=3,
+        prompt_tokens=10,
+        completion_tokens=5,
+        cost_usd=0.5,
+        committed=True,
+    )
+    a.add_error("http_400", "bad request")
+    b = ChunkSummary(
+        "b",
+        "chunk-b",
+        rows=2,
+        ok=2,
+        requests=1,
+        reused=1,
+        prompt_tokens=4,
+        completion_tokens=2,
+        cost_usd=0.25,
+        committed=True,
+    )
+    b.add_error("http_400", "another")
+    skipped = ChunkSummary("c", "chunk-c", rows=5, committed=True, skipped=True)
+    job = merge("job", "out", [a, b, skipped])
+    assert (job.rows, job.ok, job.failed, job.requests, job.reused) == (10, 4, 1, 4, 1)
+    assert (job.prompt_tokens, job.completion_tokens, job.cost_usd) == (14, 7, 0.75)
+    assert job.errors == {"http_400": [2, "bad request"]}
+    assert (job.chunks, job.chunks_committed, job.chunks_skipped) == (3, 3, 1)
