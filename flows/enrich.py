@@ -1,48 +1,66 @@
 """The main flow: plan -> run chunks (several at once, one shared engine) -> commit -> report.
 
 ``enrich_dataset`` is what ``enrich run`` calls and what ``prefect.yaml`` deploys. The config is
-a path to a job YAML; ``overrides`` are ``KEY=VALUE`` strings as on the command line.
+a path to a job YAML; ``overrides`` are ``KEY=VALUE`` strings as on the command line;
+``partition`` (a date, ``YYYY-MM-DD``) picks one partition of a job whose ``input.path`` has a
+``{date}`` field (see :mod:`enrich.partitions`). The schedule and the backfill run this flow once
+per partition.
+
+In the UI a run is named after its job and partition, tagged with the job and the model, moves
+a progress artifact as chunks finish, and ends with a table and a markdown report.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
+import dataclasses
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from prefect import flow, get_run_logger
-from prefect.artifacts import (
-    acreate_markdown_artifact,
-    acreate_progress_artifact,
-    acreate_table_artifact,
-    aupdate_progress_artifact,
-)
+from prefect import flow, get_run_logger, tags
 from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 
 from enrich.config import JobConfig, load_job_config
 from enrich.engine import Engine
+from enrich.errors import EnrichError
 from enrich.job import Job
+from enrich.partitions import for_partition
 from enrich.planning import ChunkSpec
 from enrich.report import ChunkSummary, JobSummary
 from enrich.run import RunChunk, run_job
 from tasks.chunks import enrich_chunk
+from tasks.monitoring import (
+    Progress,
+    artifact_key,
+    errors_cell,
+    publish_report,
+    run_tags,
+    tag_current_run,
+)
+
+__all__ = ["artifact_key", "enrich_dataset", "job_name", "resolve_api_key", "run_enrich"]
 
 PROGRESS_EVERY_S = 5.0
+PROGRESS_GAP_S = 0.5
 
 
-def artifact_key(*parts: str) -> str:
-    """Artifact keys allow only lowercase letters, digits and dashes."""
-    return re.sub(r"[^a-z0-9]+", "-", "-".join(parts).lower()).strip("-")
+def job_name(config: str) -> str:
+    """The job's name for run names: the config's ``name``, else the file's stem."""
+    try:
+        return load_job_config(config).name
+    except EnrichError:
+        return Path(config).stem
 
 
 def _run_name() -> str:
     params: dict[str, Any] = dict(flow_run.parameters)
-    stem = str(params.get("config", "job")).rsplit("/", 1)[-1].removesuffix(".yaml")
+    name = job_name(str(params.get("config", "job")))
     partition = params.get("partition")
-    return f"{stem}-{partition}" if partition else stem
+    return f"{name}-{partition}" if partition else name
 
 
 async def resolve_api_key(config: JobConfig) -> str | None:
@@ -55,102 +73,111 @@ async def resolve_api_key(config: JobConfig) -> str | None:
     return str(secret.get())
 
 
-async def _watch(engine: Engine, artifact_id: Any, every: float) -> None:
-    """Log throughput and move the progress artifact while chunks run (one updater: in order)."""
-    logger = get_run_logger()
-    p = engine.progress
-    while True:
-        await asyncio.sleep(every)
-        elapsed = time.perf_counter() - p.started
-        logger.info(
-            "%d/%d rows (%d failed), %d requests, %.1f rows/s, %d tokens in, %d out",
-            p.rows_done,
-            p.rows_total,
-            p.rows_failed,
-            p.requests,
-            p.rows_done / elapsed if elapsed else 0.0,
-            p.prompt_tokens,
-            p.completion_tokens,
-        )
-        await aupdate_progress_artifact(artifact_id, 100.0 * _share_done(engine))
-
-
 def _share_done(engine: Engine) -> float:
     p = engine.progress
     return p.rows_done / p.rows_total if p.rows_total else 1.0
 
 
-async def _report(summary: JobSummary, key: str) -> None:
-    await acreate_table_artifact(
-        key=key, table=summary.table(), description=f"Enrichment of {summary.job}"
+def _log_progress(engine: Engine) -> None:
+    p = engine.progress
+    elapsed = time.perf_counter() - p.started
+    get_run_logger().info(
+        "%d/%d rows (%d failed), %d requests, %.1f rows/s, %d tokens in, %d out",
+        p.rows_done,
+        p.rows_total,
+        p.rows_failed,
+        p.requests,
+        p.rows_done / elapsed if elapsed else 0.0,
+        p.prompt_tokens,
+        p.completion_tokens,
     )
-    await acreate_markdown_artifact(
-        key=f"{key}-report",
-        markdown=summary.markdown(),
-        description=f"Enrichment report for {summary.job}",
-    )
+
+
+def figures(summary: JobSummary, partition: str | None) -> dict[str, Any]:
+    """The run's row of figures: the summary's, plus the partition and errors by kind."""
+    row = summary.table()[0]
+    if partition is not None:
+        row = {"partition": partition, **row}
+    row["errors"] = errors_cell(summary.errors)
+    return row
 
 
 @flow(name="enrich-dataset", flow_run_name=_run_name, log_prints=False)
-async def enrich_dataset(config: str, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Enrich the dataset a job config describes; returns the run's figures.
+async def enrich_dataset(
+    config: str, overrides: list[str] | None = None, partition: str | None = None
+) -> dict[str, Any]:
+    """Enrich the dataset a job config describes (one partition of it); returns the figures.
 
     The run fails (and can simply be rerun to resume) when any chunk could not be committed.
+    A rerun of a committed dataset or partition sends nothing.
     """
     logger = get_run_logger()
-    cfg = load_job_config(config, overrides or [])
-    job = Job.prepare(cfg, where=config)
+    cfg = for_partition(load_job_config(config, overrides or []), partition)
+    label = f"{cfg.name} {partition}" if partition else cfg.name
+    await tag_current_run(run_tags(cfg))
+    job = await asyncio.to_thread(Job.prepare, cfg, config)
     pending = job.pending()
     logger.info(
         "%s: %d rows in %d chunks, %d chunks pending -> %s",
-        cfg.name,
+        label,
         job.rows,
         len(job.chunks),
         len(pending),
         job.store.url,
     )
-    key = artifact_key("enrich", cfg.name)
+    key = artifact_key("enrich", cfg.name, partition or "")
+    api_key = await resolve_api_key(cfg)
+    progress: list[Progress] = []
 
     def in_tasks(engine: Engine) -> RunChunk:
         async def run_chunk(chunk: ChunkSpec, table: pa.Table) -> ChunkSummary:
             named = enrich_chunk.with_options(task_run_name=chunk.label)
-            return await named(engine, chunk, table)
+            try:
+                return await named(engine, chunk, table)
+            finally:
+                for p in progress:
+                    p.nudge()
 
         return run_chunk
 
     async def monitor(engine: Engine) -> None:
-        progress_id = await acreate_progress_artifact(
-            progress=0.0, key=f"{key}-progress", description=f"Rows enriched for {cfg.name}"
+        shown = await Progress.create(
+            f"{key}-progress", f"Rows enriched for {label}", lambda: _share_done(engine)
         )
+        progress.append(shown)
         try:
-            await _watch(engine, progress_id, PROGRESS_EVERY_S)
+            await shown.follow(PROGRESS_EVERY_S, PROGRESS_GAP_S, lambda: _log_progress(engine))
         finally:
-            await aupdate_progress_artifact(progress_id, 100.0 * _share_done(engine))
+            await shown.finish()
 
-    summary = await run_job(
-        job, api_key=await resolve_api_key(cfg), chunk_runner=in_tasks, monitor=monitor
-    )
+    with tags(*run_tags(cfg)):
+        summary = await run_job(job, api_key=api_key, chunk_runner=in_tasks, monitor=monitor)
     logger.info(
         "%s: %s; %d ok, %d failed, %.1f rows/s, $%.4f",
-        cfg.name,
+        label,
         summary.message,
         summary.ok,
         summary.failed,
         summary.rows_per_s,
         summary.cost_usd,
     )
-    await _report(summary, key)
+    row = figures(summary, partition)
+    secrets = [api_key, os.environ.get(cfg.api.api_key_env)]
+    report = dataclasses.replace(summary, job=label).markdown()
+    await publish_report(key, [row], report, f"Enrichment of {label}", secrets=secrets)
     if not summary.complete:
-        raise RuntimeError(f"{cfg.name}: {summary.message}")
-    return summary.table()[0]
+        raise RuntimeError(f"{label}: {summary.message}")
+    return row
 
 
-def run_enrich(config: str, overrides: list[str] | None = None) -> tuple[bool, dict[str, Any], str]:
+def run_enrich(
+    config: str, overrides: list[str] | None = None, partition: str | None = None
+) -> tuple[bool, dict[str, Any], str]:
     """Run the flow to the end from synchronous code: ``(complete, figures, message)``."""
     state: State[dict[str, Any]] = asyncio.run(
-        enrich_dataset(config, overrides, return_state=True)  # type: ignore[arg-type]
+        enrich_dataset(config, overrides, partition, return_state=True)  # type: ignore[arg-type]
     )
     if state.is_completed():
-        figures: dict[str, Any] = state.result()
-        return True, figures, f"committed to {figures.get('output', 'the output')}"
+        result: dict[str, Any] = state.result()
+        return True, result, f"committed to {result.get('output', 'the output')}"
     return False, {}, str(state.result(raise_on_failure=False))

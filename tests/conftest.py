@@ -1,9 +1,16 @@
-"""Shared fixtures: the simulator (real HTTP on 127.0.0.1) and job configs in temp dirs."""
+"""Shared fixtures: the simulator and a moto S3 server (real HTTP on 127.0.0.1), job configs."""
 
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +20,7 @@ import yaml
 
 from enrich.sim.config import SimConfig
 from enrich.sim.harness import SimServer
+from enrich.storage import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "test-key-not-a-secret"
@@ -103,3 +111,125 @@ def make_job(tmp_path: Path) -> JobFactory:
         return path
 
     return make
+
+
+# -- object storage: a real S3-protocol server (moto) on 127.0.0.1 ------------------------------
+
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+# Variables that would point boto at a real account or another endpoint.
+AWS_UNSET = (
+    "AWS_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class MotoServer:
+    """``python -m moto.server`` in its own process: an S3 endpoint on 127.0.0.1."""
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        self._env = {**os.environ, **AWS_ENV, **(env or {})}
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> MotoServer:
+        command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+        self._process = subprocess.Popen(
+            command, env=self._env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.endpoint_url}/moto-api/data.json", timeout=1):
+                    return self
+            except OSError:
+                if self._process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the moto S3 server did not start") from None
+                time.sleep(0.05)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+
+    def client(self, service: str = "s3", **credentials: str) -> Any:
+        import boto3
+
+        return boto3.client(
+            service, endpoint_url=self.endpoint_url, region_name="us-east-1", **credentials
+        )
+
+    def new_bucket(self) -> str:
+        name = f"test-{uuid.uuid4().hex[:20]}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    """One moto S3 server for the session; the session's AWS environment points at nothing real.
+
+    The endpoint is not put in the environment: tests pass it in ``storage_options`` (or set
+    ``AWS_ENDPOINT_URL`` themselves), so a missing option fails instead of passing by luck.
+    """
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in AWS_ENV.items():
+            mp.setenv(name, value)
+        for name in AWS_UNSET:
+            mp.delenv(name, raising=False)
+        with MotoServer() as server:
+            yield server
+
+
+@dataclass(frozen=True)
+class Location:
+    """A fresh root on one backend: ``url(key)`` and the ``storage_options`` to reach it."""
+
+    backend: str
+    root: str
+    storage_options: dict[str, Any]
+
+    def url(self, key: str = "") -> str:
+        return f"{self.root}/{key}" if key else self.root
+
+    def store(self, key: str = "") -> Store:
+        return Store(self.url(key), self.storage_options)
+
+    def put(self, key: str, data: bytes) -> str:
+        self.store().write_bytes(key, data)
+        return self.url(key)
+
+
+@pytest.fixture
+def s3(moto_server: MotoServer) -> Location:
+    """A new, empty bucket on the moto server."""
+    bucket = moto_server.new_bucket()
+    return Location("s3", f"s3://{bucket}", {"endpoint_url": moto_server.endpoint_url})
+
+
+def make_location(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Location:
+    if backend == "file":
+        return Location("file", f"file://{tmp_path}/store", {})
+    if backend == "memory":
+        return Location("memory", f"memory://test-{uuid.uuid4().hex[:12]}", {})
+    location: Location = request.getfixturevalue("s3")
+    return location
+
+
+@pytest.fixture(params=["file", "memory", "s3"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> Location:
+    """A fresh root on each backend in turn: file://, memory:// and s3:// (moto)."""
+    return make_location(str(request.param), request, tmp_path)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import orjson
 import pyarrow as pa
 import pytest
-from conftest import JobFactory, review_rows, write_jsonl
+from conftest import JobFactory, Location, review_rows, write_jsonl
 
 from enrich.checkpoint import JOURNAL, ChunkJournal
 from enrich.config import load_job_config
@@ -24,12 +25,19 @@ def run(config: Path, *overrides: str) -> tuple[Job, object]:
 
 
 def test_every_row_once_and_tokens_match_the_simulator(
-    sim: SimServer, make_job: JobFactory
+    sim: SimServer, make_job: JobFactory, location: Location
 ) -> None:
+    """Input, output and checkpoints all on one backend: file://, memory:// and s3://."""
     rows = review_rows(40, duplicates=4)
-    job, summary = run(make_job(rows))
+    options = location.storage_options
+    source = location.put("in/reviews.jsonl", b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    config = make_job(
+        input={"path": source, "storage_options": options},
+        output={"path": location.url("out"), "storage_options": options},
+    )
+    job, summary = run(config)
     assert summary.complete  # type: ignore[attr-defined]
-    table = read_dataset(job.store.url)
+    table = read_dataset(job.store.url, options)
     assert table.num_rows == 40
     assert sorted(table.column("row_id").to_pylist()) == sorted(r["review_id"] for r in rows)
     assert set(table.column("status").to_pylist()) == {"ok"}
@@ -41,7 +49,11 @@ def test_every_row_once_and_tokens_match_the_simulator(
     dup = table.filter(pa.compute.starts_with(table.column("row_id"), "r-dup-"))
     assert dup.num_rows == 4 and all(dup.column("completion").to_pylist())
     assert sum(dup.column("cost_usd").to_pylist()) == 0
-    assert output_status(job.store.url).complete
+    status = output_status(job.store.url, options)
+    assert status.complete and status.manifest_rows == 40 and status.lease is None
+    # Only the committed dataset is left: parts, records, manifest, marker, plan.
+    leftovers = {k.split("/", 1)[0] for k in location.store("out").keys("")}
+    assert leftovers == {"parts", "_chunks", "_manifest.json", "_SUCCESS", "_plan.json"}
 
 
 def test_rerun_of_a_finished_job_sends_nothing(sim: SimServer, make_job: JobFactory) -> None:

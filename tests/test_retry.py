@@ -226,3 +226,62 @@ async def test_other_exceptions_pass_straight_through(error: Exception) -> None:
 def test_attempts_must_be_positive() -> None:
     with pytest.raises(ValueError):
         retrying(attempts=0, initial=1.0, maximum=2.0)
+
+
+async def run_fast(operation: Flaky, *, attempts: int = 5) -> tuple[str, int, list[float]]:
+    """The engine's shape: one attempt outside tenacity, the loop only after a failure."""
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    try:
+        return await operation(), 1, sleeps
+    except CompletionError as first:
+        if attempts == 1 or not is_retryable(first):
+            raise
+        made = 1
+        result = ""
+        async for attempt in retrying(
+            attempts=attempts,
+            initial=1.0,
+            maximum=8.0,
+            sleep=sleep,
+            rand=lambda: 0.5,
+            after=first,
+        ):
+            with attempt:
+                made += 1
+                result = await operation()
+        return result, made, sleeps
+
+
+@pytest.mark.parametrize(
+    "errors",
+    [
+        (),
+        (err(500),),
+        (err(500), err(None, "timeout"), err(502)),
+        (err(429, "request_quota_exceeded", retry_after="3"), err(503)),
+        (err(429, "token_quota_exceeded", x_ratelimit_reset_tokens_minute="12"),),
+        (err(500), err(502), err(503), err(504), err(500), err(500)),  # runs out of attempts
+        (err(500), err(400, "context_length_exceeded")),  # stops at a permanent error
+    ],
+)
+async def test_fast_path_makes_the_same_attempts_and_waits(
+    errors: tuple[CompletionError, ...],
+) -> None:
+    plain, fast = Flaky(*errors), Flaky(*errors)
+    outcomes = []
+    for operation, runner in ((plain, run), (fast, run_fast)):
+        try:
+            outcomes.append(await runner(operation))
+        except CompletionError as exc:
+            outcomes.append((exc.status, operation.calls))
+    assert outcomes[0] == outcomes[1]
+    assert plain.calls == fast.calls
+
+
+def test_a_continued_loop_needs_a_second_attempt() -> None:
+    with pytest.raises(ValueError):
+        retrying(attempts=1, initial=1.0, maximum=2.0, after=err(500))

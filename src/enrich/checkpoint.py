@@ -106,7 +106,8 @@ class ChunkJournal:
         self._hashes: list[str] = []
         self._results: list[Result] = []
         self._last_flush = clock()
-        self._flushing: asyncio.Task[None] | None = None
+        self._flushing: asyncio.Future[None] | None = None
+        self._flushing_batch: tuple[list[str], list[Result]] = ([], [])
         self._written: list[str] = []
         self.flushes = 0
 
@@ -134,16 +135,26 @@ class ChunkJournal:
             self._clock() - self._last_flush >= self._interval_s
         )
         if due and (self._flushing is None or self._flushing.done()):
-            self._flushing = asyncio.ensure_future(asyncio.to_thread(self._write_pending))
+            # Take the batch here, on the event loop; the thread only writes it, so no buffer
+            # is touched from two threads.
+            batch = self._take()
+            self._flushing = asyncio.ensure_future(asyncio.to_thread(self._write, *batch))
+            self._flushing_batch = batch
 
     def _take(self) -> tuple[list[str], list[Result]]:
         hashes, results = self._hashes, self._results
+        previous = self._flushing
+        if previous is not None and previous.done() and not previous.cancelled():
+            if previous.exception() is not None:
+                # The last write failed (a storage hiccup): its rows go out with this batch.
+                hashes = self._flushing_batch[0] + hashes
+                results = self._flushing_batch[1] + results
+            self._flushing = None
         self._hashes, self._results = [], []
         self._last_flush = self._clock()
         return hashes, results
 
-    def _write_pending(self) -> None:
-        hashes, results = self._take()
+    def _write(self, hashes: list[str], results: list[Result]) -> None:
         if not hashes:
             return
         key = f"{self.prefix}/{self._chunk.chunk_id}-{uuid.uuid4().hex[:12]}.arrow"
@@ -152,10 +163,10 @@ class ChunkJournal:
         self.flushes += 1
 
     async def flush(self) -> None:
-        """Wait for a flush under way, then write whatever is still buffered."""
+        """Wait for a flush under way, then write whatever is still buffered (or raise)."""
         if self._flushing is not None:
-            await self._flushing
-        await asyncio.to_thread(self._write_pending)
+            await asyncio.gather(self._flushing, return_exceptions=True)
+        await asyncio.to_thread(self._write, *self._take())
 
     def discard(self) -> None:
         """Drop this chunk's journal files once its part is committed."""

@@ -28,6 +28,7 @@ from cerebras.cloud.sdk import (
 from enrich.errors import CompletionError, ConfigError
 
 DEFAULT_BASE_URL = "https://api.cerebras.ai"
+CHAT_PATH = "/v1/chat/completions"
 
 
 @dataclass(slots=True)
@@ -47,6 +48,29 @@ class Completion:
     model: str | None
     request_id: str | None
     headers: Mapping[str, str]
+
+
+def build_sdk_client(
+    *, api_key: str, base_url: str, timeout: float = 60.0, max_connections: int = 256
+) -> AsyncCerebras:
+    """An ``AsyncCerebras`` as a high-volume caller needs it (see the module doc).
+
+    Build it inside the event loop that will use it: the aiohttp transport binds to that loop.
+    """
+    http_client = DefaultAioHttpClient(
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+        limits=httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        ),
+    )
+    return AsyncCerebras(
+        api_key=api_key,
+        base_url=base_url,
+        timeout=timeout,
+        max_retries=0,
+        warm_tcp_connection=False,
+        http_client=http_client,
+    )
 
 
 def resolve_api_key(env_var: str = "CEREBRAS_API_KEY") -> str:
@@ -129,19 +153,8 @@ class CompletionClient:
     ) -> None:
         self.base_url = base_url
         self.timeout = timeout
-        http_client = DefaultAioHttpClient(
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-        )
-        self._sdk = AsyncCerebras(
-            api_key=api_key,
-            base_url=base_url,
-            timeout=timeout,
-            max_retries=0,
-            warm_tcp_connection=False,
-            http_client=http_client,
+        self._sdk = build_sdk_client(
+            api_key=api_key, base_url=base_url, timeout=timeout, max_connections=max_connections
         )
 
     async def aclose(self) -> None:
@@ -154,13 +167,17 @@ class CompletionClient:
         try:
             if params.get("stream"):
                 return await self._complete_streaming(model, messages, params)
-            raw = await self._sdk.chat.completions.with_raw_response.create(
-                model=model,
-                messages=messages,  # type: ignore[arg-type]
-                **params,
+            # The SDK's generic ``post`` with a body we encode ourselves: the same request,
+            # headers, auth and error mapping as ``chat.completions.create``, without its
+            # per-call walk of the parameters' type annotations (a third of its CPU per call)
+            # or its response models. ``cast_to=httpx.Response`` returns the read response.
+            response = await self._sdk.post(
+                CHAT_PATH,
+                cast_to=httpx.Response,
+                content=orjson.dumps({"model": model, "messages": messages, **params}),
             )
-            headers = raw.headers
-            body = orjson.loads(await raw.read())
+            headers = response.headers
+            body = orjson.loads(response.content)
         except APIStatusError as exc:
             raise _status_error(exc) from None
         except APITimeoutError:

@@ -17,7 +17,6 @@ from rich.console import Console
 DEMO_CONFIG = "configs/reviews.yaml"
 SHOW_COLUMNS = [
     "row_id",
-    "rating",
     "completion",
     "prompt_tokens",
     "completion_tokens",
@@ -77,6 +76,6 @@ def run_demo(output: str, config: str = DEMO_CONFIG) -> int:
     console.print(f"Output: {figures['output']} (parts listed in _manifest.json)\n")
     frame = pl.from_arrow(read_dataset(figures["output"]))
     assert isinstance(frame, pl.DataFrame)
-    with pl.Config(fmt_str_lengths=60, tbl_cols=len(SHOW_COLUMNS), tbl_width_chars=160):
+    with pl.Config(fmt_str_lengths=36, tbl_cols=len(SHOW_COLUMNS), tbl_width_chars=150):
         console.print(frame.select(SHOW_COLUMNS).head(5))
     return 0

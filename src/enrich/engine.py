@@ -18,6 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pyarrow as pa
@@ -114,34 +115,56 @@ class Engine:
         return completion
 
     async def _request(self, messages: Sequence[Mapping[str, str]]) -> Result:
-        """Send one request with retries; a final failure becomes an error Result."""
+        """Send one request with retries; a final failure becomes an error Result.
+
+        The first attempt is made directly; only a retryable failure enters the tenacity loop,
+        which then makes the remaining attempts with the same waits (see ``retrying(after=)``).
+        """
         reserve = count_prompt_tokens(messages) + self._max_completion
         started = time.perf_counter()
-        attempts = 0
+        self.progress.requests += 1
+        try:
+            completion = await self._attempt(messages, reserve)
+            attempts = 1
+        except CompletionError as first:
+            attempts, outcome = await self._retry_request(messages, reserve, first)
+            if isinstance(outcome, CompletionError):
+                if is_retryable(outcome):
+                    raise _Transient(outcome, attempts) from None
+                return Result(
+                    completion=None,
+                    attempts=attempts,
+                    status="error",
+                    error=outcome.message,
+                    error_kind=outcome.kind,
+                    latency_s=time.perf_counter() - started,
+                )
+            completion = outcome
+        self.progress.prompt_tokens += completion.prompt_tokens
+        self.progress.completion_tokens += completion.completion_tokens
+        return self._result(completion, attempts, time.perf_counter() - started)
+
+    async def _retry_request(
+        self, messages: Sequence[Mapping[str, str]], reserve: int, first: CompletionError
+    ) -> tuple[int, Completion | CompletionError]:
+        """Attempts after a failed first one: ``(attempts made in all, completion or error)``."""
+        attempts = 1
+        if self._retry.attempts == 1 or not is_retryable(first):
+            return attempts, first
         try:
             async for attempt in retrying(
                 attempts=self._retry.attempts,
                 initial=self._retry.backoff_initial,
                 maximum=self._retry.backoff_max,
+                after=first,
             ):
                 with attempt:
                     attempts += 1
                     self.progress.requests += 1
                     completion = await self._attempt(messages, reserve)
         except CompletionError as exc:
-            if is_retryable(exc):
-                raise _Transient(exc, attempts) from None
-            return Result(
-                completion=None,
-                attempts=attempts,
-                status="error",
-                error=exc.message,
-                error_kind=exc.kind,
-                latency_s=time.perf_counter() - started,
-            )
-        self.progress.prompt_tokens += completion.prompt_tokens
-        self.progress.completion_tokens += completion.completion_tokens
-        return self._result(completion, attempts, time.perf_counter() - started)
+            return attempts, exc
+        return attempts, completion
 
     def _shared_request(
         self, request_hash: str, messages: Sequence[Mapping[str, str]]
@@ -188,33 +211,31 @@ class Engine:
             if mine:
                 owned.add(h)
                 summary.requests += 1
+                # Journal each result as it arrives, from the future's own completion: no
+                # waiter task per row.
+                future.add_done_callback(partial(_journal_result, journal, h))
 
         transient: dict[str, _Transient] = {}
         if waits:
-            order = list(waits)
             try:
-                outcomes = await asyncio.gather(
-                    *(self._finish(h, waits[h], journal, h in owned) for h in order),
-                    return_exceptions=True,
-                )
+                # ``wait`` never cancels what it waits for: requests shared with other chunks
+                # go on if this chunk is cancelled.
+                await asyncio.wait(waits.values())
             except BaseException:
-                # Cancelled (the run is stopping): stop sending, keep what already arrived.
+                # Cancelled (the run is stopping): stop sending, keep what already arrived
+                # (journaled as it came).
                 for h in owned & waits.keys():
-                    request = waits[h]
-                    if request.done() and not request.cancelled() and not request.exception():
-                        journal.add(h, request.result())
-                    else:
-                        request.cancel()
+                    waits[h].cancel()
                 await asyncio.shield(journal.flush())
                 raise
-            for h, outcome in zip(order, outcomes, strict=True):
-                if isinstance(outcome, _Transient):
-                    transient[h] = outcome
-                elif isinstance(outcome, BaseException):
+            for h, future in waits.items():
+                try:
+                    results[h] = future.result()
+                except _Transient as gave_up:
+                    transient[h] = gave_up
+                except BaseException:
                     await journal.flush()
-                    raise outcome
-                else:
-                    results[h] = outcome
+                    raise
         await journal.flush()
         self._remember(results, owned)
 
@@ -277,10 +298,9 @@ class Engine:
         while len(recent) > self._recent_max:
             recent.popitem(last=False)
 
-    async def _finish(
-        self, request_hash: str, future: asyncio.Future[Result], journal: ChunkJournal, owned: bool
-    ) -> Result:
-        result = await asyncio.shield(future)
-        if owned:
-            journal.add(request_hash, result)
-        return result
+
+def _journal_result(
+    journal: ChunkJournal, request_hash: str, future: asyncio.Future[Result]
+) -> None:
+    if not future.cancelled() and future.exception() is None:
+        journal.add(request_hash, future.result())

@@ -15,7 +15,13 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    before_nothing,
+    retry_if_exception,
+    stop_after_attempt,
+)
 
 from enrich.buckets import parse_rate_headers, parse_retry_after
 from enrich.errors import CompletionError
@@ -105,33 +111,51 @@ def retrying(
     maximum: float,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     rand: Callable[[], float] = random.random,
+    after: BaseException | None = None,
 ) -> AsyncRetrying:
     """A tenacity loop: at most ``attempts`` tries, retrying only :func:`is_retryable` errors.
 
-    The wait before a retry is ``max(backoff(...), retry_after(error))``. The last error is
-    re-raised as itself (not wrapped in ``RetryError``). Attempts made so far are
+    The wait after failed attempt ``n`` is ``max(backoff(n, ...), retry_after(error))``. The
+    last error is re-raised as itself (not wrapped in ``RetryError``). Attempts made so far are
     ``attempt.retry_state.attempt_number``::
 
         async for attempt in retrying(attempts=5, initial=0.5, maximum=8.0):
             with attempt:
                 result = await send()
         attempts = attempt.retry_state.attempt_number
+
+    ``after`` continues a loop whose first attempt was made outside it (the fast path: a
+    request that succeeds at once never builds a tenacity loop) and failed with that retryable
+    error: the loop first waits as it would have after attempt 1, then makes at most
+    ``attempts - 1`` attempts, numbered from 1 in ``retry_state``, so the same attempts and
+    waits happen as in a loop that made the first attempt itself.
     """
-    if attempts < 1:
-        raise ValueError(f"attempts must be at least 1, got {attempts}")
+    done = 0 if after is None else 1
+    if attempts < 1 + done:
+        raise ValueError(f"attempts must be at least {1 + done}, got {attempts}")
+
+    def wait_after(attempt: int, error: BaseException | None) -> float:
+        jittered = backoff(attempt, initial=initial, maximum=maximum, rand=rand)
+        hint = retry_after(error) if error is not None else None
+        return max(jittered, hint or 0.0)
 
     def wait(state: RetryCallState) -> float:
         outcome = state.outcome
         error = outcome.exception() if outcome is not None else None
-        jittered = backoff(state.attempt_number, initial=initial, maximum=maximum, rand=rand)
-        hint = retry_after(error) if error is not None else None
-        return max(jittered, hint or 0.0)
+        return wait_after(state.attempt_number + done, error)
+
+    first_wait = 0.0 if after is None else wait_after(1, after)
+
+    async def wait_first(state: RetryCallState) -> None:
+        if state.attempt_number == 1:
+            await sleep(first_wait)
 
     return AsyncRetrying(
-        stop=stop_after_attempt(attempts),
+        stop=stop_after_attempt(attempts - done),
         retry=retry_if_exception(is_retryable),
         wait=wait,
         sleep=sleep,
+        before=before_nothing if after is None else wait_first,
         reraise=True,
     )
 

@@ -13,6 +13,7 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 import pyarrow as pa
@@ -28,7 +29,9 @@ from enrich.checkpoint import (
 )
 from enrich.client import DEFAULT_BASE_URL, CompletionClient, resolve_api_key
 from enrich.engine import Engine
+from enrich.errors import StorageError
 from enrich.job import Job
+from enrich.lease import hold_lease
 from enrich.planning import ChunkSpec
 from enrich.ratelimit import RateController
 from enrich.report import ChunkSummary, JobSummary
@@ -103,7 +106,12 @@ async def drive(
 
 
 def finalize(job: Job, summaries: Sequence[ChunkSummary], elapsed_s: float) -> JobSummary:
-    """Commit the dataset if every chunk is in; report what this run did either way."""
+    """Commit the dataset if every chunk is in; report what this run did either way.
+
+    The commit is: the manifest (naming one part per chunk), then the success marker, then
+    garbage collection of journals and of parts no manifest names. Readers trust only the
+    manifest, so until it is written they see the previous dataset (or none) in full.
+    """
     cfg = job.config
     result = JobSummary(
         job=cfg.name,
@@ -127,7 +135,8 @@ def finalize(job: Job, summaries: Sequence[ChunkSummary], elapsed_s: float) -> J
         result.complete = True
         result.message = "already committed; nothing to do"
         return result
-    records = [read_record(job.store, c.chunk_id) for c in job.chunks]
+    with ThreadPoolExecutor(max_workers=8) as pool:  # one small GET per chunk
+        records = list(pool.map(lambda c: read_record(job.store, c.chunk_id), job.chunks))
     totals = {
         "rows_ok": sum(r.ok for r in records),
         "rows_failed": sum(r.failed for r in records),
@@ -150,10 +159,21 @@ def finalize(job: Job, summaries: Sequence[ChunkSummary], elapsed_s: float) -> J
 
 
 def _already_committed(job: Job) -> bool:
+    """Whether the committed dataset is this job's: same fingerprint, same chunks.
+
+    Comparing chunks matters when the input grows (a new file under a glob): the fingerprint
+    is the same but the new rows are not committed yet.
+    """
     if not job.store.exists(SUCCESS):
         return False
-    manifest = read_json(job.store, MANIFEST)
-    return bool(manifest.get("fingerprint") == job.fingerprint)
+    try:
+        manifest = read_json(job.store, MANIFEST)
+    except (StorageError, ValueError):
+        return False  # no readable manifest: commit again
+    if manifest.get("fingerprint") != job.fingerprint:
+        return False
+    committed = {p.get("chunk_id") for p in manifest.get("parts", [])}
+    return committed == {c.chunk_id for c in job.chunks}
 
 
 async def run_job(
@@ -168,23 +188,29 @@ async def run_job(
     ``chunk_runner`` turns the engine into the function that runs one chunk (default: the
     engine's own ``run_chunk``; the Prefect flow wraps it in a task). ``monitor`` runs beside
     the chunks (progress logs, artifacts) and is cancelled when they finish. A finished job
-    opens no client and sends nothing.
+    opens no client, sends nothing and writes nothing.
+
+    Everything that writes runs under the output's lease (:mod:`enrich.lease`): a second run
+    of the same output raises LeaseHeld before it sends or writes anything.
     """
     started = time.perf_counter()
-    pending = job.pending()
-    summaries: list[ChunkSummary] = []
-    if pending:
-        job.write_plan()
-        async with open_engine(job, api_key) as engine:
-            engine.progress.rows_total = sum(c.rows for c in pending)
-            run_chunk = chunk_runner(engine) if chunk_runner else engine.run_chunk
-            watcher = asyncio.ensure_future(monitor(engine)) if monitor else None
-            try:
-                summaries = await drive(
-                    job, pending, run_chunk, job.config.execution.chunks_in_flight
-                )
-            finally:
-                if watcher is not None:
-                    watcher.cancel()
-                    await asyncio.gather(watcher, return_exceptions=True)
-    return finalize(job, summaries, time.perf_counter() - started)
+    if _already_committed(job):
+        return finalize(job, [], time.perf_counter() - started)
+    async with hold_lease(job.store, job=job.config.name):
+        pending = job.pending()
+        summaries: list[ChunkSummary] = []
+        if pending:
+            job.write_plan()
+            async with open_engine(job, api_key) as engine:
+                engine.progress.rows_total = sum(c.rows for c in pending)
+                run_chunk = chunk_runner(engine) if chunk_runner else engine.run_chunk
+                watcher = asyncio.ensure_future(monitor(engine)) if monitor else None
+                try:
+                    summaries = await drive(
+                        job, pending, run_chunk, job.config.execution.chunks_in_flight
+                    )
+                finally:
+                    if watcher is not None:
+                        watcher.cancel()
+                        await asyncio.gather(watcher, return_exceptions=True)
+        return finalize(job, summaries, time.perf_counter() - started)

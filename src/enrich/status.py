@@ -1,7 +1,14 @@
-"""What an output location holds: committed, pending, and whether the dataset is complete."""
+"""What an output location holds: committed, pending, running, and the committed dataset.
+
+Both functions only read, and work on any store URL (``s3://`` with ``storage_options`` or the
+AWS environment, ``file://``, ``memory://``, a local path). :func:`read_dataset` is how a reader
+should consume an output: it trusts the manifest alone, so it sees a whole dataset or none,
+never the parts of a run in progress.
+"""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,8 +16,13 @@ import pyarrow as pa
 
 from enrich.checkpoint import MANIFEST, PLAN, SUCCESS, committed_chunk_ids, read_json
 from enrich.errors import StorageError
+from enrich.lease import LeaseRecord, read_lease
 from enrich.results import decode
 from enrich.storage import Store
+
+# A reader that loses a race with a commit (the parts it was reading were replaced) starts
+# over from the new manifest; more changes than this while it reads is a storage problem.
+_READ_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -24,10 +36,17 @@ class OutputStatus:
     planned_rows: int
     committed_rows: int
     fingerprint: str | None
+    lease: LeaseRecord | None = None
+    checked_at: float = 0.0
 
     @property
     def pending_chunks(self) -> int:
         return self.planned_chunks - self.committed_chunks
+
+    @property
+    def running(self) -> bool:
+        """A run holds an unexpired lease (it may still have died; see ``enrich.lease``)."""
+        return self.lease is not None and self.lease.expires_at > self.checked_at
 
     def lines(self) -> list[str]:
         state = "complete" if self.complete else "incomplete"
@@ -42,11 +61,14 @@ class OutputStatus:
             )
         else:
             out.append("  no run has started here")
+        if self.lease is not None:
+            what = "running" if self.running else "stale run lease"
+            out.append(f"  {what}: {self.lease.describe(self.checked_at)}")
         return out
 
 
 def output_status(url: str, storage_options: dict[str, Any] | None = None) -> OutputStatus:
-    """Read the plan, chunk records and manifest under ``url`` (a few small reads)."""
+    """Read the plan, chunk records, manifest and lease under ``url`` (a few small reads)."""
     store = Store(url, storage_options)
     plan: dict[str, Any] = read_json(store, PLAN) if store.exists(PLAN) else {}
     manifest: dict[str, Any] | None = (
@@ -66,14 +88,43 @@ def output_status(url: str, storage_options: dict[str, Any] | None = None) -> Ou
         planned_rows=int(plan.get("rows", 0)),
         committed_rows=sum(int(c["rows"]) for c in committed),
         fingerprint=fingerprint,
+        lease=read_lease(store),
+        checked_at=time.time(),
     )
 
 
-def read_dataset(url: str, storage_options: dict[str, Any] | None = None) -> pa.Table:
-    """The committed dataset under ``url``: exactly the parts its manifest names, in order."""
+def read_manifest(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The manifest of the committed dataset under ``url`` (StorageError when there is none)."""
     store = Store(url, storage_options)
+    return _manifest(store)
+
+
+def _manifest(store: Store) -> dict[str, Any]:
     if not store.exists(SUCCESS):
         raise StorageError(f"{store.url}: no committed dataset (no {SUCCESS} marker)")
-    manifest = read_json(store, MANIFEST)
-    tables = [decode(store.read_bytes(p["path"]), manifest["format"]) for p in manifest["parts"]]
-    return pa.concat_tables(tables, promote_options="default")
+    manifest: dict[str, Any] = read_json(store, MANIFEST)
+    return manifest
+
+
+def read_dataset(url: str, storage_options: dict[str, Any] | None = None) -> pa.Table:
+    """The committed dataset under ``url``: exactly the parts its manifest names, in order.
+
+    If a newer commit replaces the dataset while it is being read (its old parts are then
+    deleted), the read starts over from the new manifest, so the result is always one
+    manifest's dataset, whole.
+    """
+    store = Store(url, storage_options)
+    for _ in range(_READ_ATTEMPTS):
+        manifest = _manifest(store)
+        try:
+            tables = [
+                decode(store.read_bytes(p["path"]), manifest["format"]) for p in manifest["parts"]
+            ]
+        except StorageError:
+            if _manifest(store) == manifest:
+                raise  # nothing was committed meanwhile: a real failure
+            continue
+        if not tables:
+            return pa.table({})
+        return pa.concat_tables(tables, promote_options="default")
+    raise StorageError(f"{store.url}: the dataset changed {_READ_ATTEMPTS} times while reading")
