@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -68,6 +69,15 @@ def review_rows(n: int, duplicates: int = 0) -> list[dict[str, Any]]:
 
 
 JobFactory = Callable[..., Path]
+
+
+async def eventually(predicate: Callable[[], bool], within_s: float = 30.0) -> None:
+    """Poll ``predicate`` on the event loop until it holds (fails after ``within_s``)."""
+    for _ in range(int(within_s / 0.01)):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the condition never held")
 
 
 @pytest.fixture

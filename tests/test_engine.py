@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pyarrow as pa
 import pytest
-from conftest import JobFactory, Location, review_rows, write_jsonl
+from conftest import JobFactory, Location, eventually, review_rows, write_jsonl
 
 from enrich.checkpoint import JOURNAL, ChunkJournal
 from enrich.config import load_job_config
@@ -24,17 +25,24 @@ def run(config: Path, *overrides: str) -> tuple[Job, object]:
     return job, asyncio.run(run_job(job))
 
 
+def on(location: Location, make_job: JobFactory, rows: list[dict[str, Any]], **kw: Any) -> Path:
+    """A job whose input, output and checkpoints are all under ``location``."""
+    options = location.storage_options
+    source = location.put("in/reviews.jsonl", b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    return make_job(
+        input={"path": source, "storage_options": options},
+        output={"path": location.url("out"), "storage_options": options},
+        **kw,
+    )
+
+
 def test_every_row_once_and_tokens_match_the_simulator(
     sim: SimServer, make_job: JobFactory, location: Location
 ) -> None:
     """Input, output and checkpoints all on one backend: file://, memory:// and s3://."""
     rows = review_rows(40, duplicates=4)
     options = location.storage_options
-    source = location.put("in/reviews.jsonl", b"".join(orjson.dumps(r) + b"\n" for r in rows))
-    config = make_job(
-        input={"path": source, "storage_options": options},
-        output={"path": location.url("out"), "storage_options": options},
-    )
+    config = on(location, make_job, rows)
     job, summary = run(config)
     assert summary.complete  # type: ignore[attr-defined]
     table = read_dataset(job.store.url, options)
@@ -56,8 +64,10 @@ def test_every_row_once_and_tokens_match_the_simulator(
     assert leftovers == {"parts", "_chunks", "_manifest.json", "_SUCCESS", "_plan.json"}
 
 
-def test_rerun_of_a_finished_job_sends_nothing(sim: SimServer, make_job: JobFactory) -> None:
-    config = make_job(review_rows(15))
+def test_rerun_of_a_finished_job_sends_nothing(
+    sim: SimServer, make_job: JobFactory, location: Location
+) -> None:
+    config = on(location, make_job, review_rows(15))
     run(config)
     before = sim.stats.requests
     _, summary = run(config)
@@ -66,19 +76,19 @@ def test_rerun_of_a_finished_job_sends_nothing(sim: SimServer, make_job: JobFact
 
 
 def test_prompt_change_resends_only_changed_requests(
-    sim: SimServer, make_job: JobFactory, tmp_path: Path
+    sim: SimServer, make_job: JobFactory, location: Location
 ) -> None:
     rows = review_rows(20)
     for i, row in enumerate(rows):
         row["note"] = "" if i % 2 else " (verified buyer)"
-    config = make_job(rows, prompt={"system": "Classify.", "template": "{text}"})
+    config = on(location, make_job, rows, prompt={"system": "Classify.", "template": "{text}"})
     run(config)
     assert sim.stats.requests == 20
     sim.reset()
     job, summary = run(config, "prompt.template={text}{note}")
     assert summary.complete  # type: ignore[attr-defined]
     assert sim.stats.requests == 10  # only rows whose rendered request changed
-    assert read_dataset(job.store.url).num_rows == 20
+    assert read_dataset(job.store.url, location.storage_options).num_rows == 20
 
 
 def test_interrupted_run_resumes_without_asking_again(
@@ -95,8 +105,7 @@ def test_interrupted_run_resumes_without_asking_again(
 
         async def interrupted() -> None:
             task = asyncio.ensure_future(run_job(job))
-            while slow.stats.completed < 12:
-                await asyncio.sleep(0.01)
+            await eventually(lambda: slow.stats.completed >= 12)
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
@@ -175,3 +184,24 @@ def test_input_glob_of_many_files(sim: SimServer, make_job: JobFactory, tmp_path
     job, summary = run(make_job(input_path=str(tmp_path / "many" / "*.jsonl")))
     assert summary.complete  # type: ignore[attr-defined]
     assert read_dataset(job.store.url).num_rows == 15
+
+
+def test_a_fixed_input_file_resends_only_the_rows_that_changed(
+    sim: SimServer, make_job: JobFactory, tmp_path: Path
+) -> None:
+    rows = review_rows(20)
+    source = write_jsonl(tmp_path / "in" / "reviews.jsonl", rows)
+    config = make_job(input_path=str(source))
+    run(config)
+    sim.reset()
+    rows[5]["text"] = "Corrected: the product did well after all."
+    write_jsonl(source, rows)  # a new version of the same file
+    job, summary = run(config)
+    assert summary.complete  # type: ignore[attr-defined]
+    assert sim.stats.requests == 1
+    table = read_dataset(job.store.url)
+    assert table.num_rows == 20
+    texts = dict(
+        zip(table.column("row_id").to_pylist(), table.column("text").to_pylist(), strict=True)
+    )
+    assert texts["r-00005"].startswith("Corrected")

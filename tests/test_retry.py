@@ -285,3 +285,15 @@ async def test_fast_path_makes_the_same_attempts_and_waits(
 def test_a_continued_loop_needs_a_second_attempt() -> None:
     with pytest.raises(ValueError):
         retrying(attempts=1, initial=1.0, maximum=2.0, after=err(500))
+
+
+async def test_a_hint_beyond_the_cap_is_left_to_the_rate_controller() -> None:
+    day_gone = err(
+        429,
+        "request_quota_exceeded",
+        retry_after="33000",
+        x_ratelimit_remaining_requests_day="0",
+        x_ratelimit_reset_requests_day="33000",
+    )
+    _, _, slept = await run(Flaky(day_gone))
+    assert slept == pytest.approx([0.5])  # the backoff only; acquire then raises QuotaExhausted

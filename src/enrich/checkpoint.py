@@ -6,13 +6,16 @@ Layout under the output URL::
     _chunks/<chunk_id>.json           the chunk's commit record (written after its part)
     _journal/<slot>/<chunk_id>-<n>    results journaled while a chunk runs
     _plan.json                        what the current job plans to commit
+    _lease.json                       held by the run writing here (see enrich.lease)
     _manifest.json                    the committed dataset: the only list readers trust
     _SUCCESS                          written last
 
-A chunk is committed when its record exists; the record is written after the part, so a
-record always names a whole file. Journal entries are keyed by request hash and kept per
-*slot* (a slice of a source, whatever the prompt), so a resumed chunk, or the same slice under
-an edited prompt, reuses every result whose request it asks again.
+Every file is written whole (a local rename, one object PUT), so a crash at any instant leaves
+each file either complete or absent. A chunk is committed when its record exists; the record is
+written after the part, so a record always names a whole file. Journal entries are keyed by
+request hash and kept per *slot* (a slice of a source, whatever the prompt), so a resumed
+chunk, or the same slice under an edited prompt, reuses every result whose request it asks
+again; a part written without its record (a crash between the two) is read back the same way.
 """
 
 from __future__ import annotations
@@ -82,7 +85,9 @@ class ChunkJournal:
     """Results of one chunk, flushed to storage every ``interval_s`` or ``max_rows`` results.
 
     :meth:`add` is called once per finished request; it only appends to a buffer and, when a
-    flush is due, starts one in a worker thread so the event loop never waits on storage.
+    flush is due, starts one in a worker thread so the event loop never waits on storage. A
+    crash loses what is not yet written: the buffer and the batch being written, about one
+    flush window. A failed background write is retried with the next batch.
     """
 
     def __init__(

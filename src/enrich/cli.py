@@ -1,8 +1,10 @@
-"""The ``enrich`` command line: run, plan, status, sim, demo.
+"""The ``enrich`` command line: run, plan, status, partitions, sim, demo.
 
 Scripts and schedulers depend on this surface: ``enrich run CONFIG --set KEY=VALUE`` (exit code
 0 only when the dataset is committed), ``enrich sim --port PORT``, ``enrich plan CONFIG``,
-``enrich status OUTPUT_URL``. Prefect is imported only by the commands that run a flow.
+``enrich status OUTPUT_URL``, ``enrich partitions CONFIG``; ``run`` and ``plan`` take
+``--partition DATE`` for a job whose input path has a ``{date}`` field. Prefect is imported
+only by the commands that run a flow.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from enrich.bench.cli import bench_command
 from enrich.config import JobConfig, load_job_config
 from enrich.errors import EnrichError
 from enrich.sim.cli import sim_command
@@ -28,14 +31,18 @@ app = typer.Typer(
     help="Enrich Parquet/JSONL datasets with Cerebras chat completions.",
 )
 app.command("sim")(sim_command)
+app.command("bench")(bench_command)
 console = Console(stderr=True)
 
 SET_HELP = "Override a config key, e.g. --set execution.max_concurrency=128 (repeatable)."
+PARTITION_HELP = "The partition (YYYY-MM-DD) of a job whose input.path has a {date} field."
 
 
-def _load(config: str, overrides: list[str]) -> JobConfig:
+def _load(config: str, overrides: list[str], partition: str | None = None) -> JobConfig:
+    from enrich.partitions import for_partition
+
     try:
-        return load_job_config(config, overrides)
+        return for_partition(load_job_config(config, overrides), partition)
     except EnrichError as exc:
         _fail(exc)
 
@@ -88,11 +95,12 @@ def run(
     config: str = typer.Argument(..., help="Job config YAML."),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
     direct: bool = typer.Option(False, "--direct", help="Run the engine without Prefect."),
+    partition: str | None = typer.Option(None, "--partition", help=PARTITION_HELP),
 ) -> None:
     """Enrich a dataset through the Prefect flow; exit 0 only when the output is committed."""
     from enrich.job import Job
 
-    cfg = _load(config, set_)
+    cfg = _load(config, set_, partition)
     try:
         job = Job.prepare(cfg, where=config)  # every input check, before anything is spent
     except EnrichError as exc:
@@ -113,7 +121,7 @@ def run(
             prefect_defaults()
             from flows.enrich import run_enrich
 
-            ok, figures, message = run_enrich(config, set_)
+            ok, figures, message = run_enrich(config, set_, partition)
     except EnrichError as exc:
         _fail(exc, 1)
     finally:
@@ -139,13 +147,14 @@ def _print_figures(figures: dict[str, Any]) -> None:
 def plan(
     config: str = typer.Argument(..., help="Job config YAML."),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    partition: str | None = typer.Option(None, "--partition", help=PARTITION_HELP),
 ) -> None:
     """Rows, chunks, estimated tokens, cost and duration, before anything is spent."""
     from enrich.job import Job
     from enrich.planning import estimate
     from enrich.tokens import count_prompt_tokens
 
-    cfg = _load(config, set_)
+    cfg = _load(config, set_, partition)
     try:
         job = Job.prepare(cfg, where=config)
         pending = job.pending()
@@ -206,6 +215,30 @@ def status(
         _fail(exc)
     for line in result.lines():
         print(line)
+
+
+@app.command()
+def partitions(
+    config: str = typer.Argument(..., help="Job config YAML (input.path with a {date} field)."),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    start: str | None = typer.Option(None, help="First partition, YYYY-MM-DD."),
+    end: str | None = typer.Option(None, help="Last partition, YYYY-MM-DD."),
+) -> None:
+    """The partitions with input, and whether each is committed under the current config."""
+    from enrich.partitions import list_partitions, partition_state, select
+
+    try:
+        cfg = load_job_config(config, set_)
+        states = [partition_state(cfg, d) for d in select(list_partitions(cfg), start, end)]
+    except EnrichError as exc:
+        _fail(exc)
+    table = Table(title=f"partitions: {cfg.name}")
+    for column in ("partition", "state", "rows", "output"):
+        table.add_column(column)
+    for s in states:
+        state = "committed" if s.committed else "pending"
+        table.add_row(s.partition, state, "" if s.rows is None else str(s.rows), s.output_url)
+    Console().print(table)
 
 
 @app.command()

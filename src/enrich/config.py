@@ -63,9 +63,11 @@ class InputSpec(_Spec):
     """Where the rows come from.
 
     ``path`` is a local path, an fsspec URL (``s3://``, ``file://``, ``memory://``), a directory
-    or a glob. ``format=None`` infers it from each file's extension. ``columns`` picks the input
-    columns kept in the output (``None`` keeps all); ``id_column`` names a column of unique row
-    keys (``None`` derives row ids from file and position).
+    or a glob; a ``{date}`` field in it (``s3://raw/dt={date}/*.parquet``) makes the job
+    partitioned by day (see :mod:`enrich.partitions`). ``format=None`` infers it from each
+    file's extension. ``columns`` picks the input columns kept in the output (``None`` keeps
+    all); ``id_column`` names a column of unique row keys (``None`` derives row ids from file
+    and position).
     """
 
     path: str = Field(min_length=1)

@@ -7,9 +7,12 @@ stable across processes, machines and Python versions.
   that render the same request share one call, and a result is reused whenever its request
   hash comes round again.
 * ``job_fingerprint`` -- everything that shapes a job's output besides the input rows.
-* ``slot_id`` -- one contiguous slice of one source file, whatever the job asks of it; results
-  journaled under a slot outlive prompt edits.
-* ``chunk_id`` -- a slot under one job fingerprint: the unit of work and of commit.
+* ``slot_id`` -- one contiguous slice of one source file (by name), whatever the job asks of it
+  and whatever version of the file it reads; results journaled under a slot outlive prompt
+  edits and fixed input files (a result is reused only when its request hash comes round
+  again, so reuse is always correct).
+* ``chunk_id`` -- a slot of one version of the file under one job fingerprint: the unit of
+  work and of commit.
 """
 
 from __future__ import annotations
@@ -60,9 +63,9 @@ def job_fingerprint(parts: Mapping[str, Any]) -> str:
     return digest(canonical_json(parts), 8)
 
 
-def slot_id(source_key: str, source_version: str, start: int, stop: int) -> str:
-    return digest(canonical_json([source_key, source_version, start, stop]), 8)
+def slot_id(source_key: str, start: int, stop: int) -> str:
+    return digest(canonical_json([source_key, start, stop]), 8)
 
 
-def chunk_id(slot: str, fingerprint: str) -> str:
-    return f"{slot}-{fingerprint}"
+def chunk_id(slot: str, source_version: str, fingerprint: str) -> str:
+    return f"{slot}-{digest(canonical_json([source_version, fingerprint]), 8)}"

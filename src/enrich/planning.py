@@ -54,8 +54,9 @@ def plan_chunks(
     for index, source in enumerate(sources):
         for start in range(0, source.num_rows, rows_per_chunk):
             stop = min(start + rows_per_chunk, source.num_rows)
-            slot = slot_id(source.key, source.version, start, stop)
-            chunks.append(ChunkSpec(chunk_id(slot, fingerprint), slot, index, start, stop))
+            slot = slot_id(source.key, start, stop)
+            chunk = chunk_id(slot, source.version, fingerprint)
+            chunks.append(ChunkSpec(chunk, slot, index, start, stop))
     return chunks
 
 

@@ -12,6 +12,7 @@ controller again, which paces the retries of everyone together.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from collections.abc import Awaitable, Callable
 
@@ -115,8 +116,10 @@ def retrying(
 ) -> AsyncRetrying:
     """A tenacity loop: at most ``attempts`` tries, retrying only :func:`is_retryable` errors.
 
-    The wait after failed attempt ``n`` is ``max(backoff(n, ...), retry_after(error))``. The
-    last error is re-raised as itself (not wrapped in ``RetryError``). Attempts made so far are
+    The wait after failed attempt ``n`` is ``max(backoff(n, ...), retry_after(error))``, or just
+    the backoff when the server's hint is longer than ``MAX_RETRY_AFTER`` (a daily quota: the
+    rate controller decides, and stops the run). The last error is re-raised as itself (not
+    wrapped in ``RetryError``). Attempts made so far are
     ``attempt.retry_state.attempt_number``::
 
         async for attempt in retrying(attempts=5, initial=0.5, maximum=8.0):
@@ -136,8 +139,12 @@ def retrying(
 
     def wait_after(attempt: int, error: BaseException | None) -> float:
         jittered = backoff(attempt, initial=initial, maximum=maximum, rand=rand)
-        hint = retry_after(error) if error is not None else None
-        return max(jittered, hint or 0.0)
+        hint = retry_after(error, cap=math.inf) if error is not None else None
+        if hint is None or hint > MAX_RETRY_AFTER:
+            # A hint beyond the cap is a quota that resets far away: the next attempt asks
+            # the rate controller at once, which waits for it or raises QuotaExhausted.
+            return jittered
+        return max(jittered, hint)
 
     def wait(state: RetryCallState) -> float:
         outcome = state.outcome

@@ -34,6 +34,7 @@ from enrich.job import Job
 from enrich.lease import hold_lease
 from enrich.planning import ChunkSpec
 from enrich.ratelimit import RateController
+from enrich.reload import reload_on_sighup
 from enrich.report import ChunkSummary, JobSummary
 
 RunChunk = Callable[[ChunkSpec, pa.Table], Awaitable[ChunkSummary]]
@@ -64,7 +65,8 @@ async def open_engine(job: Job, api_key: str | None = None) -> AsyncIterator[Eng
     global current_engine
     current_engine = Engine(job, client, controller)
     try:
-        yield current_engine
+        with reload_on_sighup(controller, cfg, job.where):  # kill -HUP: re-read the limits
+            yield current_engine
     finally:
         current_engine.cancel_all()
         current_engine = None
@@ -213,4 +215,5 @@ async def run_job(
                     if watcher is not None:
                         watcher.cancel()
                         await asyncio.gather(watcher, return_exceptions=True)
-        return finalize(job, summaries, time.perf_counter() - started)
+        # In a thread: a commit of many parts takes a while, and the lease's heartbeat must go on.
+        return await asyncio.to_thread(finalize, job, summaries, time.perf_counter() - started)

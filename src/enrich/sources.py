@@ -189,7 +189,13 @@ def _count_rows(source: SourceFile, spec: InputSpec) -> int:
     with _open(source, spec) as fh:
         if source.format == "parquet":
             return int(_parquet_file(source, fh).metadata.num_rows)
-        return sum(1 for _ in _lines(source, fh))
+        # Check the encoding while counting (cheap), so a bad byte anywhere in the file fails
+        # the job before any request is sent, not when its chunk comes round.
+        count = 0
+        for number, line in _lines(source, fh):
+            _check_utf8(source, number, line)
+            count += 1
+        return count
 
 
 def _require(available: Sequence[str], wanted: Iterable[str], path: str, what: str) -> None:
@@ -308,18 +314,22 @@ def _parse(source: SourceFile, number: int, line: bytes) -> dict[str, Any]:
     try:
         value = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
-        try:
-            line.decode("utf-8")
-        except UnicodeDecodeError as bad:
-            raise InputError(
-                f"{source.url}:{number}: not valid UTF-8 (byte 0x{line[bad.start]:02x} at "
-                f"column {bad.start + 1})"
-            ) from None
+        _check_utf8(source, number, line)
         raise InputError(f"{source.url}:{number}: malformed JSON ({exc})") from None
     if not isinstance(value, dict):
         kind = type(value).__name__.replace("NoneType", "null")
         raise InputError(f"{source.url}:{number}: expected a JSON object, got {kind}")
     return value
+
+
+def _check_utf8(source: SourceFile, number: int, line: bytes) -> None:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        raise InputError(
+            f"{source.url}:{number}: not valid UTF-8 (byte 0x{line[bad.start]:02x} at "
+            f"column {bad.start + 1})"
+        ) from None
 
 
 def _kind(value: Any) -> str:

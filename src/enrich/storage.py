@@ -68,10 +68,13 @@ def secrets_in(storage_options: Mapping[str, Any] | None) -> list[str]:
     for name, value in (storage_options or {}).items():
         if isinstance(value, Mapping):
             found += secrets_in(value)
-        elif isinstance(value, str) and len(value) >= 4:
-            if any(part in str(name).lower() for part in _SECRET_NAMES):
-                found.append(value)
+        elif isinstance(value, str) and len(value) >= 4 and _is_secret_name(str(name)):
+            found.append(value)
     return found
+
+
+def _is_secret_name(name: str) -> bool:
+    return any(part in name.lower() for part in _SECRET_NAMES)
 
 
 def redact(text: str, storage_options: Mapping[str, Any] | None = None) -> str:

@@ -1,0 +1,10 @@
+"""``enrich bench``: the pipeline against a bare SDK loop, on the simulator, side by side.
+
+* :mod:`enrich.bench.scenarios` -- the five scenarios (a-e) and their targets.
+* :mod:`enrich.bench.sides` -- the two sides: the pipeline (``run_job``) and the bare loop.
+* :mod:`enrich.bench.measure` -- rates over a window, from the simulator's sampled counters.
+* :mod:`enrich.bench.simproc` -- the simulator as a child process (its CPU is not ours).
+* :mod:`enrich.bench.workload` -- the generated input and its job config.
+* :mod:`enrich.bench.flowcost` -- scenario e in a child process (the only one importing Prefect).
+* :mod:`enrich.bench.report` -- the table, the JSON document and the machine description.
+"""

@@ -1,0 +1,160 @@
+"""Helpers for the Prefect integration tests: child processes, and reading runs via the API.
+
+The server itself is the ``prefect_server`` fixture of :mod:`prefect_harness`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+from uuid import UUID
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterParentFlowRunId,
+    LogFilter,
+    LogFilterFlowRunId,
+    TaskRunFilter,
+    TaskRunFilterFlowRunId,
+)
+from prefect.client.schemas.objects import Artifact, FlowRun, Log, TaskRun
+
+ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class PrefectServer:
+    api_url: str
+    home: Path
+    env: Mapping[str, str]
+
+    @property
+    def ui_url(self) -> str:
+        return self.api_url.removesuffix("/api")
+
+    def cli(self, *args: str, cwd: Path = ROOT, timeout: float = 120) -> str:
+        """Run ``prefect ARGS`` against this server; its output (fails the test on error)."""
+        done = subprocess.run(
+            prefect_command(*args),
+            cwd=cwd,
+            env=dict(self.env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if done.returncode != 0:
+            raise AssertionError(f"prefect {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+        return done.stdout
+
+
+def prefect_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "prefect", *args]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def start_process(
+    args: list[str], env: Mapping[str, str], log: IO[bytes], cwd: Path
+) -> subprocess.Popen[bytes]:
+    """A child in its own process group, so stopping it stops what it started."""
+    return subprocess.Popen(
+        args, cwd=cwd, env=dict(env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    """SIGTERM the child's process group, then SIGKILL it if it has not exited in time."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=timeout)
+
+
+def wait_until_healthy(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not _healthy(url):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the Prefect server did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.25)
+
+
+# -- reading what runs left behind, through the API ---------------------------------------------
+
+
+def flow_run(run_id: UUID) -> FlowRun:
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(run_id)
+
+
+def child_runs(parent_id: UUID) -> list[FlowRun]:
+    """The flow runs started from ``parent_id`` (subflows and linked deployment runs)."""
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent_id])
+            )
+        )
+
+
+def task_runs(run_id: UUID) -> list[TaskRun]:
+    with get_client(sync_client=True) as client:
+        return client.read_task_runs(
+            task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[run_id]))
+        )
+
+
+def artifacts(run_id: UUID | None = None) -> dict[str, Artifact]:
+    """The artifacts of a flow run (of every run when ``run_id`` is None), by key."""
+    where = (
+        None
+        if run_id is None
+        else ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
+    )
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=where, limit=200)
+    return {str(a.key or a.id): a for a in found}
+
+
+def table(artifact: Artifact) -> list[dict[str, Any]]:
+    data = artifact.data
+    rows: list[dict[str, Any]] = json.loads(data) if isinstance(data, str) else data
+    return rows
+
+
+def logs(run_id: UUID | None = None) -> list[Log]:
+    where = None if run_id is None else LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id]))
+    with get_client(sync_client=True) as client:
+        return client.read_logs(log_filter=where, limit=200)

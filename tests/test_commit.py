@@ -1,0 +1,347 @@
+"""The commit protocol and the run lease, on local disk and on S3.
+
+Readers trust the manifest only: while a run goes they see the previous dataset whole, or none,
+never a partial one. A second run of the same output refuses while the first holds the lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from conftest import API_KEY, JobFactory, Location, eventually, make_location, review_rows
+from typer.testing import CliRunner
+
+from enrich.cli import app
+from enrich.config import load_job_config
+from enrich.errors import StorageError
+from enrich.job import Job
+from enrich.lease import (
+    LEASE,
+    Lease,
+    LeaseHeld,
+    LeaseLost,
+    LeaseRecord,
+    hold_lease,
+    holder_state,
+    read_lease,
+)
+from enrich.report import JobSummary
+from enrich.run import run_job
+from enrich.sim.config import SimConfig
+from enrich.sim.harness import SimServer
+from enrich.status import read_dataset
+from enrich.storage import Store
+
+
+@pytest.fixture(params=["file", "s3"])
+def place(request: pytest.FixtureRequest, tmp_path: Path) -> Location:
+    return make_location(str(request.param), request, tmp_path)
+
+
+@pytest.fixture
+def slow_sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimServer]:
+    with SimServer(SimConfig(ttft=0.02, tokens_per_second=800)) as server:
+        monkeypatch.setenv("CEREBRAS_BASE_URL", server.base_url)
+        monkeypatch.setenv("CEREBRAS_API_KEY", API_KEY)
+        yield server
+
+
+def job_config(make_job: JobFactory, place: Location, rows: int, **sections: Any) -> Path:
+    options = place.storage_options
+    source = place.put(
+        "in/reviews.jsonl", b"".join(orjson.dumps(r) + b"\n" for r in review_rows(rows))
+    )
+    return make_job(
+        input={"path": source, "storage_options": options},
+        output={"path": place.url("out"), "storage_options": options},
+        execution={"rows_per_chunk": 10, "max_concurrency": 8, "chunks_in_flight": 2},
+        **sections,
+    )
+
+
+def prepare(config: Path, *overrides: str) -> Job:
+    return Job.prepare(load_job_config(config, list(overrides)), where=str(config))
+
+
+class Reader:
+    """Reads the dataset over and over from a thread, as another process would."""
+
+    def __init__(self, place: Location) -> None:
+        self._place = place
+        self.seen: list[frozenset[str] | str | None] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                table = read_dataset(self._place.url("out"), self._place.storage_options)
+            except StorageError as exc:
+                # Anything but "nothing committed yet" lands in ``seen`` and fails the test.
+                self.seen.append(None if "no committed dataset" in str(exc) else str(exc))
+            else:
+                self.seen.append(frozenset(table.column("request_hash").to_pylist()))
+            time.sleep(0.005)
+
+    def until(self, value: frozenset[str], timeout: float = 30) -> None:
+        """Wait until a read sees ``value`` (the run has returned; its commit is visible)."""
+        deadline = time.monotonic() + timeout
+        while not self.seen or self.seen[-1] != value:
+            assert time.monotonic() < deadline, "the committed dataset never became visible"
+            time.sleep(0.01)
+
+    def __enter__(self) -> Reader:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def committed_hashes(place: Location) -> frozenset[str]:
+    table = read_dataset(place.url("out"), place.storage_options)
+    assert table.num_rows == len(set(table.column("row_id").to_pylist()))
+    return frozenset(table.column("request_hash").to_pylist())
+
+
+def test_a_reader_never_sees_a_partial_dataset(
+    place: Location, slow_sim: SimServer, make_job: JobFactory
+) -> None:
+    config = job_config(make_job, place, 60)
+    with Reader(place) as reader:
+        assert asyncio.run(run_job(prepare(config))).complete
+        final = committed_hashes(place)
+        reader.until(final)
+    assert len(final) == 60
+    assert set(reader.seen) == {None, final}  # nothing, then everything
+    assert reader.seen[0] is None and reader.seen[-1] == final
+
+    # A new prompt on the same output: the old dataset stays whole until the new one replaces it.
+    with Reader(place) as reader:
+        job = prepare(config, "prompt.template=Stars {rating}: {text}")
+        assert asyncio.run(run_job(job)).complete
+        new = committed_hashes(place)
+        reader.until(new)
+    assert len(new) == 60 and not new & final
+    assert set(reader.seen) == {final, new}
+    assert reader.seen[0] == final and reader.seen[-1] == new
+
+
+def test_a_second_run_is_refused_while_the_first_runs(
+    place: Location, slow_sim: SimServer, make_job: JobFactory
+) -> None:
+    config = job_config(make_job, place, 80)
+    first, second = prepare(config), prepare(config)
+
+    async def both() -> tuple[JobSummary, BaseException | None]:
+        running = asyncio.ensure_future(run_job(first))
+        await eventually(lambda: slow_sim.stats.requests >= 10)
+        refused: BaseException | None = None
+        try:
+            await run_job(second)
+        except LeaseHeld as exc:
+            refused = exc
+        return await running, refused
+
+    summary, refused = asyncio.run(both())
+    assert isinstance(refused, LeaseHeld)
+    message = str(refused)
+    assert message.startswith(f"{place.url('out')}: another run is writing here (job ")
+    assert f"host {socket.gethostname()}, pid {os.getpid()}" in message and "\n" not in message
+    assert summary.complete
+    assert len(committed_hashes(place)) == 80
+    assert slow_sim.stats.requests == 80  # the refused run sent nothing
+    assert read_lease(place.store("out")) is None  # released at the end
+
+
+def test_enrich_run_exits_nonzero_while_another_run_holds_the_lease(
+    sim: SimServer, make_job: JobFactory, tmp_path: Path
+) -> None:
+    place = Location("file", f"file://{tmp_path}/store", {})
+    config = job_config(make_job, place, 5)
+    holder = Lease(place.store("out"), job="other", ttl_s=60)
+    holder.acquire()  # a live run: this process
+    env = {**os.environ, "CEREBRAS_BASE_URL": sim.base_url, "CEREBRAS_API_KEY": API_KEY}
+    done = subprocess.run(
+        [sys.executable, "-m", "enrich.cli", "run", str(config), "--direct"],
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    lines = done.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "another run is writing here (job other" in lines[0], lines
+    assert sim.stats.requests == 0
+    assert place.store("out").keys("") == [LEASE]
+    holder.release()
+    assert CliRunner().invoke(app, ["run", str(config), "--direct"], env=env).exit_code == 0
+
+
+def test_a_finished_job_rerun_reads_only(
+    place: Location, sim: SimServer, make_job: JobFactory
+) -> None:
+    config = job_config(make_job, place, 20)
+    assert asyncio.run(run_job(prepare(config))).complete
+    store = place.store("out")
+    before = {k: store.read_bytes(k) for k in store.keys("")}
+    sim.reset()
+    # Even with another run's lease in place: a finished job takes no lease and writes nothing.
+    Lease(store, job="other", ttl_s=60).acquire()
+    summary = asyncio.run(run_job(prepare(config)))
+    assert summary.complete and summary.message == "already committed; nothing to do"
+    assert sim.stats.requests == 0
+    after = {k: store.read_bytes(k) for k in store.keys("") if k != LEASE}
+    assert after == before
+
+
+def test_new_input_files_are_committed_on_rerun(
+    location: Location, sim: SimServer, make_job: JobFactory
+) -> None:
+    """Same fingerprint, more input: the committed dataset is not "already committed"."""
+    options = location.storage_options
+    rows = review_rows(30)
+
+    def put(name: str, part: list[dict[str, Any]]) -> None:
+        location.put(f"in/{name}.jsonl", b"".join(orjson.dumps(r) + b"\n" for r in part))
+
+    put("a", rows[:20])
+    config = make_job(
+        input={"path": location.url("in/*.jsonl"), "storage_options": options},
+        output={"path": location.url("out"), "storage_options": options},
+    )
+    assert asyncio.run(run_job(prepare(config))).complete
+    put("b", rows[20:])
+    sim.reset()
+    assert asyncio.run(run_job(prepare(config))).complete
+    assert sim.stats.requests == 10
+    assert read_dataset(location.url("out"), options).num_rows == 30
+
+
+def test_status_of_an_s3_output_from_the_command_line(
+    s3: Location, sim: SimServer, make_job: JobFactory
+) -> None:
+    endpoint = s3.storage_options["endpoint_url"]
+    config = job_config(make_job, s3, 25)
+    job = prepare(config)
+    job.write_plan()
+    holder = Lease(job.store, job="reviews", ttl_s=60)
+    holder.acquire()
+    command = ["status", s3.url("out"), "--storage-option", f"endpoint_url={endpoint}"]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0, result.output
+    assert f"{s3.url('out')}: incomplete (job job)" in result.output
+    assert "0/3 chunks, 0/25 rows committed, 3 chunks pending" in result.output
+    assert "running: job reviews, host" in result.output
+    holder.release()
+    assert asyncio.run(run_job(job)).complete
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0, result.output
+    assert f"{s3.url('out')}: complete (job job)" in result.output
+    assert "committed dataset (manifest): 25 rows" in result.output
+    assert "running" not in result.output
+
+
+# -- the lease on its own -------------------------------------------------------------------
+
+
+def record(**changes: Any) -> LeaseRecord:
+    base = {
+        "owner": "o",
+        "host": "here",
+        "pid": 42,
+        "job": "j",
+        "acquired_at": 0.0,
+        "heartbeat_at": 90.0,
+        "expires_at": 120.0,
+    }
+    return LeaseRecord(**{**base, **changes})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("holder", "now", "alive", "state"),
+    [
+        (record(), 100.0, True, "live"),
+        (record(), 120.0, True, "expired"),
+        (record(), 100.0, False, "dead"),  # same host, process gone: take over at once
+        (record(host="elsewhere"), 100.0, False, "live"),  # cannot see another host's pids
+        (record(host="elsewhere"), 121.0, True, "expired"),
+    ],
+)
+def test_holder_state(holder: LeaseRecord, now: float, alive: bool, state: str) -> None:
+    assert holder_state(holder, now=now, host="here", alive=lambda pid: alive) == state
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def lease(store: Store, clock: Clock, pid: int, alive: Callable[[int], bool]) -> Lease:
+    return Lease(store, job="j", ttl_s=30, clock=clock, host="here", pid=pid, alive=alive)
+
+
+def test_lease_life_cycle(location: Location) -> None:
+    store, clock = location.store("out"), Clock()
+    running = {1, 2}
+    first = lease(store, clock, 1, running.__contains__)
+    second = lease(store, clock, 2, running.__contains__)
+    first.acquire()
+    with pytest.raises(LeaseHeld, match="another run is writing here"):
+        second.acquire()
+    clock.now += 20
+    first.renew()  # heartbeat: good for another 30 s
+    clock.now += 20
+    with pytest.raises(LeaseHeld):
+        second.acquire()
+    clock.now += 11  # first missed its heartbeats: expired
+    second.acquire()
+    assert second.taken_over is not None and second.taken_over.owner == first.owner
+    with pytest.raises(LeaseLost, match="another run took over the run lease"):
+        first.renew()
+    first.release()  # not ours any more: left alone
+    assert read_lease(store) is not None
+    running.discard(2)  # second's process dies: a third takes over at once
+    third = lease(store, clock, 3, running.__contains__)
+    third.acquire()
+    assert third.taken_over is not None and third.taken_over.pid == 2
+    third.release()
+    assert read_lease(store) is None
+
+
+def test_an_unreadable_lease_is_void(location: Location) -> None:
+    store = location.store("out")
+    store.write_bytes(LEASE, b"{not json")
+    taker = Lease(store, job="j")
+    taker.acquire()
+    assert taker.taken_over is None and read_lease(store) is not None
+    taker.release()
+
+
+def test_losing_the_lease_stops_the_run(location: Location) -> None:
+    store = location.store("out")
+
+    async def body() -> None:
+        async with hold_lease(store, job="j", renew_s=0.02):
+            rival = record(owner="rival", host="elsewhere", expires_at=time.time() + 60)
+            await asyncio.to_thread(store.write_bytes, LEASE, rival.to_bytes())
+            await asyncio.sleep(30)  # cancelled at the next heartbeat
+
+    with pytest.raises(LeaseLost, match="another run took over the run lease"):
+        asyncio.run(asyncio.wait_for(body(), 10))
+    current = read_lease(store)
+    assert current is not None and current.owner == "rival"  # the rival's lease is left alone
