@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from prefect import flow, get_run_logger, tags
+from prefect import flow, get_run_logger
 from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 
@@ -150,8 +150,9 @@ async def enrich_dataset(
         finally:
             await shown.finish()
 
-    with tags(*run_tags(cfg)):
-        summary = await run_job(job, api_key=api_key, chunk_runner=in_tasks, monitor=monitor)
+    # Tags go on the flow run only: a tagged task run asks the server for tag concurrency
+    # slots before it starts, a round trip per chunk that a busy SQLite server answers late.
+    summary = await run_job(job, api_key=api_key, chunk_runner=in_tasks, monitor=monitor)
     logger.info(
         "%s: %s; %d ok, %d failed, %.1f rows/s, $%.4f",
         label,

@@ -11,7 +11,7 @@ from typing import Any
 
 from rich.table import Table
 
-from enrich.bench.scenarios import Outcome, Sizes
+from enrich.bench.outcome import Outcome, Sizes
 
 _PACKAGES = ("cerebras_cloud_sdk", "aiohttp", "httpx", "pyarrow", "tenacity", "prefect")
 

@@ -2,11 +2,7 @@
 
 * a. latency-bound: fixed latency, fixed concurrency; rows/s against the bare loop and the
   ideal ``concurrency / latency``.
-* b. quota-bound, known: the simulator enforces a tokens-per-minute quota and the job is
-  configured with the same; share of the quota over a window after the initial burst, 429s.
-* c. quota-bound, unknown: the simulator enforces a requests-per-minute quota it never reports
-  in headers (as Cerebras does not), and the job is configured with twice as much; share of the
-  real quota and the share of 429s after the first seconds.
+* b, c. quota-bound, known and unknown limits: see :mod:`enrich.bench.quota`.
 * d. CPU per row: an instant simulator; CPU seconds of this process per 1,000 rows.
 * e. Prefect overhead: the same job through the flow and through the engine directly, in a
   child process (:mod:`enrich.bench.flowcost`), so this process never imports Prefect.
@@ -22,89 +18,19 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from enrich.bench.measure import Sampler, median, window
+from enrich.bench.measure import median
+from enrich.bench.outcome import FULL, QUICK, Log, Outcome, Sizes, pct, side_runs
+from enrich.bench.quota import quota_known, quota_unknown
 from enrich.bench.sides import SideRun, run_bare, run_pipeline
 from enrich.bench.simproc import SimProcess
 from enrich.bench.workload import bare_messages, write_input, write_job
 
-Log = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Sizes:
-    """How big each scenario is; :data:`FULL` is the documented run, :data:`QUICK` a short one."""
-
-    concurrency: int = 64
-    latency_s: float = 0.3
-    latency_rows: int = 5000
-    latency_rounds: int = 2
-    known_tpm: int = 60_000
-    known_warmup_s: float = 15.0
-    known_window_s: float = 40.0
-    unknown_rpm: int = 1200
-    unknown_warmup_s: float = 10.0
-    unknown_window_s: float = 50.0
-    cpu_rows: int = 5000
-    cpu_rounds: int = 3
-    flow_rows: int = 10_000
-    flow_rounds: int = 2
-
-
-FULL = Sizes()
-QUICK = Sizes(
-    latency_rows=1000,
-    latency_rounds=1,
-    known_warmup_s=10.0,
-    known_window_s=15.0,
-    unknown_window_s=20.0,
-    cpu_rows=2000,
-    cpu_rounds=2,
-    flow_rows=2000,
-    flow_rounds=1,
-)
-
-
-@dataclass
-class Outcome:
-    """One scenario's result: its setup, every figure, and one line for the table."""
-
-    key: str
-    title: str
-    setup: dict[str, Any]
-    figures: dict[str, Any]
-    measure: str
-    pipeline: str
-    baseline: str
-    reference: str
-    target: str
-    reached: str
-    met: bool | None
-    notes: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "title": self.title,
-            "setup": self.setup,
-            "figures": self.figures,
-            "target": self.target,
-            "reached": self.reached,
-            "met": self.met,
-        }
-
-
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f} %"
-
-
-def _sides(runs: list[SideRun]) -> list[dict[str, Any]]:
-    return [r.to_json() for r in runs]
+__all__ = ["FULL", "QUICK", "SCENARIOS", "Outcome", "Sizes", "prefect_overhead", "run_scenarios"]
 
 
 # -- a. latency-bound ---------------------------------------------------------------------------
@@ -139,8 +65,8 @@ async def latency_bound(sizes: Sizes, work: Path, log: Log) -> Outcome:
             "pipeline_vs_bare": round(ratio, 4),
             "pipeline_vs_ideal": round(p / ideal, 4),
             "bare_vs_ideal": round(b / ideal, 4),
-            "pipeline_runs": _sides(pipeline),
-            "bare_runs": _sides(bare),
+            "pipeline_runs": side_runs(pipeline),
+            "bare_runs": side_runs(bare),
         },
         measure="rows/s",
         pipeline=f"{p:.1f}",
@@ -149,154 +75,6 @@ async def latency_bound(sizes: Sizes, work: Path, log: Log) -> Outcome:
         target=">= 0.9 x bare",
         reached=f"{ratio:.3f} x bare ({p / ideal:.3f} x ideal)",
         met=ratio >= 0.9,
-    )
-
-
-# -- b/c. quota-bound ---------------------------------------------------------------------------
-
-
-async def _windowed(
-    sim: SimProcess,
-    run: Callable[[float], Any],
-    warmup: float,
-    span: float,
-) -> tuple[SideRun, dict[str, Any], Any]:
-    """Run one side on a fresh account for ``warmup + span`` s; its window after ``warmup``."""
-    await asyncio.to_thread(sim.reset)
-    async with Sampler(sim.stats, interval=0.5) as sampler:
-        side: SideRun = await run(warmup + span + 0.5)
-    w = window(sampler.samples, warmup, warmup + span)
-    last = sampler.samples[-1]
-    totals = {"requests": last.requests, "ok": last.ok, "throttled": last.throttled}
-    return side, totals, w
-
-
-async def quota_known(sizes: Sizes, work: Path, log: Log) -> Outcome:
-    tpm, conc = sizes.known_tpm, sizes.concurrency
-    warmup, span = sizes.known_warmup_s, sizes.known_window_s
-    # Rows to outlast the run: about 45 tokens a request; the burst plus the window, and more.
-    rows = int(tpm / 40 * (1 + (warmup + span) / 60) * 1.5)
-    source = write_input(work / "b" / "input.jsonl", rows)
-    messages = bare_messages(rows)
-    quota_per_s = tpm / 60
-    figures: dict[str, Any] = {}
-    shares: dict[str, float] = {}
-    throttled: dict[str, int] = {}
-    with SimProcess("--ttft", str(sizes.latency_s), "--tpm", str(tpm)) as sim:
-        job = write_job(
-            work / "b" / "pipeline",
-            input_path=source,
-            base_url=sim.base_url,
-            concurrency=conc,
-            tokens_per_minute=tpm,
-        )
-        sides: dict[str, Callable[[float], Any]] = {
-            "pipeline": lambda t: run_pipeline(job, stop_after=t),
-            "bare": lambda t: run_bare(
-                sim.base_url, messages, concurrency=conc, retry_throttled=True, stop_after=t
-            ),
-        }
-        for name, run in sides.items():
-            side, totals, w = await _windowed(sim, run, warmup, span)
-            shares[name] = w.tokens_per_s / quota_per_s
-            throttled[name] = totals["throttled"]
-            figures[name] = {
-                "share_of_quota": round(shares[name], 4),
-                "tokens_per_s_in_window": round(w.tokens_per_s, 2),
-                "window_s": [round(w.start, 2), round(w.end, 2)],
-                "throttled_total": totals["throttled"],
-                "throttled_in_window": w.throttled,
-                "requests_total": totals["requests"],
-                "side": side.to_json(),
-            }
-            log(f"b {name}: {_pct(shares[name])} of the quota, {totals['throttled']} 429s")
-    met = shares["pipeline"] >= 0.95 and throttled["pipeline"] == 0
-    return Outcome(
-        key="b",
-        title="quota-bound, known",
-        setup={
-            "simulator_tpm": tpm,
-            "configured_tpm": tpm,
-            "latency_s": sizes.latency_s,
-            "concurrency": conc,
-            "window_after_s": warmup,
-            "window_s": span,
-        },
-        figures=figures,
-        measure="share of TPM, 429s",
-        pipeline=f"{_pct(shares['pipeline'])}, {throttled['pipeline']}",
-        baseline=f"{_pct(shares['bare'])}, {throttled['bare']}",
-        reference=f"{tpm} TPM",
-        target=">= 95 %, 0 429s",
-        reached=f"{_pct(shares['pipeline'])}, {throttled['pipeline']} 429s",
-        met=met,
-    )
-
-
-async def quota_unknown(sizes: Sizes, work: Path, log: Log) -> Outcome:
-    rpm, conc = sizes.unknown_rpm, sizes.concurrency
-    warmup, span = sizes.unknown_warmup_s, sizes.unknown_window_s
-    rows = int(rpm * (1 + (warmup + span) / 60) * 1.5)
-    source = write_input(work / "c" / "input.jsonl", rows)
-    messages = bare_messages(rows)
-    quota_per_s = rpm / 60
-    figures: dict[str, Any] = {}
-    shares: dict[str, float] = {}
-    throttled_share: dict[str, float] = {}
-    with SimProcess("--ttft", str(sizes.latency_s), "--rpm", str(rpm)) as sim:
-        job = write_job(
-            work / "c" / "pipeline",
-            input_path=source,
-            base_url=sim.base_url,
-            concurrency=conc,
-            requests_per_minute=2 * rpm,
-        )
-        sides: dict[str, Callable[[float], Any]] = {
-            "pipeline": lambda t: run_pipeline(job, stop_after=t),
-            "bare": lambda t: run_bare(
-                sim.base_url, messages, concurrency=conc, retry_throttled=True, stop_after=t
-            ),
-        }
-        for name, run in sides.items():
-            side, totals, w = await _windowed(sim, run, warmup, span)
-            shares[name] = w.ok_per_s / quota_per_s
-            throttled_share[name] = w.throttled_share
-            figures[name] = {
-                "share_of_quota": round(shares[name], 4),
-                "throttled_share_after_warmup": round(w.throttled_share, 4),
-                "ok_per_s_in_window": round(w.ok_per_s, 3),
-                "window_s": [round(w.start, 2), round(w.end, 2)],
-                "throttled_in_window": w.throttled,
-                "requests_in_window": w.requests,
-                "throttled_total": totals["throttled"],
-                "requests_total": totals["requests"],
-                "side": side.to_json(),
-            }
-            log(
-                f"c {name}: {_pct(shares[name])} of the real quota, "
-                f"{_pct(throttled_share[name])} 429s after {warmup:g} s"
-            )
-    p_share, p_throttled = shares["pipeline"], throttled_share["pipeline"]
-    return Outcome(
-        key="c",
-        title="quota-bound, unknown",
-        setup={
-            "simulator_rpm": rpm,
-            "configured_rpm": 2 * rpm,
-            "rpm_in_headers": False,
-            "latency_s": sizes.latency_s,
-            "concurrency": conc,
-            "window_after_s": warmup,
-            "window_s": span,
-        },
-        figures=figures,
-        measure="share of real RPM, 429 share after 10 s",
-        pipeline=f"{_pct(p_share)}, {_pct(p_throttled)}",
-        baseline=f"{_pct(shares['bare'])}, {_pct(throttled_share['bare'])}",
-        reference=f"{rpm} RPM (configured {2 * rpm})",
-        target=">= 85 %, <= 2 % 429s",
-        reached=f"{_pct(p_share)}, {_pct(p_throttled)} 429s",
-        met=p_share >= 0.85 and p_throttled <= 0.02,
     )
 
 
@@ -343,8 +121,8 @@ async def cpu_per_row(sizes: Sizes, work: Path, log: Log) -> Outcome:
             "pipeline_rows_per_s": round(median([x.rows_per_s for x in pipeline]), 1),
             "bare_rows_per_s": round(median([x.rows_per_s for x in bare]), 1),
             "simulator_cpu_s_per_1000_rows": {k: round(median(v), 4) for k, v in sim_cpu.items()},
-            "pipeline_runs": _sides(pipeline),
-            "bare_runs": _sides(bare),
+            "pipeline_runs": side_runs(pipeline),
+            "bare_runs": side_runs(bare),
         },
         measure="CPU s / 1,000 rows",
         pipeline=f"{p:.3f}",
@@ -384,7 +162,7 @@ def prefect_overhead(sizes: Sizes, work: Path, log: Log) -> Outcome:
     figures: dict[str, Any] = orjson.loads(lines[-1])
     flow, direct = figures["flow_s"], figures["direct_s"]
     overhead = figures["overhead"]
-    log(f"e: flow {flow:.2f} s, direct {direct:.2f} s, overhead {_pct(overhead)}")
+    log(f"e: flow {flow:.2f} s, direct {direct:.2f} s, overhead {pct(overhead)}")
     return Outcome(
         key="e",
         title="Prefect overhead",
@@ -395,7 +173,7 @@ def prefect_overhead(sizes: Sizes, work: Path, log: Log) -> Outcome:
         baseline=f"direct {direct:.2f}",
         reference="",
         target="<= 3 % overhead",
-        reached=_pct(overhead),
+        reached=pct(overhead),
         met=overhead <= 0.03,
     )
 
