@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from enrich.bench.sides import run_bare, run_pipeline
-from enrich.bench.simproc import SimProcess
 from enrich.bench.workload import bare_messages, write_input, write_job
+from enrich.sim.process import SimProcess
 
 
 async def main(side: str, rows: int, concurrency: int, loop: str) -> None:

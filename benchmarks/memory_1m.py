@@ -22,18 +22,18 @@ import os
 import platform
 import random
 import resource
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import orjson
 import yaml
+
+from enrich.sim.process import SimProcess
 
 _TEXT = """
     the battery lasts all day and the screen is bright but the case scratches easily shipping
@@ -84,23 +84,6 @@ def write_config(path: Path, source: Path, output: Path, overrides: list[str]) -
     }
     path.write_text(yaml.safe_dump(config))
     return path
-
-
-def start_sim() -> tuple[subprocess.Popen[bytes], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "enrich.sim", "--port", "0"], stdout=subprocess.PIPE
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline().decode().strip()
-    if not line.startswith("enrich sim listening on "):
-        proc.kill()
-        raise SystemExit(f"simulator did not start: {line!r}")
-    return proc, line.rsplit(" ", 1)[-1]
-
-
-def served(base_url: str) -> int:
-    with urllib.request.urlopen(f"{base_url}/_sim/stats", timeout=10) as response:
-        return int(orjson.loads(response.read())["requests"])
 
 
 def generate(path: Path, rows: int) -> dict[str, Any]:
@@ -158,7 +141,8 @@ def main() -> None:
     generated_s = time.perf_counter() - started
     config = write_config(tmp / "job.yaml", tmp / "reviews.parquet", tmp / "out", args.set)
 
-    sim, base_url = start_sim()
+    sim = SimProcess().start()
+    base_url = sim.base_url
     samples: list[tuple[int, float]] = []
     peak_seen = 0.0
     try:
@@ -181,7 +165,7 @@ def main() -> None:
                 memory = memory_mb(engine.pid)
                 if memory:
                     peak_seen = max(peak_seen, memory["VmHWM"])
-                    samples.append((served(base_url), memory["VmRSS"]))
+                    samples.append((sim.stats().requests, memory["VmRSS"]))
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
@@ -190,10 +174,9 @@ def main() -> None:
         engine.returncode = os.waitstatus_to_exitcode(status)
         stop.set()
         reader.join()
-        requests = served(base_url)
+        requests = sim.stats().requests
     finally:
-        sim.send_signal(signal.SIGINT)
-        sim.wait()
+        sim.stop()
     if engine.returncode != 0:
         sys.stderr.write(b"".join(stderr).decode(errors="replace")[-4000:])
         raise SystemExit(f"enrich run failed with exit code {engine.returncode}")

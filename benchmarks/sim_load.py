@@ -14,10 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from typing import Any
@@ -25,26 +21,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-
-def start_server(extra: list[str]) -> tuple[subprocess.Popen[bytes], str]:
-    """Start the simulator process; returns it and its base URL."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "enrich.sim", "--port", "0", *extra],
-        stdout=subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline().decode().strip()
-    if not line.startswith("enrich sim listening on "):
-        proc.kill()
-        raise SystemExit(f"simulator did not start: {line!r}")
-    return proc, line.rsplit(" ", 1)[-1]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process has used (Linux /proc)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+from enrich.sim.process import SimProcess
 
 
 async def run_load(
@@ -126,25 +103,22 @@ def main() -> None:
     parser.add_argument("server_args", nargs="*", help="extra `enrich sim` options, after --")
     args = parser.parse_args()
 
-    proc, base_url = start_server(args.server_args)
-    try:
+    with SimProcess(*args.server_args) as sim:
+        base_url = sim.base_url
         options = {"stream": args.stream, "max_tokens": args.max_tokens}
         asyncio.run(
             run_load(base_url, requests=args.warmup, concurrency=args.concurrency, **options)
         )
         asyncio.run(fetch_stats(base_url, reset=True))
-        cpu_before = cpu_seconds(proc.pid)
+        cpu_before = sim.cpu_seconds()
         result = asyncio.run(
             run_load(base_url, requests=args.requests, concurrency=args.concurrency, **options)
         )
-        server_cpu = cpu_seconds(proc.pid) - cpu_before
+        server_cpu = sim.cpu_seconds() - cpu_before
         result["concurrency"] = args.concurrency
         result["stream"] = args.stream
         result["server_cpu_ms_per_request"] = round(server_cpu * 1000 / args.requests, 3)
         result["server_stats"] = asyncio.run(fetch_stats(base_url))
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=10)
     print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
 
 

@@ -18,7 +18,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from enrich.job import Job
 from enrich.lease import read_lease
 from enrich.run import run_job
 from enrich.sim.harness import SimServer
+from enrich.sim.process import SimProcess
 from enrich.status import output_status, read_dataset
 
 ROWS = 2000
@@ -47,37 +47,6 @@ EXECUTION = {
     "retry": {"attempts": 3, "backoff_initial": 0.01, "backoff_max": 0.05},
 }
 COMPARED = ("row_id", "completion", "finish_reason", "status")
-
-
-class SimProcess:
-    """``python -m enrich.sim`` with latency, in its own process."""
-
-    def __init__(self, *args: str) -> None:
-        self._args = args
-        self.base_url = ""
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> SimProcess:
-        command = [sys.executable, "-m", "enrich.sim", "--port", "0", *self._args]
-        self._process = subprocess.Popen(command, stdout=subprocess.PIPE)
-        assert self._process.stdout is not None
-        line = self._process.stdout.readline().decode()
-        self.base_url = line.strip().rsplit(" ", 1)[-1]
-        assert self.base_url.startswith("http://"), line
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._process is not None:
-            self._process.send_signal(signal.SIGINT)
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-
-    def requests(self) -> int:
-        with urllib.request.urlopen(f"{self.base_url}/_sim/stats", timeout=5) as response:
-            return int(orjson.loads(response.read())["requests"])
 
 
 @pytest.fixture
@@ -110,13 +79,13 @@ def start_run(config: Path, base_url: str) -> subprocess.Popen[bytes]:
 def kill_when(process: subprocess.Popen[bytes], sim: SimProcess, served: int) -> int:
     """SIGKILL ``process`` once the simulator has served ``served`` requests in all."""
     deadline = time.monotonic() + 60
-    while sim.requests() < served:
+    while sim.stats().requests < served:
         assert process.poll() is None, process.communicate()[1].decode()[-2000:]
         assert time.monotonic() < deadline, "the run made no progress"
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    return sim.requests()
+    return sim.stats().requests
 
 
 def uninterrupted(config: Path, sim: SimServer, tmp_path: Path) -> dict[str, tuple[Any, ...]]:
@@ -166,7 +135,7 @@ def test_killed_runs_resume_to_exactly_the_uninterrupted_output(
     final = start_run(config, slow_sim.base_url)
     _, stderr = final.communicate(timeout=120)
     assert final.returncode == 0, stderr.decode()[-2000:]
-    served = slow_sim.requests()
+    served = slow_sim.stats().requests
 
     table = read_dataset(output, location.storage_options)
     got = table.to_pylist()

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
-import sys
-from collections.abc import Iterator
 
 from rich.console import Console
+
+from enrich.sim.process import SimProcess
 
 DEMO_CONFIG = "configs/reviews.yaml"
 SHOW_COLUMNS = [
@@ -26,26 +25,6 @@ SHOW_COLUMNS = [
 ]
 
 
-@contextlib.contextmanager
-def simulator_process(*args: str) -> Iterator[str]:
-    """Start ``enrich sim`` on a free port; yield its base URL; stop it on exit."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "enrich.sim", "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if "listening on" not in line:
-            raise RuntimeError(f"the simulator did not start: {line.strip()!r}")
-        yield line.rsplit(" ", 1)[-1].strip()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
 def run_demo(output: str, config: str = DEMO_CONFIG) -> int:
     """Run the demo job; print where the output went and a few enriched rows. Exit code."""
     import polars as pl
@@ -57,9 +36,8 @@ def run_demo(output: str, config: str = DEMO_CONFIG) -> int:
     overrides = [f"output.path={output}"]
     with contextlib.ExitStack() as stack:
         if not os.environ.get("CEREBRAS_API_KEY"):
-            url = stack.enter_context(
-                simulator_process("--ttft", "0.05", "--tokens-per-second", "2000")
-            )
+            sim = SimProcess("--ttft", "0.05", "--tokens-per-second", "2000")
+            url = stack.enter_context(sim).base_url
             os.environ["CEREBRAS_BASE_URL"] = url
             os.environ["CEREBRAS_API_KEY"] = "demo-key-for-the-local-simulator"
             console.print(f"Using the bundled Cerebras simulator at {url}")

@@ -5,7 +5,7 @@
 * :mod:`enrich.bench.outcome` -- sizes, and what a scenario returns.
 * :mod:`enrich.bench.sides` -- the two sides: the pipeline (``run_job``) and the bare loop.
 * :mod:`enrich.bench.measure` -- rates over a window, from the simulator's sampled counters.
-* :mod:`enrich.bench.simproc` -- the simulator as a child process (its CPU is not ours).
+* :mod:`enrich.sim.process` (elsewhere) -- the simulator as a child process (its CPU is not ours).
 * :mod:`enrich.bench.workload` -- the generated input and its job config.
 * :mod:`enrich.bench.flowcost` -- scenario e in a child process (the only one importing Prefect).
 * :mod:`enrich.bench.report` -- the table, the JSON document and the machine description.

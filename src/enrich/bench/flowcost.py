@@ -31,8 +31,8 @@ from typing import Any
 import orjson
 
 from enrich.bench.measure import median
-from enrich.bench.simproc import SimProcess
 from enrich.bench.workload import API_KEY, write_input, write_job
+from enrich.sim.process import SimProcess
 
 SERVER_START_TIMEOUT = 120.0
 RUN_TIMEOUT = 900.0  # one run; a hung flow run must not hang the benchmark

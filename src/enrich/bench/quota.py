@@ -21,8 +21,8 @@ from typing import Any
 from enrich.bench.measure import Sampler, Window, window
 from enrich.bench.outcome import Log, Outcome, Sizes, pct
 from enrich.bench.sides import SideRun, run_bare, run_pipeline
-from enrich.bench.simproc import SimProcess
 from enrich.bench.workload import bare_messages, write_input, write_job
+from enrich.sim.process import SimProcess
 
 
 async def _windowed(

@@ -27,8 +27,8 @@ from enrich.bench.measure import median
 from enrich.bench.outcome import FULL, QUICK, Log, Outcome, Sizes, pct, side_runs
 from enrich.bench.quota import quota_known, quota_unknown
 from enrich.bench.sides import SideRun, run_bare, run_pipeline
-from enrich.bench.simproc import SimProcess
 from enrich.bench.workload import bare_messages, write_input, write_job
+from enrich.sim.process import SimProcess
 
 __all__ = ["FULL", "QUICK", "SCENARIOS", "Outcome", "Sizes", "prefect_overhead", "run_scenarios"]
 
