@@ -13,9 +13,10 @@ from conftest import JobFactory, Location, eventually, review_rows, write_jsonl
 
 from enrich.checkpoint import JOURNAL, ChunkJournal
 from enrich.config import load_job_config
+from enrich.errors import QuotaExhausted
 from enrich.job import Job
 from enrich.run import run_job
-from enrich.sim.config import SimConfig
+from enrich.sim.config import Limits, SimConfig
 from enrich.sim.harness import SimServer
 from enrich.status import output_status, read_dataset
 
@@ -205,3 +206,30 @@ def test_a_fixed_input_file_resends_only_the_rows_that_changed(
         zip(table.column("row_id").to_pylist(), table.column("text").to_pylist(), strict=True)
     )
     assert texts["r-00005"].startswith("Corrected")
+
+
+def test_a_spent_daily_quota_stops_the_run_and_keeps_every_paid_result(
+    make_job: JobFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with SimServer(SimConfig(ttft=0.02, limits=Limits(rpd=25))) as limited:
+        monkeypatch.setenv("CEREBRAS_BASE_URL", limited.base_url)
+        monkeypatch.setenv("CEREBRAS_API_KEY", "k")
+        execution = {"rows_per_chunk": 10, "chunks_in_flight": 3, "max_concurrency": 8}
+        config = make_job(review_rows(60), execution=execution)
+        job = Job.prepare(load_job_config(config), where=str(config))
+        with pytest.raises(QuotaExhausted, match="resets in"):
+            asyncio.run(run_job(job))
+        known: set[str] = set()
+        for chunk in job.chunks:
+            journal = ChunkJournal(
+                job.store,
+                chunk,
+                "parquet",
+                completion_column="completion",
+                interval_s=1,
+                max_rows=1,
+            )
+            known |= set(journal.load())
+        # Every request the server answered (and charged) left a result behind.
+        assert len(known) == limited.stats.by_status[200] == 25
+        assert not job.store.exists("_SUCCESS")

@@ -79,16 +79,20 @@ async def drive(
     """Run ``chunks`` with at most ``chunks_in_flight`` at once; summaries in chunk order.
 
     The first chunk that raises (a daily quota, a storage failure) stops the run: no new
-    chunk starts, the others are cancelled (their journals are flushed), and it re-raises.
+    chunk starts, the chunks in flight finish what they have already sent (a request paid for
+    is journaled, not thrown away; their next admission fails fast on a spent quota), and the
+    first error is re-raised. Cancelling ``drive`` itself (Ctrl+C, a cancelled flow run)
+    cancels the chunks at once; their journals keep what had arrived.
     """
     tables = job.iter_tables(chunks)
     order = {c.chunk_id: i for i, c in enumerate(chunks)}
     running: set[asyncio.Task[ChunkSummary]] = set()
     done: list[ChunkSummary] = []
+    failure: BaseException | None = None
     exhausted = False
     try:
-        while running or not exhausted:
-            while not exhausted and len(running) < chunks_in_flight:
+        while running or not (exhausted or failure):
+            while not (exhausted or failure) and len(running) < chunks_in_flight:
                 item = await asyncio.to_thread(next, tables, None)
                 if item is None:
                     exhausted = True
@@ -98,12 +102,18 @@ async def drive(
                 break
             finished, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             for task in finished:
-                done.append(task.result())
+                error = task.exception()
+                if error is None:
+                    done.append(task.result())
+                elif failure is None:
+                    failure = error
     finally:
         for task in running:
             task.cancel()
         if running:
             await asyncio.gather(*running, return_exceptions=True)
+    if failure is not None:
+        raise failure
     return sorted(done, key=lambda s: order[s.chunk_id])
 
 
