@@ -34,6 +34,7 @@ from flows.enrich import job_name, resolve_api_key
 from tasks.monitoring import (
     Progress,
     artifact_key,
+    failed_partitions,
     partition_row,
     partitions_markdown,
     publish_report,
@@ -156,11 +157,7 @@ async def enrich_backfill(
         await progress.finish()
 
     rows.sort(key=lambda r: str(r["partition"]))
-    failed = [
-        str(r["partition"])
-        for r in rows
-        if r["state"] not in ("Completed", "already committed", "no input")
-    ]
+    failed = failed_partitions(rows)
     title = f"Backfill: {cfg.name} from {start} to {end}"
     note = f"Failed: {', '.join(failed)}. Run the backfill again to retry them." if failed else ""
     await publish_report(

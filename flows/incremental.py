@@ -26,6 +26,7 @@ from enrich.partitions import logical_date, parse_date, pending
 from flows.enrich import enrich_dataset, job_name, resolve_api_key
 from tasks.monitoring import (
     artifact_key,
+    failed_partitions,
     partition_row,
     partitions_markdown,
     publish_report,
@@ -103,7 +104,7 @@ async def enrich_incremental(
                 partition_row(partition, state.name or "Failed", flow_run=name, message=message)
             )
     rows.sort(key=lambda r: str(r["partition"]))
-    failed = [r["partition"] for r in rows if r["state"] not in ("Completed", "already committed")]
+    failed = failed_partitions(rows)
     title = f"Incremental enrichment: {cfg.name} through {through}"
     note = "Nothing to do: every partition is committed." if not todo else ""
     await publish_report(
@@ -114,5 +115,5 @@ async def enrich_incremental(
         secrets=secrets,
     )
     if failed:
-        raise RuntimeError(f"{cfg.name}: partitions failed: {', '.join(map(str, failed))}")
+        raise RuntimeError(f"{cfg.name}: partitions failed: {', '.join(failed)}")
     return rows

@@ -193,6 +193,14 @@ def _cell(value: Any, fmt: str = "{}") -> str:
     return "" if value is None else fmt.format(value).replace("|", "/")
 
 
+DONE_STATES = ("Completed", "already committed", "no input")
+
+
+def failed_partitions(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The partitions of a backfill or schedule table whose run did not end well."""
+    return [str(r["partition"]) for r in rows if r["state"] not in DONE_STATES]
+
+
 def partitions_markdown(title: str, rows: Sequence[Mapping[str, Any]], note: str = "") -> str:
     """A markdown report: totals, one line per partition, then errors and failures.
 

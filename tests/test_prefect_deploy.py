@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
@@ -33,6 +32,7 @@ from prefect_api import (
     table,
 )
 
+from enrich.sim.process import SimProcess
 from enrich.status import read_dataset
 
 pytest_plugins = ["prefect_harness"]
@@ -78,27 +78,6 @@ class Deployed:
         return run
 
 
-def _simulator(log: Path) -> Iterator[str]:
-    command = [sys.executable, "-m", "enrich.sim", "--port", "0", "--api-keys", WORKER_KEY]
-    command += ["--ttft", "0.02", "--tokens-per-second", "4000"]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            command,
-            stdout=subprocess.PIPE,
-            stderr=out,
-            text=True,
-            start_new_session=True,
-        )
-        try:
-            assert proc.stdout is not None
-            line = proc.stdout.readline()
-            assert "listening on" in line, f"the simulator did not start: {line!r}"
-            yield line.rsplit(" ", 1)[-1].strip()
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def deployed(
     prefect_server: PrefectServer, tmp_path_factory: pytest.TempPathFactory
@@ -108,8 +87,11 @@ def deployed(
     shutil.copytree(ROOT / "data" / "partitioned" / "reviews", raw)
     prefect_server.cli("work-pool", "create", POOL, "--type", "process")
     prefect_server.cli("deploy", "--all", "--no-prompt", cwd=ROOT)
-    sims = _simulator(scratch / "sim.log")
-    sim_url = next(sims)
+    sim_log = open(scratch / "sim.log", "wb")  # noqa: SIM115 -- closed with the simulator
+    sim = SimProcess(
+        "--api-keys", WORKER_KEY, "--ttft", "0.02", "--tokens-per-second", "4000", stderr=sim_log
+    ).start()
+    sim_url = sim.base_url
     env = {
         **prefect_server.env,
         "CEREBRAS_BASE_URL": sim_url,
@@ -125,7 +107,8 @@ def deployed(
             yield Deployed(prefect_server, sim_url, raw, scratch / "out")
         finally:
             stop_process(worker)
-            sims.close()
+            sim.stop()
+            sim_log.close()
 
 
 def test_backfill_of_three_partitions(deployed: Deployed) -> None:

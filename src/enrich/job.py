@@ -2,8 +2,8 @@
 
 :meth:`Job.prepare` does every check that can fail before a request is paid for: the input
 exists and is readable, the template's columns are in it, the id column exists, no input
-column collides with an added one, and the output location is writable. It then plans the
-chunks deterministically.
+column collides with an added one. It then plans the chunks deterministically. The first write
+to the output (the run's lease, in :func:`enrich.run.run_job`) also comes before any request.
 """
 
 from __future__ import annotations
@@ -16,11 +16,17 @@ import pyarrow as pa
 
 from enrich.checkpoint import PLAN, committed_chunk_ids, write_json
 from enrich.config import JobConfig
-from enrich.errors import ConfigError
 from enrich.hashing import RequestHasher, job_fingerprint
 from enrich.planning import ChunkSpec, plan_chunks
 from enrich.results import check_collisions
-from enrich.sources import SourceFile, discover, read_slices, schema_columns
+from enrich.sources import (
+    SourceFile,
+    discover,
+    needed_columns,
+    output_columns,
+    read_slices,
+    schema_columns,
+)
 from enrich.storage import Store
 from enrich.template import PromptTemplate
 
@@ -39,19 +45,9 @@ class Job:
         self.template = PromptTemplate.compile(config.prompt.system, config.prompt.template)
         self.template.check(input_columns, where)
         spec = config.input
-        if spec.id_column is not None and spec.id_column not in input_columns:
-            raise ConfigError(
-                f"{where}: input.id_column: the input has no column {spec.id_column!r}"
-            )
-        self.keep_columns = list(spec.columns) if spec.columns is not None else input_columns
-        missing = [c for c in self.keep_columns if c not in input_columns]
-        if missing:
-            raise ConfigError(f"{where}: input.columns: the input has no column {missing[0]!r}")
+        self.keep_columns = output_columns(input_columns, spec)
         check_collisions(self.keep_columns, config.output.completion_column, where)
-        needed = [*self.keep_columns, *sorted(self.template.columns)]
-        if spec.id_column:
-            needed.append(spec.id_column)
-        self.read_columns = list(dict.fromkeys(needed))
+        self.read_columns = needed_columns(input_columns, spec, self.template.columns)
         self.fingerprint = job_fingerprint(
             {
                 "engine": ENGINE_VERSION,

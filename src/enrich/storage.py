@@ -249,16 +249,6 @@ class Store:
         with self._errors(keys[0] if len(keys) == 1 else ""):
             self.fs.rm([self.path(k) for k in keys])
 
-    def check_writable(self) -> None:
-        """Fail early (before any request is paid for) if the root cannot be written."""
-        probe = f"_tmp/probe-{uuid.uuid4().hex}"
-        self.write_bytes(probe, b"")
-        self.delete([probe])
-
-    def invalidate(self) -> None:
-        """Forget cached listings, so a listing sees what other writers committed."""
-        self.fs.invalidate_cache()
-
     # -- conditional writes (the run lease) ------------------------------------------------------
 
     def read_versioned(self, key: str) -> Versioned | None:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import urllib.request
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
@@ -30,11 +30,13 @@ def process_cpu_seconds(pid: int) -> float:
 class SimProcess:
     """``enrich sim`` in a child process; a context manager that stops it on exit.
 
-    ``args`` are ``enrich sim`` options (``--ttft 0.3``, ``--tpm 60000``...).
+    ``args`` are ``enrich sim`` options (``--ttft 0.3``, ``--tpm 60000``...); ``stderr`` is
+    where its log goes (an open binary file; discarded by default).
     """
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, stderr: IO[bytes] | int = subprocess.DEVNULL) -> None:
         self.args = args
+        self._stderr = stderr
         self.base_url = ""
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -42,7 +44,7 @@ class SimProcess:
         proc = subprocess.Popen(
             [sys.executable, "-m", "enrich.sim", "--port", "0", *self.args],
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=self._stderr,
         )
         assert proc.stdout is not None
         line = proc.stdout.readline().decode().strip()
