@@ -14,7 +14,7 @@ cut off after the window; the figures are the simulator's own counters (see
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,26 @@ async def _windowed(
     return side, totals, w
 
 
+async def _both_sides(
+    sim: SimProcess,
+    job: Path,
+    messages: list[list[dict[str, str]]],
+    conc: int,
+    warmup: float,
+    span: float,
+) -> AsyncIterator[tuple[str, SideRun, dict[str, Any], Window]]:
+    """The pipeline, then the bare loop, each windowed on a fresh account."""
+    sides: dict[str, Callable[[float], Any]] = {
+        "pipeline": lambda t: run_pipeline(job, stop_after=t),
+        "bare": lambda t: run_bare(
+            sim.base_url, messages, concurrency=conc, retry_throttled=True, stop_after=t
+        ),
+    }
+    for name, run in sides.items():
+        side, totals, w = await _windowed(sim, run, warmup, span)
+        yield name, side, totals, w
+
+
 async def quota_known(sizes: Sizes, work: Path, log: Log) -> Outcome:
     tpm, conc = sizes.known_tpm, sizes.concurrency
     warmup, span = sizes.known_warmup_s, sizes.known_window_s
@@ -60,14 +80,7 @@ async def quota_known(sizes: Sizes, work: Path, log: Log) -> Outcome:
             concurrency=conc,
             tokens_per_minute=tpm,
         )
-        sides: dict[str, Callable[[float], Any]] = {
-            "pipeline": lambda t: run_pipeline(job, stop_after=t),
-            "bare": lambda t: run_bare(
-                sim.base_url, messages, concurrency=conc, retry_throttled=True, stop_after=t
-            ),
-        }
-        for name, run in sides.items():
-            side, totals, w = await _windowed(sim, run, warmup, span)
+        async for name, side, totals, w in _both_sides(sim, job, messages, conc, warmup, span):
             shares[name] = w.tokens_per_s / quota_per_s
             throttled[name] = totals["throttled"]
             figures[name] = {
@@ -121,14 +134,7 @@ async def quota_unknown(sizes: Sizes, work: Path, log: Log) -> Outcome:
             concurrency=conc,
             requests_per_minute=2 * rpm,
         )
-        sides: dict[str, Callable[[float], Any]] = {
-            "pipeline": lambda t: run_pipeline(job, stop_after=t),
-            "bare": lambda t: run_bare(
-                sim.base_url, messages, concurrency=conc, retry_throttled=True, stop_after=t
-            ),
-        }
-        for name, run in sides.items():
-            side, totals, w = await _windowed(sim, run, warmup, span)
+        async for name, side, totals, w in _both_sides(sim, job, messages, conc, warmup, span):
             shares[name] = w.ok_per_s / quota_per_s
             throttled_share[name] = w.throttled_share
             figures[name] = {
