@@ -36,11 +36,11 @@ from enrich.lease import (
     holder_state,
     read_lease,
 )
+from enrich.output.reader import read_dataset
 from enrich.report import JobSummary
 from enrich.run import run_job
 from enrich.sim.config import SimConfig
 from enrich.sim.harness import SimServer
-from enrich.status import read_dataset
 from enrich.storage import Store
 
 

@@ -31,10 +31,10 @@ from enrich.config import load_job_config
 from enrich.errors import StorageError
 from enrich.job import Job
 from enrich.lease import read_lease
+from enrich.output.reader import output_status, read_dataset
 from enrich.run import run_job
 from enrich.sim.harness import SimServer
 from enrich.sim.process import SimProcess
-from enrich.status import output_status, read_dataset
 
 ROWS = 2000
 KILL_AT = (0.1, 0.25, 0.4, 0.55, 0.7, 0.85)  # share of ROWS served when each attempt dies

@@ -11,14 +11,15 @@ import pyarrow as pa
 import pytest
 from conftest import JobFactory, Location, eventually, review_rows, write_jsonl
 
-from enrich.checkpoint import JOURNAL, ChunkJournal
 from enrich.config import load_job_config
 from enrich.errors import QuotaExhausted
 from enrich.job import Job
+from enrich.output.journal import ChunkJournal
+from enrich.output.layout import LAYOUT
+from enrich.output.reader import output_status, read_dataset
 from enrich.run import run_job
 from enrich.sim.config import Limits, SimConfig
 from enrich.sim.harness import SimServer
-from enrich.status import output_status, read_dataset
 
 
 def run(config: Path, *overrides: str) -> tuple[Job, object]:
@@ -124,7 +125,7 @@ def test_interrupted_run_resumes_without_asking_again(
                     max_rows=1,
                 ).load()
             )
-        assert job.store.keys(JOURNAL), "results were journaled before the interruption"
+        assert job.store.keys(LAYOUT.journal), "results were journaled before the interruption"
         assert 0 < len(known) < 60
         slow.reset()
         _, summary = run(config)

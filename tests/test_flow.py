@@ -21,10 +21,10 @@ from prefect.logging.handlers import APILogHandler
 from prefect_api import PrefectServer, artifacts, child_runs, flow_run, logs, table, task_runs
 
 from enrich.config import load_job_config
+from enrich.output.reader import read_dataset
 from enrich.partitions import for_partition, partition_state
 from enrich.sim.config import SimConfig
 from enrich.sim.harness import SimServer
-from enrich.status import read_dataset
 from flows.enrich import enrich_dataset
 from flows.incremental import enrich_incremental
 

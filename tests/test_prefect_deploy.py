@@ -32,8 +32,8 @@ from prefect_api import (
     table,
 )
 
+from enrich.output.reader import read_dataset
 from enrich.sim.process import SimProcess
-from enrich.status import read_dataset
 
 pytest_plugins = ["prefect_harness"]
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]

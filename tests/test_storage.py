@@ -22,10 +22,10 @@ from conftest import JobFactory, Location, MotoServer, review_rows
 from enrich.config import load_job_config
 from enrich.errors import EnrichError, InputError, StorageError
 from enrich.job import Job
+from enrich.output.reader import output_status, read_dataset
 from enrich.run import run_job
 from enrich.sim.harness import SimServer
 from enrich.sources import SAMPLE_ROWS
-from enrich.status import output_status, read_dataset
 from enrich.storage import Store, list_inputs, redact
 
 # -- the Store on every backend ------------------------------------------------------------------

@@ -206,7 +206,7 @@ def status(
     option: list[str] = typer.Option([], "--storage-option", help="fsspec option KEY=VALUE."),
 ) -> None:
     """What is committed under an output location and what is pending."""
-    from enrich.status import output_status
+    from enrich.output.reader import output_status
 
     options = dict(o.split("=", 1) for o in option)
     try:

@@ -29,7 +29,7 @@ def run_demo(output: str, config: str = DEMO_CONFIG) -> int:
     """Run the demo job; print where the output went and a few enriched rows. Exit code."""
     import polars as pl
 
-    from enrich.status import read_dataset
+    from enrich.output.reader import read_dataset
     from flows.enrich import run_enrich
 
     console = Console()

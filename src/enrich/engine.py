@@ -23,10 +23,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from enrich.checkpoint import ChunkJournal, commit_chunk
 from enrich.client import Completion, CompletionClient
 from enrich.errors import CompletionError
 from enrich.job import Job
+from enrich.output.commit import commit_chunk
+from enrich.output.journal import ChunkJournal
 from enrich.planning import ChunkSpec
 from enrich.ratelimit import RateController
 from enrich.report import ChunkSummary, add_latency

@@ -14,9 +14,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from enrich.checkpoint import PLAN, committed_chunk_ids, write_json
 from enrich.config import JobConfig
 from enrich.hashing import RequestHasher, job_fingerprint
+from enrich.output.committed import committed_chunk_ids
+from enrich.output.layout import LAYOUT
+from enrich.output.records import Plan, PlannedChunk
 from enrich.planning import ChunkSpec, plan_chunks
 from enrich.results import check_collisions
 from enrich.sources import (
@@ -87,17 +89,14 @@ class Job:
 
     def write_plan(self) -> None:
         """Record what this job will commit, so ``enrich status`` can tell what is pending."""
-        write_json(
-            self.store,
-            PLAN,
-            {
-                "job": self.config.name,
-                "fingerprint": self.fingerprint,
-                "rows": self.rows,
-                "format": self.config.output.format,
-                "chunks": [{"chunk_id": c.chunk_id, "rows": c.rows} for c in self.chunks],
-            },
+        plan = Plan(
+            job=self.config.name,
+            fingerprint=self.fingerprint,
+            rows=self.rows,
+            format=self.config.output.format,
+            chunks=tuple(PlannedChunk(c.chunk_id, c.rows) for c in self.chunks),
         )
+        self.store.write_bytes(LAYOUT.plan, plan.to_bytes())
 
     def iter_tables(self, chunks: Sequence[ChunkSpec]) -> Iterator[tuple[ChunkSpec, pa.Table]]:
         """The input rows of each chunk, in order, reading each source once, lazily."""

@@ -34,9 +34,10 @@ from typing import Literal
 import orjson
 
 from enrich.errors import EnrichError, StorageError
+from enrich.output.layout import LAYOUT
 from enrich.storage import Store
 
-LEASE = "_lease.json"
+LEASE = LAYOUT.lease
 DEFAULT_TTL_S = 30.0
 DEFAULT_RENEW_S = 10.0
 

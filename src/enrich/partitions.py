@@ -7,25 +7,24 @@ job's ``output.path`` partitioned the same way: with the input's ``{date}`` dire
 the date is in a file name, or wherever ``{date}`` sits when ``output.path`` has one itself.
 
 Each partition is an ordinary job (:func:`for_partition` substitutes the two paths) with its
-own checkpoints, manifest and ``_SUCCESS`` marker, so the state of a partitioned job lives with
-its output: a partition is *committed* when its output has ``_SUCCESS`` and a manifest whose
-fingerprint is the current config's. Nothing is remembered in a process or in the orchestrator;
-listing the input and reading a few small files answers "what is left to do".
+own checkpoints, manifest and success marker, so the state of a partitioned job lives with its
+output: a partition is *committed* when its output's committed dataset is the current config's
+(:func:`enrich.output.committed.is_committed`). Nothing is remembered in a process or in the
+orchestrator; listing the input and reading a few small files answers "what is left to do".
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from enrich.checkpoint import MANIFEST, SUCCESS, read_json
 from enrich.config import JobConfig
 from enrich.errors import ConfigError
 from enrich.job import Job
+from enrich.output.committed import committed_manifest, is_committed
 from enrich.storage import Store, filesystem, list_inputs, qualify
 
 __all__ = [
@@ -37,7 +36,6 @@ __all__ = [
     "is_partitioned",
     "list_partitions",
     "logical_date",
-    "manifest_matches",
     "parse_date",
     "partition_state",
     "pending",
@@ -237,34 +235,25 @@ class PartitionState:
 def partition_state(config: JobConfig, partition: str) -> PartitionState:
     """Whether ``partition`` is committed under ``config`` (reads its output's small files).
 
-    Committed means the output has ``_SUCCESS`` and a manifest made by this config (same
-    fingerprint) from the input as it is now (same chunks): an edited prompt or model, or a
-    file that landed late in the partition, makes it uncommitted again. The input is read
-    (listed, counted, schema checked) only when there is a manifest to compare it with.
+    Committed is decided by :func:`enrich.output.committed.is_committed`: a manifest made by
+    this config (same fingerprint) from the input as it is now (same chunks), so an edited
+    prompt or model, or a file that landed late in the partition, makes it uncommitted again.
+    The input is read (listed, counted, schema checked) only when there is a manifest to
+    compare it with.
     """
     cfg = for_partition(config, partition)
-    store = Store(cfg.output.path, cfg.output.storage_options)
-    manifest: dict[str, Any] | None = None
-    if store.exists(SUCCESS):
-        manifest = read_json(store, MANIFEST)
-    committed = manifest is not None and manifest_matches(
-        manifest, Job.prepare(cfg, where=partition)
-    )
+    manifest = committed_manifest(Store(cfg.output.path, cfg.output.storage_options))
+    committed = False
+    if manifest is not None:
+        job = Job.prepare(cfg, where=partition)
+        committed = is_committed(manifest, job.fingerprint, (c.chunk_id for c in job.chunks))
     return PartitionState(
         partition=partition,
         input_url=cfg.input.path,
         output_url=cfg.output.path,
         committed=committed,
-        rows=int(manifest["rows"]) if committed and manifest is not None else None,
+        rows=manifest.rows if committed and manifest is not None else None,
     )
-
-
-def manifest_matches(manifest: Mapping[str, Any], job: Job) -> bool:
-    """Whether ``manifest`` commits exactly ``job``: its fingerprint and its planned chunks."""
-    parts = {p.get("chunk_id") for p in manifest.get("parts", [])}
-    return manifest.get("fingerprint") == job.fingerprint and parts == {
-        c.chunk_id for c in job.chunks
-    }
 
 
 def pending(states: Sequence[PartitionState]) -> list[str]:

@@ -13,25 +13,17 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 import pyarrow as pa
 
-from enrich.checkpoint import (
-    MANIFEST,
-    SUCCESS,
-    collect_garbage,
-    committed_chunk_ids,
-    read_json,
-    read_record,
-    write_manifest,
-)
 from enrich.client import DEFAULT_BASE_URL, CompletionClient, resolve_api_key
 from enrich.engine import Engine
 from enrich.errors import StorageError
 from enrich.job import Job
 from enrich.lease import hold_lease
+from enrich.output.commit import commit_dataset
+from enrich.output.committed import committed_chunk_ids, committed_manifest, is_committed
 from enrich.planning import ChunkSpec
 from enrich.ratelimit import RateController
 from enrich.reload import reload_on_sighup
@@ -120,9 +112,8 @@ async def drive(
 def finalize(job: Job, summaries: Sequence[ChunkSummary], elapsed_s: float) -> JobSummary:
     """Commit the dataset if every chunk is in; report what this run did either way.
 
-    The commit is: the manifest (naming one part per chunk), then the success marker, then
-    garbage collection of journals and of parts no manifest names. Readers trust only the
-    manifest, so until it is written they see the previous dataset (or none) in full.
+    The commit itself (manifest, success marker, garbage collection) is
+    :func:`enrich.output.commit.commit_dataset`.
     """
     cfg = job.config
     result = JobSummary(
@@ -147,45 +138,29 @@ def finalize(job: Job, summaries: Sequence[ChunkSummary], elapsed_s: float) -> J
         result.complete = True
         result.message = "already committed; nothing to do"
         return result
-    with ThreadPoolExecutor(max_workers=8) as pool:  # one small GET per chunk
-        records = list(pool.map(lambda c: read_record(job.store, c.chunk_id), job.chunks))
-    totals = {
-        "rows_ok": sum(r.ok for r in records),
-        "rows_failed": sum(r.failed for r in records),
-        "prompt_tokens": sum(r.prompt_tokens for r in records),
-        "completion_tokens": sum(r.completion_tokens for r in records),
-        "cost_usd": sum(r.cost_usd for r in records),
-    }
-    manifest = write_manifest(
+    manifest = commit_dataset(
         job.store,
         job=cfg.name,
         fingerprint=job.fingerprint,
         fmt=cfg.output.format,
-        records=records,
-        totals=totals,
+        chunk_ids=[c.chunk_id for c in job.chunks],
     )
-    collect_garbage(job.store, manifest)
     result.complete = True
-    result.message = f"committed {manifest['rows']} rows in {len(records)} parts"
+    result.message = f"committed {manifest.rows} rows in {len(manifest.parts)} parts"
     return result
 
 
 def _already_committed(job: Job) -> bool:
-    """Whether the committed dataset is this job's: same fingerprint, same chunks.
+    """Whether the committed dataset is this job's (:func:`enrich.output.committed.is_committed`).
 
-    Comparing chunks matters when the input grows (a new file under a glob): the fingerprint
-    is the same but the new rows are not committed yet.
+    A manifest that cannot be read is not this job's: the commit is made again. One written by
+    a newer version raises (NewerFormat) rather than being overwritten.
     """
-    if not job.store.exists(SUCCESS):
-        return False
     try:
-        manifest = read_json(job.store, MANIFEST)
-    except (StorageError, ValueError):
-        return False  # no readable manifest: commit again
-    if manifest.get("fingerprint") != job.fingerprint:
+        manifest = committed_manifest(job.store)
+    except StorageError:
         return False
-    committed = {p.get("chunk_id") for p in manifest.get("parts", [])}
-    return committed == {c.chunk_id for c in job.chunks}
+    return is_committed(manifest, job.fingerprint, (c.chunk_id for c in job.chunks))
 
 
 async def run_job(

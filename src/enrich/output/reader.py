@@ -1,9 +1,9 @@
-"""What an output location holds: committed, pending, running, and the committed dataset.
+"""Reading an output location: its status, its manifest, and the committed dataset.
 
-Both functions only read, and work on any store URL (``s3://`` with ``storage_options`` or the
-AWS environment, ``file://``, ``memory://``, a local path). :func:`read_dataset` is how a reader
-should consume an output: it trusts the manifest alone, so it sees a whole dataset or none,
-never the parts of a run in progress.
+Every function only reads, and works on any store URL (``s3://`` with ``storage_options`` or
+the AWS environment, ``file://``, ``memory://``, a local path). :func:`read_dataset` is how a
+reader should consume an output: it trusts the manifest alone, so it sees a whole dataset or
+none, never the parts of a run in progress.
 """
 
 from __future__ import annotations
@@ -14,9 +14,16 @@ from typing import Any
 
 import pyarrow as pa
 
-from enrich.checkpoint import MANIFEST, PLAN, SUCCESS, committed_chunk_ids, read_json
 from enrich.errors import StorageError
 from enrich.lease import LeaseRecord, read_lease
+from enrich.output.committed import (
+    committed_chunk_ids,
+    committed_manifest,
+    is_committed,
+    read_manifest_record,
+)
+from enrich.output.layout import LAYOUT
+from enrich.output.records import Manifest, Plan
 from enrich.results import decode
 from enrich.storage import Store
 
@@ -67,43 +74,49 @@ class OutputStatus:
         return out
 
 
+def _plan(store: Store) -> Plan | None:
+    key = LAYOUT.plan
+    if not store.exists(key):
+        return None
+    return Plan.from_bytes(store.read_bytes(key), store.url_of(key))
+
+
 def output_status(url: str, storage_options: dict[str, Any] | None = None) -> OutputStatus:
-    """Read the plan, chunk records, manifest and lease under ``url`` (a few small reads)."""
+    """Read the plan, chunk records, manifest and lease under ``url`` (a few small reads).
+
+    Complete means the committed dataset is the current plan's (see :func:`is_committed`).
+    """
     store = Store(url, storage_options)
-    plan: dict[str, Any] = read_json(store, PLAN) if store.exists(PLAN) else {}
-    manifest: dict[str, Any] | None = (
-        read_json(store, MANIFEST) if store.exists(SUCCESS) and store.exists(MANIFEST) else None
-    )
+    plan = _plan(store)
+    manifest = committed_manifest(store)
     done = committed_chunk_ids(store)
-    chunks = plan.get("chunks", [])
-    committed = [c for c in chunks if c["chunk_id"] in done]
-    fingerprint = plan.get("fingerprint")
+    chunks = plan.chunks if plan is not None else ()
+    committed = [c for c in chunks if c.chunk_id in done]
+    fingerprint = plan.fingerprint if plan is not None else None
     return OutputStatus(
         url=store.url,
-        job=plan.get("job") or (manifest or {}).get("job"),
-        complete=manifest is not None and manifest.get("fingerprint") == fingerprint,
-        manifest_rows=None if manifest is None else int(manifest["rows"]),
+        job=(plan.job if plan is not None else None) or (manifest.job if manifest else None),
+        complete=is_committed(manifest, fingerprint, (c.chunk_id for c in chunks)),
+        manifest_rows=None if manifest is None else manifest.rows,
         planned_chunks=len(chunks),
         committed_chunks=len(committed),
-        planned_rows=int(plan.get("rows", 0)),
-        committed_rows=sum(int(c["rows"]) for c in committed),
+        planned_rows=plan.rows if plan is not None else 0,
+        committed_rows=sum(c.rows for c in committed),
         fingerprint=fingerprint,
         lease=read_lease(store),
         checked_at=time.time(),
     )
 
 
-def read_manifest(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+def read_manifest(url: str, storage_options: dict[str, Any] | None = None) -> Manifest:
     """The manifest of the committed dataset under ``url`` (StorageError when there is none)."""
-    store = Store(url, storage_options)
-    return _manifest(store)
+    return _manifest(Store(url, storage_options))
 
 
-def _manifest(store: Store) -> dict[str, Any]:
-    if not store.exists(SUCCESS):
-        raise StorageError(f"{store.url}: no committed dataset (no {SUCCESS} marker)")
-    manifest: dict[str, Any] = read_json(store, MANIFEST)
-    return manifest
+def _manifest(store: Store) -> Manifest:
+    if not store.exists(LAYOUT.success):
+        raise StorageError(f"{store.url}: no committed dataset (no {LAYOUT.success} marker)")
+    return read_manifest_record(store)
 
 
 def read_dataset(url: str, storage_options: dict[str, Any] | None = None) -> pa.Table:
@@ -117,9 +130,7 @@ def read_dataset(url: str, storage_options: dict[str, Any] | None = None) -> pa.
     for _ in range(_READ_ATTEMPTS):
         manifest = _manifest(store)
         try:
-            tables = [
-                decode(store.read_bytes(p["path"]), manifest["format"]) for p in manifest["parts"]
-            ]
+            tables = [decode(store.read_bytes(p.path), manifest.format) for p in manifest.parts]
         except StorageError:
             if _manifest(store) == manifest:
                 raise  # nothing was committed meanwhile: a real failure

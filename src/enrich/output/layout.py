@@ -1,0 +1,124 @@
+"""Every key under an output location, built and parsed in one place.
+
+Layout under the output URL (keys are relative to it)::
+
+    parts/<slot>/<chunk_id>.<ext>            one data file per committed chunk
+    _chunks/<chunk_id>.json                  the chunk's commit record (written after its part)
+    _journal/<slot>/<chunk_id>-<nonce>.arrow results journaled while a chunk runs
+    _plan.json                               what the current job plans to commit
+    _lease.json                              held by the run writing here (see enrich.lease)
+    _manifest.json                           the committed dataset: the only list readers trust
+    _SUCCESS                                 written last
+
+:class:`OutputLayout` is the only code that spells these names. Each kind of key has one
+function that builds it and one that parses it back (``None`` for a key that is not of that
+kind), so a listing of the store is read with the same rule that wrote it. Pure: no IO.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from enrich.results import OutputFormat
+
+# The file extension of a part, per output format.
+_EXTENSIONS: Final[dict[OutputFormat, str]] = {"parquet": "parquet", "jsonl": "jsonl"}
+_FORMATS: Final[dict[str, OutputFormat]] = {ext: fmt for fmt, ext in _EXTENSIONS.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class PartKey:
+    """What a part's key says: the slot it belongs to, its chunk and its format."""
+
+    slot_id: str
+    chunk_id: str
+    fmt: OutputFormat
+
+
+@dataclass(frozen=True, slots=True)
+class JournalKey:
+    """What a journal entry's key says: its slot, its chunk, and the nonce of that flush."""
+
+    slot_id: str
+    chunk_id: str
+    nonce: str
+
+
+def _name(key: str, folder: str, depth: int) -> list[str] | None:
+    """The ``depth`` path components of ``key`` below ``folder``, or None if it is not there."""
+    head, sep, rest = key.partition("/")
+    if head != folder or not sep:
+        return None
+    components = rest.split("/")
+    if len(components) != depth or not all(components):
+        return None
+    return components
+
+
+@dataclass(frozen=True, slots=True)
+class OutputLayout:
+    """The names of an output location's folders and files, and how their keys are made."""
+
+    parts: str = "parts"
+    chunks: str = "_chunks"
+    journal: str = "_journal"
+    plan: str = "_plan.json"
+    lease: str = "_lease.json"
+    manifest: str = "_manifest.json"
+    success: str = "_SUCCESS"
+
+    # -- parts --------------------------------------------------------------------------------
+
+    def part(self, slot_id: str, chunk_id: str, fmt: OutputFormat) -> str:
+        return f"{self.parts}/{slot_id}/{chunk_id}.{_EXTENSIONS[fmt]}"
+
+    def parse_part(self, key: str) -> PartKey | None:
+        found = _name(key, self.parts, 2)
+        if found is None:
+            return None
+        slot_id, name = found
+        chunk_id, dot, ext = name.rpartition(".")
+        fmt = _FORMATS.get(ext)
+        if not (dot and chunk_id and fmt):
+            return None
+        return PartKey(slot_id, chunk_id, fmt)
+
+    def slot_parts(self, slot_id: str) -> str:
+        """The folder of every part of one slot (the same rows under any prompt)."""
+        return f"{self.parts}/{slot_id}"
+
+    # -- chunk records ------------------------------------------------------------------------
+
+    def chunk_record(self, chunk_id: str) -> str:
+        return f"{self.chunks}/{chunk_id}.json"
+
+    def parse_chunk_record(self, key: str) -> str | None:
+        """The chunk id a record's key names, or None."""
+        found = _name(key, self.chunks, 1)
+        if found is None or not found[0].endswith(".json"):
+            return None
+        return found[0].removesuffix(".json") or None
+
+    # -- the journal --------------------------------------------------------------------------
+
+    def journal_entry(self, slot_id: str, chunk_id: str, nonce: str) -> str:
+        return f"{self.journal}/{slot_id}/{chunk_id}-{nonce}.arrow"
+
+    def parse_journal_entry(self, key: str) -> JournalKey | None:
+        found = _name(key, self.journal, 2)
+        if found is None or not found[1].endswith(".arrow"):
+            return None
+        slot_id, name = found
+        chunk_id, dash, nonce = name.removesuffix(".arrow").rpartition("-")
+        if not (dash and chunk_id and nonce):
+            return None
+        return JournalKey(slot_id, chunk_id, nonce)
+
+    def slot_journal(self, slot_id: str) -> str:
+        """The folder of every journal entry of one slot."""
+        return f"{self.journal}/{slot_id}"
+
+
+#: The layout of every output this version writes and reads.
+LAYOUT: Final = OutputLayout()

@@ -1,0 +1,345 @@
+"""The records an output location holds: the plan, the chunk record and the manifest.
+
+Each record is a frozen dataclass with a ``format_version``, serialised to JSON by
+``to_bytes`` and read back by ``from_bytes`` (which round-trip). A record read from storage is
+checked before it is trusted:
+
+* no ``format_version`` (files written before versions existed) reads as version 1;
+* a version newer than this code reads raises :class:`NewerFormat`, one line naming the file,
+  so an old install never misreads, or overwrites, what a newer one committed;
+* anything else that is not the record (bad JSON, a missing field) raises
+  :class:`UnreadableRecord`, a StorageError naming the file.
+
+The chunk record is what a chunk commit leaves on disk; it is built from the engine's
+run statistics (:class:`enrich.report.ChunkSummary`) but is its own type, so the statistics
+can change without changing what is stored.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Final, cast
+
+import orjson
+
+from enrich.errors import EnrichError, StorageError
+from enrich.report import ChunkSummary
+from enrich.results import OutputFormat
+
+PLAN_FORMAT: Final = 1
+CHUNK_RECORD_FORMAT: Final = 1
+MANIFEST_FORMAT: Final = 1
+
+
+class NewerFormat(EnrichError):
+    """A record was written by a newer cerebras-enrich than this one."""
+
+
+class UnreadableRecord(StorageError):
+    """A record under the output is not what its name says (bad JSON, a missing field)."""
+
+
+def _load(data: bytes, where: str, newest: int) -> dict[str, Any]:
+    """The JSON object in ``data``, its ``format_version`` checked (missing means 1)."""
+    try:
+        raw = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise UnreadableRecord(f"{where}: not valid JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise UnreadableRecord(f"{where}: expected a JSON object")
+    version = raw.get("format_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise UnreadableRecord(f"{where}: format_version {version!r} is not a version")
+    if version > newest:
+        raise NewerFormat(
+            f"{where}: written by a newer cerebras-enrich "
+            f"(format {version}, this one reads up to {newest}); upgrade"
+        )
+    return cast(dict[str, Any], raw)
+
+
+def _output_format(value: Any) -> OutputFormat:
+    if value not in ("parquet", "jsonl"):
+        raise ValueError(f"format {value!r} is not parquet or jsonl")
+    return cast(OutputFormat, value)
+
+
+def _field_error(where: str, exc: Exception) -> UnreadableRecord:
+    return UnreadableRecord(f"{where}: not a valid record ({type(exc).__name__}: {exc})")
+
+
+# -- the plan ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedChunk:
+    chunk_id: str
+    rows: int
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What the current job will commit: written before its first chunk runs."""
+
+    job: str
+    fingerprint: str
+    rows: int
+    format: OutputFormat
+    chunks: tuple[PlannedChunk, ...]
+    format_version: int = PLAN_FORMAT
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": self.format_version,
+            "job": self.job,
+            "fingerprint": self.fingerprint,
+            "rows": self.rows,
+            "format": self.format,
+            "chunks": [{"chunk_id": c.chunk_id, "rows": c.rows} for c in self.chunks],
+        }
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, where: str) -> Plan:
+        raw = _load(data, where, PLAN_FORMAT)
+        try:
+            return cls(
+                job=str(raw["job"]),
+                fingerprint=str(raw["fingerprint"]),
+                rows=int(raw["rows"]),
+                format=_output_format(raw["format"]),
+                chunks=tuple(
+                    PlannedChunk(str(c["chunk_id"]), int(c["rows"])) for c in raw["chunks"]
+                ),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _field_error(where, exc) from None
+
+
+# -- the chunk record -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRecord:
+    """What a committed chunk leaves under ``_chunks/``: its part, rows, tokens and cost.
+
+    The figures are the chunk's run statistics at commit; ``part`` is the key of its data file.
+    """
+
+    chunk_id: str
+    label: str
+    part: str
+    rows: int = 0
+    ok: int = 0
+    failed: int = 0
+    pending: int = 0
+    requests: int = 0
+    attempts: int = 0
+    reused: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    elapsed_s: float = 0.0
+    committed: bool = True
+    skipped: bool = False
+    latency: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, list[Any]] = field(default_factory=dict)
+    format_version: int = CHUNK_RECORD_FORMAT
+
+    @classmethod
+    def from_summary(cls, summary: ChunkSummary, part: str) -> ChunkRecord:
+        """The record of a chunk whose run statistics are ``summary`` and data is ``part``."""
+        return cls(
+            chunk_id=summary.chunk_id,
+            label=summary.label,
+            part=part,
+            rows=summary.rows,
+            ok=summary.ok,
+            failed=summary.failed,
+            pending=summary.pending,
+            requests=summary.requests,
+            attempts=summary.attempts,
+            reused=summary.reused,
+            prompt_tokens=summary.prompt_tokens,
+            completion_tokens=summary.completion_tokens,
+            cost_usd=summary.cost_usd,
+            elapsed_s=summary.elapsed_s,
+            skipped=summary.skipped,
+            latency=dict(summary.latency),
+            errors={kind: list(entry) for kind, entry in summary.errors.items()},
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        # The fields in the order records had before they were versioned.
+        return {
+            "format_version": self.format_version,
+            "chunk_id": self.chunk_id,
+            "label": self.label,
+            "rows": self.rows,
+            "ok": self.ok,
+            "failed": self.failed,
+            "pending": self.pending,
+            "requests": self.requests,
+            "attempts": self.attempts,
+            "reused": self.reused,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cost_usd": self.cost_usd,
+            "elapsed_s": self.elapsed_s,
+            "committed": self.committed,
+            "skipped": self.skipped,
+            "part": self.part,
+            "latency": self.latency,
+            "errors": self.errors,
+        }
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+    @classmethod
+    def from_bytes(cls, data: bytes, where: str) -> ChunkRecord:
+        raw = _load(data, where, CHUNK_RECORD_FORMAT)
+        try:
+            part = raw["part"]
+            if not isinstance(part, str):
+                raise TypeError("part is not a key")
+            return cls(
+                chunk_id=str(raw["chunk_id"]),
+                label=str(raw["label"]),
+                part=part,
+                rows=int(raw["rows"]),
+                ok=int(raw["ok"]),
+                failed=int(raw["failed"]),
+                pending=int(raw.get("pending", 0)),
+                requests=int(raw.get("requests", 0)),
+                attempts=int(raw.get("attempts", 0)),
+                reused=int(raw.get("reused", 0)),
+                prompt_tokens=int(raw["prompt_tokens"]),
+                completion_tokens=int(raw["completion_tokens"]),
+                cost_usd=float(raw["cost_usd"]),
+                elapsed_s=float(raw.get("elapsed_s", 0.0)),
+                committed=bool(raw.get("committed", True)),
+                skipped=bool(raw.get("skipped", False)),
+                latency={str(k): int(v) for k, v in raw.get("latency", {}).items()},
+                errors={str(k): list(v) for k, v in raw.get("errors", {}).items()},
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise _field_error(where, exc) from None
+
+
+# -- the manifest -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestPart:
+    path: str
+    chunk_id: str
+    rows: int
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetTotals:
+    """What the committed dataset holds and cost, summed over its chunk records."""
+
+    rows_ok: int = 0
+    rows_failed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+    @classmethod
+    def of(cls, records: Iterable[ChunkRecord]) -> DatasetTotals:
+        records = list(records)
+        return cls(
+            rows_ok=sum(r.ok for r in records),
+            rows_failed=sum(r.failed for r in records),
+            prompt_tokens=sum(r.prompt_tokens for r in records),
+            completion_tokens=sum(r.completion_tokens for r in records),
+            cost_usd=sum(r.cost_usd for r in records),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """The committed dataset: the parts readers read, in order, and what they hold."""
+
+    job: str
+    fingerprint: str
+    format: OutputFormat
+    parts: tuple[ManifestPart, ...]
+    totals: DatasetTotals
+    committed_at: float = 0.0
+    format_version: int = MANIFEST_FORMAT
+
+    @classmethod
+    def of(
+        cls,
+        records: Iterable[ChunkRecord],
+        *,
+        job: str,
+        fingerprint: str,
+        fmt: OutputFormat,
+        committed_at: float | None = None,
+    ) -> Manifest:
+        """The manifest naming one part per chunk record, in the order given."""
+        records = list(records)
+        return cls(
+            job=job,
+            fingerprint=fingerprint,
+            format=fmt,
+            parts=tuple(ManifestPart(r.part, r.chunk_id, r.rows) for r in records),
+            totals=DatasetTotals.of(records),
+            committed_at=time.time() if committed_at is None else committed_at,
+        )
+
+    @property
+    def rows(self) -> int:
+        return sum(p.rows for p in self.parts)
+
+    @property
+    def chunk_ids(self) -> frozenset[str]:
+        return frozenset(p.chunk_id for p in self.parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": self.format_version,
+            "job": self.job,
+            "fingerprint": self.fingerprint,
+            "format": self.format,
+            "committed_at": self.committed_at,
+            "rows": self.rows,
+            "parts": [asdict(p) for p in self.parts],
+            "totals": asdict(self.totals),
+        }
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, where: str) -> Manifest:
+        raw = _load(data, where, MANIFEST_FORMAT)
+        try:
+            totals: Mapping[str, Any] = raw.get("totals", {})
+            return cls(
+                job=str(raw["job"]),
+                fingerprint=str(raw["fingerprint"]),
+                format=_output_format(raw["format"]),
+                parts=tuple(
+                    ManifestPart(str(p["path"]), str(p["chunk_id"]), int(p["rows"]))
+                    for p in raw["parts"]
+                ),
+                totals=DatasetTotals(
+                    rows_ok=int(totals.get("rows_ok", 0)),
+                    rows_failed=int(totals.get("rows_failed", 0)),
+                    prompt_tokens=int(totals.get("prompt_tokens", 0)),
+                    completion_tokens=int(totals.get("completion_tokens", 0)),
+                    cost_usd=float(totals.get("cost_usd", 0.0)),
+                ),
+                committed_at=float(raw.get("committed_at", 0.0)),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise _field_error(where, exc) from None
