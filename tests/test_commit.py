@@ -36,7 +36,8 @@ from enrich.lease import (
     holder_state,
     read_lease,
 )
-from enrich.output.reader import read_dataset
+from enrich.output.reader import output_status, read_dataset
+from enrich.output.records import NewerFormat
 from enrich.report import JobSummary
 from enrich.run import run_job
 from enrich.sim.config import SimConfig
@@ -227,6 +228,54 @@ def test_new_input_files_are_committed_on_rerun(
     assert asyncio.run(run_job(prepare(config))).complete
     assert sim.stats.requests == 10
     assert read_dataset(location.url("out"), options).num_rows == 30
+
+
+def test_an_output_written_before_format_versions_reads_as_version_1(
+    place: Location, sim: SimServer, make_job: JobFactory
+) -> None:
+    """Records without ``format_version`` (every output written so far) keep their meaning."""
+    config = job_config(make_job, place, 20)
+    assert asyncio.run(run_job(prepare(config))).complete
+    store = place.store("out")
+    records = [k for k in store.keys("") if k.endswith(".json") and k != LEASE]
+    assert {"_manifest.json", "_plan.json", "_chunks"} <= {k.split("/")[0] for k in records}
+    for key in records:
+        data = orjson.loads(store.read_bytes(key))
+        assert data.pop("format_version") == 1
+        store.write_bytes(key, orjson.dumps(data))
+    status = output_status(place.url("out"), place.storage_options)
+    assert status.complete and status.manifest_rows == 20 and status.committed_chunks == 2
+    assert read_dataset(place.url("out"), place.storage_options).num_rows == 20
+    sim.reset()
+    summary = asyncio.run(run_job(prepare(config)))
+    assert summary.complete and summary.message == "already committed; nothing to do"
+    assert sim.stats.requests == 0
+
+
+def test_an_output_from_a_newer_version_is_left_alone(
+    sim: SimServer, make_job: JobFactory, tmp_path: Path
+) -> None:
+    place = Location("file", f"file://{tmp_path}/store", {})
+    config = job_config(make_job, place, 5)
+    assert asyncio.run(run_job(prepare(config))).complete
+    store = place.store("out")
+    manifest = {**orjson.loads(store.read_bytes("_manifest.json")), "format_version": 2}
+    store.write_bytes("_manifest.json", orjson.dumps(manifest))
+    before = {k: store.read_bytes(k) for k in store.keys("")}
+    line = (
+        f"{place.url('out')}/_manifest.json: written by a newer cerebras-enrich "
+        "(format 2, this one reads up to 1); upgrade"
+    )
+    with pytest.raises(NewerFormat) as raised:
+        asyncio.run(run_job(prepare(config, "prompt.template=Stars {rating}: {text}")))
+    assert str(raised.value) == line
+    for command in (["run", str(config), "--direct"], ["status", place.url("out")]):
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code != 0 and line in " ".join(result.output.split()), result.output
+    with pytest.raises(NewerFormat):
+        read_dataset(place.url("out"))
+    assert {k: store.read_bytes(k) for k in store.keys("")} == before
+    assert sim.stats.requests == 5  # the first run only
 
 
 def test_status_of_an_s3_output_from_the_command_line(
