@@ -29,6 +29,7 @@ def run_demo(output: str, config: str = DEMO_CONFIG) -> int:
     """Run the demo job; print where the output went and a few enriched rows. Exit code."""
     import polars as pl
 
+    from enrich.output.layout import LAYOUT
     from enrich.output.reader import read_dataset
     from flows.enrich import run_enrich
 
@@ -51,7 +52,7 @@ def run_demo(output: str, config: str = DEMO_CONFIG) -> int:
         f"\nEnriched {figures['rows']} rows at {figures['rows_per_s']} rows/s "
         f"({figures['requests']} requests, ${figures['cost_usd']:.6f})."
     )
-    console.print(f"Output: {figures['output']} (parts listed in _manifest.json)\n")
+    console.print(f"Output: {figures['output']} (parts listed in {LAYOUT.manifest})\n")
     frame = pl.from_arrow(read_dataset(figures["output"]))
     assert isinstance(frame, pl.DataFrame)
     with pl.Config(fmt_str_lengths=36, tbl_cols=len(SHOW_COLUMNS), tbl_width_chars=150):
