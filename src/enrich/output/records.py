@@ -123,7 +123,21 @@ class Plan:
 # -- the chunk record -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+_COUNTS = (
+    "rows",
+    "ok",
+    "failed",
+    "pending",
+    "requests",
+    "attempts",
+    "reused",
+    "prompt_tokens",
+    "completion_tokens",
+)
+
+
+# kw_only: the fields keep the order chunk records have always had on disk.
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ChunkRecord:
     """What a committed chunk leaves under ``_chunks/``: its part, rows, tokens and cost.
 
@@ -132,7 +146,6 @@ class ChunkRecord:
 
     chunk_id: str
     label: str
-    part: str
     rows: int = 0
     ok: int = 0
     failed: int = 0
@@ -146,6 +159,7 @@ class ChunkRecord:
     elapsed_s: float = 0.0
     committed: bool = True
     skipped: bool = False
+    part: str
     latency: dict[str, int] = field(default_factory=dict)
     errors: dict[str, list[Any]] = field(default_factory=dict)
     format_version: int = CHUNK_RECORD_FORMAT
@@ -156,46 +170,18 @@ class ChunkRecord:
         return cls(
             chunk_id=summary.chunk_id,
             label=summary.label,
-            part=part,
-            rows=summary.rows,
-            ok=summary.ok,
-            failed=summary.failed,
-            pending=summary.pending,
-            requests=summary.requests,
-            attempts=summary.attempts,
-            reused=summary.reused,
-            prompt_tokens=summary.prompt_tokens,
-            completion_tokens=summary.completion_tokens,
+            **{name: getattr(summary, name) for name in _COUNTS},
             cost_usd=summary.cost_usd,
             elapsed_s=summary.elapsed_s,
             skipped=summary.skipped,
+            part=part,
             latency=dict(summary.latency),
             errors={kind: list(entry) for kind, entry in summary.errors.items()},
         )
 
     def to_dict(self) -> dict[str, Any]:
-        # The fields in the order records had before they were versioned.
-        return {
-            "format_version": self.format_version,
-            "chunk_id": self.chunk_id,
-            "label": self.label,
-            "rows": self.rows,
-            "ok": self.ok,
-            "failed": self.failed,
-            "pending": self.pending,
-            "requests": self.requests,
-            "attempts": self.attempts,
-            "reused": self.reused,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "cost_usd": self.cost_usd,
-            "elapsed_s": self.elapsed_s,
-            "committed": self.committed,
-            "skipped": self.skipped,
-            "part": self.part,
-            "latency": self.latency,
-            "errors": self.errors,
-        }
+        data = asdict(self)
+        return {"format_version": data.pop("format_version"), **data}
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self.to_dict())
@@ -204,26 +190,17 @@ class ChunkRecord:
     def from_bytes(cls, data: bytes, where: str) -> ChunkRecord:
         raw = _load(data, where, CHUNK_RECORD_FORMAT)
         try:
-            part = raw["part"]
-            if not isinstance(part, str):
+            if not isinstance(raw["part"], str):
                 raise TypeError("part is not a key")
             return cls(
                 chunk_id=str(raw["chunk_id"]),
                 label=str(raw["label"]),
-                part=part,
-                rows=int(raw["rows"]),
-                ok=int(raw["ok"]),
-                failed=int(raw["failed"]),
-                pending=int(raw.get("pending", 0)),
-                requests=int(raw.get("requests", 0)),
-                attempts=int(raw.get("attempts", 0)),
-                reused=int(raw.get("reused", 0)),
-                prompt_tokens=int(raw["prompt_tokens"]),
-                completion_tokens=int(raw["completion_tokens"]),
-                cost_usd=float(raw["cost_usd"]),
+                **{name: int(raw.get(name, 0)) for name in _COUNTS},
+                cost_usd=float(raw.get("cost_usd", 0.0)),
                 elapsed_s=float(raw.get("elapsed_s", 0.0)),
                 committed=bool(raw.get("committed", True)),
                 skipped=bool(raw.get("skipped", False)),
+                part=raw["part"],
                 latency={str(k): int(v) for k, v in raw.get("latency", {}).items()},
                 errors={str(k): list(v) for k, v in raw.get("errors", {}).items()},
             )
