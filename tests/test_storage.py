@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +21,20 @@ from conftest import JobFactory, Location, MotoServer, review_rows
 
 from enrich.config import load_job_config
 from enrich.errors import EnrichError, InputError, StorageError
+from enrich.inputs.jsonl import SAMPLE_ROWS
 from enrich.job import Job
 from enrich.output.reader import output_status, read_dataset
 from enrich.run import run_job
 from enrich.sim.harness import SimServer
-from enrich.sources import SAMPLE_ROWS
-from enrich.storage import Store, list_inputs, redact
+from enrich.storage import Store, list_inputs, redact_secrets
+from enrich.storage.cas import (
+    CheckedCAS,
+    CompareAndSwap,
+    ConditionalPutCAS,
+    LocalLockCAS,
+    ProcessLockCAS,
+    cas_for,
+)
 
 # -- the Store on every backend ------------------------------------------------------------------
 
@@ -76,6 +84,21 @@ def test_swap_is_compare_and_swap(
     assert store.read_versioned("lease.json") is None
 
 
+@pytest.mark.parametrize(
+    ("protocol", "cas"),
+    [
+        ("file", LocalLockCAS),
+        ("local", LocalLockCAS),
+        ("memory", ProcessLockCAS),
+        ("s3", ConditionalPutCAS),
+        ("gcs", CheckedCAS),
+        ("abfs", CheckedCAS),
+    ],
+)
+def test_cas_for_each_protocol(protocol: str, cas: Callable[[Any], CompareAndSwap]) -> None:
+    assert cas_for(protocol) is cas
+
+
 def test_listings_see_writes_by_other_clients(s3: Location, moto_server: MotoServer) -> None:
     """Checkpoint listings must never answer from a cache (another process wrote since)."""
     store = s3.store("out")
@@ -112,8 +135,8 @@ def test_endpoint_from_the_environment(
         ("http://127.0.0.1:9000/x", {"endpoint_url": "http://127.0.0.1:9000"}, None),
     ],
 )
-def test_redact(text: str, options: dict[str, Any], expected: str | None) -> None:
-    assert redact(text, options) == (text if expected is None else expected)
+def test_redact_secrets(text: str, options: dict[str, Any], expected: str | None) -> None:
+    assert redact_secrets(text, options) == (text if expected is None else expected)
 
 
 # -- bad input: a clear error naming the object, nothing sent, nothing written -------------------

@@ -16,19 +16,12 @@ import pyarrow as pa
 
 from enrich.config import JobConfig
 from enrich.hashing import RequestHasher, job_fingerprint
+from enrich.inputs import SourceFile, discover, kept_columns, needed_columns, reader_for
 from enrich.output.committed import committed_chunk_ids
 from enrich.output.layout import LAYOUT
 from enrich.output.records import Plan, PlannedChunk
 from enrich.planning import ChunkSpec, plan_chunks
 from enrich.results import check_collisions
-from enrich.sources import (
-    SourceFile,
-    discover,
-    needed_columns,
-    output_columns,
-    read_slices,
-    schema_columns,
-)
 from enrich.storage import Store
 from enrich.template import PromptTemplate
 
@@ -47,7 +40,7 @@ class Job:
         self.template = PromptTemplate.compile(config.prompt.system, config.prompt.template)
         self.template.check(input_columns, where)
         spec = config.input
-        self.keep_columns = output_columns(input_columns, spec)
+        self.keep_columns = kept_columns(input_columns, spec)
         check_collisions(self.keep_columns, config.output.completion_column, where)
         self.read_columns = needed_columns(input_columns, spec, self.template.columns)
         self.fingerprint = job_fingerprint(
@@ -73,7 +66,7 @@ class Job:
         sources = discover(config.input)
         columns: list[str] = []
         for source in sources:
-            for name in schema_columns(source, config.input):
+            for name in reader_for(source.format).schema_columns(source, config.input):
                 if name not in columns:
                     columns.append(name)
         return cls(config, sources, columns, where)
@@ -105,7 +98,10 @@ class Job:
             by_bounds = {(c.start, c.stop): c for c in members}
             bounds = [(c.start, c.stop) for c in members]
             source = self.sources[index]
-            for bound, table in read_slices(source, self.config.input, bounds, self.read_columns):
+            reader = reader_for(source.format)
+            for bound, table in reader.read_slices(
+                source, self.config.input, bounds, self.read_columns
+            ):
                 yield by_bounds[bound], table
 
     def render(

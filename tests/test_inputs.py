@@ -13,10 +13,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from enrich import sources, storage
+from enrich import storage
 from enrich.config import InputSpec
 from enrich.errors import InputError, StorageError
-from enrich.sources import SourceFile, discover, read_slices, schema_columns
+from enrich.inputs import (
+    InputReader,
+    SourceFile,
+    discover,
+    format_of,
+    kept_columns,
+    needed_columns,
+    reader_for,
+)
+from enrich.inputs.jsonl import JsonlReader
+from enrich.inputs.parquet import ParquetReader
 
 ROWS = [{"id": f"r-{i:03d}", "n": i, "text": f"row {i}", "score": i / 2} for i in range(23)]
 
@@ -40,6 +50,19 @@ def write_parquet(path: Path, rows: list[dict[str, Any]], row_group_size: int = 
 def only(spec: InputSpec) -> SourceFile:
     [source] = discover(spec)
     return source
+
+
+def read_slices(
+    source: SourceFile,
+    spec: InputSpec,
+    bounds: list[tuple[int, int]],
+    columns: list[str] | None,
+) -> Iterator[tuple[tuple[int, int], pa.Table]]:
+    return reader_for(source.format).read_slices(source, spec, bounds, columns)
+
+
+def schema_columns(source: SourceFile, spec: InputSpec) -> list[str]:
+    return reader_for(source.format).schema_columns(source, spec)
 
 
 def read_all(source: SourceFile, spec: InputSpec, bounds: list[tuple[int, int]]) -> list[Any]:
@@ -125,6 +148,40 @@ def test_empty_files_are_kept_when_others_have_rows(tmp_path: Path) -> None:
     assert [s.num_rows for s in discover(InputSpec(path=f"{tmp_path}/*.jsonl"))] == [0, 1]
 
 
+@pytest.mark.parametrize(
+    ("name", "setting", "expected"),
+    [
+        ("a.parquet", None, ("parquet", None)),
+        ("s3://b/k/A.PQ", None, ("parquet", None)),
+        ("a.jsonl", None, ("jsonl", None)),
+        ("a.ndjson", None, ("jsonl", None)),
+        ("a.json", None, ("jsonl", None)),
+        ("a.jsonl.gz", None, ("jsonl", "gzip")),
+        ("a.ndjson.gz", None, ("jsonl", "gzip")),
+        ("a.json.gz", None, ("jsonl", "gzip")),
+        ("rows.txt", "jsonl", ("jsonl", None)),
+        ("rows.txt.gz", "jsonl", ("jsonl", "gzip")),
+        ("a.jsonl", "parquet", ("parquet", None)),
+    ],
+)
+def test_format_of(name: str, setting: str | None, expected: tuple[str, str | None]) -> None:
+    assert format_of(name, InputSpec(path="in", format=setting)) == expected
+
+
+@pytest.mark.parametrize("name", ["x.csv", "x.gz", "x", "x.parquet.bak"])
+def test_format_of_an_unknown_extension_is_named(name: str) -> None:
+    with pytest.raises(InputError) as info:
+        format_of(f"/in/{name}", InputSpec(path="in"))
+    assert str(info.value).startswith(f"/in/{name}: unknown file extension (expected one of ")
+    assert str(info.value).endswith(", or set input.format)")
+
+
+@pytest.mark.parametrize(("fmt", "reader"), [("parquet", ParquetReader), ("jsonl", JsonlReader)])
+def test_reader_for_each_format(fmt: Any, reader: type[InputReader]) -> None:
+    assert type(reader_for(fmt)) is reader
+    assert reader_for(fmt).format == fmt
+
+
 # -- schema and columns -----------------------------------------------------------------------
 
 
@@ -140,7 +197,7 @@ def test_jsonl_schema_is_the_union_of_keys_in_first_seen_order(tmp_path: Path) -
 
 
 @pytest.mark.parametrize(
-    ("columns", "id_column", "extra", "output", "needed"),
+    ("columns", "id_column", "extra", "kept", "needed"),
     [
         (None, None, [], ["id", "n", "text"], ["id", "n", "text"]),
         (["text"], None, [], ["text"], ["text"]),
@@ -148,17 +205,17 @@ def test_jsonl_schema_is_the_union_of_keys_in_first_seen_order(tmp_path: Path) -
         (["n", "id"], None, ["text"], ["n", "id"], ["id", "n", "text"]),
     ],
 )
-def test_output_and_needed_columns(
+def test_kept_and_needed_columns(
     columns: list[str] | None,
     id_column: str | None,
     extra: list[str],
-    output: list[str],
+    kept: list[str],
     needed: list[str],
 ) -> None:
     spec = InputSpec(path="x.jsonl", columns=columns, id_column=id_column)
     available = ["id", "n", "text"]
-    assert sources.output_columns(available, spec) == output
-    assert sources.needed_columns(available, spec, extra) == needed
+    assert kept_columns(available, spec) == kept
+    assert needed_columns(available, spec, extra) == needed
 
 
 @pytest.mark.parametrize(
@@ -174,7 +231,7 @@ def test_missing_columns_are_named(
 ) -> None:
     spec = InputSpec(path="x.jsonl", columns=columns, id_column=id_column)
     with pytest.raises(InputError) as info:
-        sources.needed_columns(["id", "n", "text"], spec, extra)
+        needed_columns(["id", "n", "text"], spec, extra)
     assert str(info.value) == f"{message} have (has: id, n, text)"
 
 
@@ -220,7 +277,7 @@ def test_read_slices_selects_columns_in_the_given_order(any_file: Path, columns:
 def test_jsonl_types_are_inferred_once_per_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sources, "SAMPLE_ROWS", 3)
+    monkeypatch.setattr("enrich.inputs.jsonl.SAMPLE_ROWS", 3)
     rows: list[dict[str, Any]] = [
         {"i": 1, "f": 1, "b": True, "s": "x", "mixed": 1, "nested": {"k": [1]}, "empty": None},
         {"i": 2, "f": 2.5, "b": False, "s": None, "mixed": "y", "nested": [1, 2]},
@@ -252,7 +309,7 @@ def test_jsonl_types_are_inferred_once_per_file(
 
 
 def test_reading_is_lazy_slice_by_slice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sources, "SAMPLE_ROWS", 2)
+    monkeypatch.setattr("enrich.inputs.jsonl.SAMPLE_ROWS", 2)
     data = jsonl_bytes(ROWS[:5]) + b"{broken\n" + jsonl_bytes(ROWS[5:])
     spec = InputSpec(path=str(write(tmp_path / "x.jsonl", data)))
     slices = read_slices(only(spec), spec, [(0, 5), (5, 7)], ["id"])
@@ -264,7 +321,7 @@ def test_reading_is_lazy_slice_by_slice(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def test_unrequested_rows_are_not_parsed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sources, "SAMPLE_ROWS", 2)
+    monkeypatch.setattr("enrich.inputs.jsonl.SAMPLE_ROWS", 2)
     data = jsonl_bytes(ROWS[:4]) + b"{broken\n" + jsonl_bytes(ROWS[5:])
     spec = InputSpec(path=str(write(tmp_path / "x.jsonl", data)))
     got = read_all(only(spec), spec, [(1, 3), (6, 8)])
@@ -295,12 +352,10 @@ def test_bad_bounds_are_rejected_up_front(any_file: Path, bounds: list[tuple[int
 def test_bad_jsonl_rows_name_file_and_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, data: bytes, message: str
 ) -> None:
-    monkeypatch.setattr(sources, "SAMPLE_ROWS", 1)
+    monkeypatch.setattr("enrich.inputs.jsonl.SAMPLE_ROWS", 1)
     path = write(tmp_path / name, data)
     spec = InputSpec(path=str(path))
-    source = SourceFile(
-        str(path), name, "jsonl", len(data), "", 2, sources._format_of(name, spec)[1]
-    )
+    source = SourceFile(str(path), name, "jsonl", len(data), "", 2, format_of(name, spec)[1])
     with pytest.raises(InputError, match=message) as info:
         list(read_slices(source, spec, [(0, 1), (1, 2)], None))
     assert str(info.value).startswith(str(path))
