@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -26,7 +28,7 @@ from enrich.job import Job
 from enrich.output.reader import output_status, read_dataset
 from enrich.run import run_job
 from enrich.sim.harness import SimServer
-from enrich.storage import Store, list_inputs, redact_secrets
+from enrich.storage import Store, Versioned, list_inputs, redact_secrets
 from enrich.storage.cas import (
     CheckedCAS,
     CompareAndSwap,
@@ -97,6 +99,36 @@ def test_swap_is_compare_and_swap(
 )
 def test_cas_for_each_protocol(protocol: str, cas: Callable[[Any], CompareAndSwap]) -> None:
     assert cas_for(protocol) is cas
+
+
+@pytest.mark.parametrize(
+    ("cas", "protocol"),
+    [
+        (LocalLockCAS, "file"),
+        (CheckedCAS, "file"),
+        (ProcessLockCAS, "memory"),
+        (CheckedCAS, "memory"),
+    ],
+)
+def test_each_cas_without_a_store(
+    cas: Callable[[Any], CompareAndSwap], protocol: str, tmp_path: Path
+) -> None:
+    """Every backend's compare-and-swap, including the one no protocol picks by default."""
+    fs = fsspec.filesystem(protocol)
+    path = f"{tmp_path}/lease.json" if protocol == "file" else f"/cas-{uuid.uuid4().hex}/l.json"
+    swap = cas(fs)
+    assert swap.read(path) is None
+    assert swap.delete_if(path, "any") is False
+    first = swap.swap(path, b"1", None)
+    assert first is not None
+    assert swap.swap(path, b"2", None) is None
+    assert swap.swap(path, b"2", "not-the-version") is None
+    second = swap.swap(path, b"2", first)
+    assert second is not None and second != first
+    assert swap.read(path) == Versioned(b"2", second)
+    assert swap.delete_if(path, first) is False
+    assert swap.delete_if(path, second) is True
+    assert swap.read(path) is None
 
 
 def test_listings_see_writes_by_other_clients(s3: Location, moto_server: MotoServer) -> None:

@@ -129,8 +129,7 @@ class Store:
         self.fs, root = filesystem(url.rstrip("/"), self._options)
         self.root = root.rstrip("/")
         self.local = is_local(self.fs)
-        self.protocol = _protocol(self.fs)
-        self._cas = cas_for(self.protocol)(self.fs)
+        self._cas = cas_for(_protocol(self.fs))(self.fs)
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
