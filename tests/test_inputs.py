@@ -58,11 +58,11 @@ def read_slices(
     bounds: list[tuple[int, int]],
     columns: list[str] | None,
 ) -> Iterator[tuple[tuple[int, int], pa.Table]]:
-    return reader_for(source.format).read_slices(source, spec, bounds, columns)
+    return reader_for(source, spec).read_slices(bounds, columns)
 
 
 def schema_columns(source: SourceFile, spec: InputSpec) -> list[str]:
-    return reader_for(source.format).schema_columns(source, spec)
+    return reader_for(source, spec).schema_columns()
 
 
 def read_all(source: SourceFile, spec: InputSpec, bounds: list[tuple[int, int]]) -> list[Any]:
@@ -178,8 +178,9 @@ def test_format_of_an_unknown_extension_is_named(name: str) -> None:
 
 @pytest.mark.parametrize(("fmt", "reader"), [("parquet", ParquetReader), ("jsonl", JsonlReader)])
 def test_reader_for_each_format(fmt: Any, reader: type[InputReader]) -> None:
-    assert type(reader_for(fmt)) is reader
-    assert reader_for(fmt).format == fmt
+    source = SourceFile(f"in.{fmt}", f"in.{fmt}", fmt, 0, "", 0)
+    chosen = reader_for(source, InputSpec(path="in"))
+    assert type(chosen) is reader and chosen.format == fmt and chosen.source is source
 
 
 # -- schema and columns -----------------------------------------------------------------------

@@ -66,7 +66,7 @@ class Job:
         sources = discover(config.input)
         columns: list[str] = []
         for source in sources:
-            for name in reader_for(source.format).schema_columns(source, config.input):
+            for name in reader_for(source, config.input).schema_columns():
                 if name not in columns:
                     columns.append(name)
         return cls(config, sources, columns, where)
@@ -98,10 +98,8 @@ class Job:
             by_bounds = {(c.start, c.stop): c for c in members}
             bounds = [(c.start, c.stop) for c in members]
             source = self.sources[index]
-            reader = reader_for(source.format)
-            for bound, table in reader.read_slices(
-                source, self.config.input, bounds, self.read_columns
-            ):
+            reader = reader_for(source, self.config.input)
+            for bound, table in reader.read_slices(bounds, self.read_columns):
                 yield by_bounds[bound], table
 
     def render(

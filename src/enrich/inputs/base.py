@@ -1,10 +1,10 @@
 """One small interface for reading an input file, whatever its format.
 
 A :class:`SourceFile` is one input file as discovery found it. An :class:`InputReader` reads one
-format; each implements only what differs between formats: count a file's rows, list its columns,
-and read ``[start, stop)`` row ranges of it. The base class does the bookkeeping they share:
-opening the file through :mod:`enrich.storage`, checking the requested ranges up front, and the
-one-line error texts.
+file of one format; each format implements only what differs: count the file's rows, list its
+columns, and read ``[start, stop)`` row ranges of it. The base class does the bookkeeping they
+share: holding the file and the input's settings, opening the file through :mod:`enrich.storage`,
+and checking the requested ranges up front.
 
 Row ranges are read in one sequential pass that skips the ranges nobody asked for, so at most one
 range (plus whatever unit the format reads at once) is held at a time.
@@ -23,11 +23,12 @@ import pyarrow as pa
 from enrich.config import InputSpec
 from enrich.storage import open_input
 
-__all__ = ["Format", "InputReader", "Slices", "SourceFile", "first_line", "no_columns"]
+__all__ = ["Bounds", "Format", "InputReader", "Slices", "SourceFile", "first_line", "no_columns"]
 
 Format = Literal["parquet", "jsonl"]
+Bounds = tuple[int, int]  # ``[start, stop)`` row numbers of one file
 # ``((start, stop), table)`` for each requested row range, in order.
-Slices = Iterator[tuple[tuple[int, int], pa.Table]]
+Slices = Iterator[tuple[Bounds, pa.Table]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,49 +45,41 @@ class SourceFile:
 
 
 class InputReader(ABC):
-    """Reads files of one format. Stateless: one instance serves every file of that format."""
+    """Reads one input file; each subclass knows one format (``format``)."""
 
     format: Format
 
+    def __init__(self, source: SourceFile, spec: InputSpec) -> None:
+        self.source = source
+        self.spec = spec
+
     @abstractmethod
-    def count_rows(self, source: SourceFile, spec: InputSpec) -> int:
+    def count_rows(self) -> int:
         """The file's number of rows; raises InputError when the file is unreadable."""
 
     @abstractmethod
-    def schema_columns(self, source: SourceFile, spec: InputSpec) -> list[str]:
+    def schema_columns(self) -> list[str]:
         """The file's column names, in the file's order."""
 
     @abstractmethod
-    def read_ranges(
-        self,
-        source: SourceFile,
-        spec: InputSpec,
-        bounds: Sequence[tuple[int, int]],
-        columns: Sequence[str] | None,
-    ) -> Slices:
+    def read_ranges(self, bounds: Sequence[Bounds], columns: Sequence[str] | None) -> Slices:
         """Yield each range of ``bounds`` (already checked) as a table of ``columns``."""
 
-    def read_slices(
-        self,
-        source: SourceFile,
-        spec: InputSpec,
-        bounds: Sequence[tuple[int, int]],
-        columns: Sequence[str] | None,
-    ) -> Slices:
+    def read_slices(self, bounds: Sequence[Bounds], columns: Sequence[str] | None) -> Slices:
         """Yield ``((start, stop), table)`` for each requested row range, in order.
 
         ``bounds`` must be sorted and non-overlapping (checked now, before the first read). The
         file is read once, front to back, lazily. ``columns=None`` reads every column.
         """
-        check_bounds(source, bounds)
-        return self.read_ranges(source, spec, bounds, columns)
+        check_bounds(self.source, bounds)
+        return self.read_ranges(bounds, columns)
 
-    @staticmethod
-    def open(source: SourceFile, spec: InputSpec) -> closing[IO[bytes]]:
-        return closing(open_input(source.url, spec.storage_options, source.compression))
+    def open(self) -> closing[IO[bytes]]:
+        source = self.source
+        return closing(open_input(source.url, self.spec.storage_options, source.compression))
 
 
-def check_bounds(source: SourceFile, bounds: Sequence[tuple[int, int]]) -> None:
+def check_bounds(source: SourceFile, bounds: Sequence[Bounds]) -> None:
     previous = 0
     for start, stop in bounds:
         if not previous <= start <= stop <= source.num_rows:

@@ -30,12 +30,12 @@ EXTENSIONS: dict[str, tuple[Format, str | None]] = {
     ".ndjson.gz": ("jsonl", "gzip"),
     ".json.gz": ("jsonl", "gzip"),
 }
-_READERS: dict[Format, InputReader] = {"parquet": ParquetReader(), "jsonl": JsonlReader()}
+_READERS: dict[Format, type[InputReader]] = {"parquet": ParquetReader, "jsonl": JsonlReader}
 
 
-def reader_for(format: Format) -> InputReader:
-    """The reader of one input format."""
-    return _READERS[format]
+def reader_for(source: SourceFile, spec: InputSpec) -> InputReader:
+    """The reader of one input file, by its format."""
+    return _READERS[source.format](source, spec)
 
 
 def format_of(url: str, spec: InputSpec) -> tuple[Format, str | None]:
@@ -72,7 +72,7 @@ def discover(spec: InputSpec) -> list[SourceFile]:
         fmt, compression = format_of(obj.url, spec)
         key = obj.url[len(root) + 1 :] if obj.url.startswith(root + "/") else _basename(obj.url)
         partial = SourceFile(obj.url, key, fmt, obj.size, obj.version, 0, compression)
-        rows = reader_for(fmt).count_rows(partial, spec)
+        rows = reader_for(partial, spec).count_rows()
         sources.append(SourceFile(obj.url, key, fmt, obj.size, obj.version, rows, compression))
     if not any(s.num_rows for s in sources):
         raise InputError(f"{spec.path}: the input is empty (no rows in {len(sources)} file(s))")

@@ -27,9 +27,8 @@ from typing import IO, Any
 import orjson
 import pyarrow as pa
 
-from enrich.config import InputSpec
 from enrich.errors import InputError, StorageError
-from enrich.inputs.base import InputReader, Slices, SourceFile, first_line, no_columns
+from enrich.inputs.base import Bounds, InputReader, Slices, SourceFile, first_line, no_columns
 from enrich.inputs.columns import require_columns
 
 __all__ = ["SAMPLE_ROWS", "JsonlReader", "infer_schema"]
@@ -41,30 +40,27 @@ _BOM = b"\xef\xbb\xbf"
 class JsonlReader(InputReader):
     format = "jsonl"
 
-    def count_rows(self, source: SourceFile, spec: InputSpec) -> int:
+    def count_rows(self) -> int:
         # Check the encoding while counting (cheap), so a bad byte anywhere in the file fails
         # the job before any request is sent, not when its chunk comes round.
+        source = self.source
         count = 0
-        with self.open(source, spec) as fh:
+        with self.open() as fh:
             for number, line in _lines(source, fh):
                 _check_utf8(source, number, line)
                 count += 1
         return count
 
-    def schema_columns(self, source: SourceFile, spec: InputSpec) -> list[str]:
+    def schema_columns(self) -> list[str]:
         """The keys of the file's first SAMPLE_ROWS rows, in first-seen order."""
-        with self.open(source, spec) as fh:
+        source = self.source
+        with self.open() as fh:
             rows = [_parse(source, n, line) for n, line in islice(_lines(source, fh), SAMPLE_ROWS)]
         return list(infer_schema(rows))
 
-    def read_ranges(
-        self,
-        source: SourceFile,
-        spec: InputSpec,
-        bounds: Sequence[tuple[int, int]],
-        columns: Sequence[str] | None,
-    ) -> Slices:
-        with self.open(source, spec) as fh:
+    def read_ranges(self, bounds: Sequence[Bounds], columns: Sequence[str] | None) -> Slices:
+        source = self.source
+        with self.open() as fh:
             lines = _lines(source, fh)
             sample = list(islice(lines, SAMPLE_ROWS))
             parsed = [_parse(source, n, line) for n, line in sample]

@@ -12,9 +12,8 @@ from typing import IO, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from enrich.config import InputSpec
 from enrich.errors import InputError
-from enrich.inputs.base import InputReader, Slices, SourceFile, first_line, no_columns
+from enrich.inputs.base import Bounds, InputReader, Slices, SourceFile, first_line, no_columns
 from enrich.inputs.columns import require_columns
 
 __all__ = ["ParquetReader"]
@@ -23,22 +22,17 @@ __all__ = ["ParquetReader"]
 class ParquetReader(InputReader):
     format = "parquet"
 
-    def count_rows(self, source: SourceFile, spec: InputSpec) -> int:
-        with self.open(source, spec) as fh:
-            return int(_parquet_file(source, fh).metadata.num_rows)
+    def count_rows(self) -> int:
+        with self.open() as fh:
+            return int(_parquet_file(self.source, fh).metadata.num_rows)
 
-    def schema_columns(self, source: SourceFile, spec: InputSpec) -> list[str]:
-        with self.open(source, spec) as fh:
-            return list(_parquet_file(source, fh).schema_arrow.names)
+    def schema_columns(self) -> list[str]:
+        with self.open() as fh:
+            return list(_parquet_file(self.source, fh).schema_arrow.names)
 
-    def read_ranges(
-        self,
-        source: SourceFile,
-        spec: InputSpec,
-        bounds: Sequence[tuple[int, int]],
-        columns: Sequence[str] | None,
-    ) -> Slices:
-        with self.open(source, spec) as fh:
+    def read_ranges(self, bounds: Sequence[Bounds], columns: Sequence[str] | None) -> Slices:
+        source = self.source
+        with self.open() as fh:
             pf = _parquet_file(source, fh)
             if columns is not None:
                 require_columns(pf.schema_arrow.names, columns, source.url, "reading")

@@ -149,11 +149,11 @@ def _digest_of_file(path: str) -> str | None:
         return None
 
 
-class ConditionalPutCAS:
-    """S3 conditional PUTs: ``If-None-Match: *`` to create, ``If-Match: <ETag>`` to replace."""
+class ConditionalPutCAS(CheckedCAS):
+    """S3 conditional PUTs: ``If-None-Match: *`` to create, ``If-Match: <ETag>`` to replace.
 
-    def __init__(self, fs: Any) -> None:
-        self.fs = fs
+    Deleting compares the ETag, then deletes (as :class:`CheckedCAS` does).
+    """
 
     def read(self, path: str) -> Versioned | None:
         try:
@@ -183,10 +183,3 @@ class ConditionalPutCAS:
             out = self.fs.pipe_file(path, data)
         tag = out.get("ETag") if isinstance(out, Mapping) else None
         return str(tag) if tag else str(self.fs.info(path, refresh=True)["ETag"])
-
-    def delete_if(self, path: str, expected: str) -> bool:
-        current = self.read(path)
-        if current is None or current.version != expected:
-            return False
-        self.fs.rm([path])
-        return True
