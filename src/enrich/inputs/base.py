@@ -71,7 +71,7 @@ class InputReader(ABC):
         ``bounds`` must be sorted and non-overlapping (checked now, before the first read). The
         file is read once, front to back, lazily. ``columns=None`` reads every column.
         """
-        check_bounds(self.source, bounds)
+        _check_bounds(self.source, bounds)
         return self.read_ranges(bounds, columns)
 
     def open(self) -> closing[IO[bytes]]:
@@ -79,7 +79,7 @@ class InputReader(ABC):
         return closing(open_input(source.url, self.spec.storage_options, source.compression))
 
 
-def check_bounds(source: SourceFile, bounds: Sequence[Bounds]) -> None:
+def _check_bounds(source: SourceFile, bounds: Sequence[Bounds]) -> None:
     previous = 0
     for start, stop in bounds:
         if not previous <= start <= stop <= source.num_rows:
