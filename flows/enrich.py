@@ -25,7 +25,7 @@ from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 
 from enrich.config import JobConfig, load_job_config
-from enrich.engine import Engine
+from enrich.engine import Engine, ProgressObserver
 from enrich.errors import EnrichError
 from enrich.job import Job
 from enrich.partitions import for_partition
@@ -104,12 +104,16 @@ def figures(summary: JobSummary, partition: str | None) -> dict[str, Any]:
 
 @flow(name="enrich-dataset", flow_run_name=_run_name, log_prints=False)
 async def enrich_dataset(
-    config: str, overrides: list[str] | None = None, partition: str | None = None
+    config: str,
+    overrides: list[str] | None = None,
+    partition: str | None = None,
+    observer: ProgressObserver | None = None,
 ) -> dict[str, Any]:
     """Enrich the dataset a job config describes (one partition of it); returns the figures.
 
     The run fails (and can simply be rerun to resume) when any chunk could not be committed.
-    A rerun of a committed dataset or partition sends nothing.
+    A rerun of a committed dataset or partition sends nothing. ``observer`` (in-process callers
+    only, such as the CLI's progress bar) is handed the run's live counters when it starts.
     """
     logger = get_run_logger()
     cfg = for_partition(load_job_config(config, overrides or []), partition)
@@ -152,7 +156,9 @@ async def enrich_dataset(
 
     # Tags go on the flow run only: a tagged task run asks the server for tag concurrency
     # slots before it starts, a round trip per chunk that a busy SQLite server answers late.
-    summary = await run_job(job, api_key=api_key, chunk_runner=in_tasks, monitor=monitor)
+    summary = await run_job(
+        job, api_key=api_key, chunk_runner=in_tasks, monitor=monitor, observer=observer
+    )
     logger.info(
         "%s: %s; %d ok, %d failed, %.1f rows/s, $%.4f",
         label,
@@ -172,11 +178,14 @@ async def enrich_dataset(
 
 
 def run_enrich(
-    config: str, overrides: list[str] | None = None, partition: str | None = None
+    config: str,
+    overrides: list[str] | None = None,
+    partition: str | None = None,
+    observer: ProgressObserver | None = None,
 ) -> tuple[bool, dict[str, Any], str]:
     """Run the flow to the end from synchronous code: ``(complete, figures, message)``."""
     state: State[dict[str, Any]] = asyncio.run(
-        enrich_dataset(config, overrides, partition, return_state=True)  # type: ignore[arg-type]
+        enrich_dataset(config, overrides, partition, observer, return_state=True)  # type: ignore[arg-type]
     )
     if state.is_completed():
         result: dict[str, Any] = state.result()

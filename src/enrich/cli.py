@@ -13,7 +13,7 @@ import asyncio
 import os
 import sys
 import threading
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -24,6 +24,9 @@ from enrich.bench.cli import bench_command
 from enrich.config import JobConfig, load_job_config
 from enrich.errors import EnrichError
 from enrich.sim.cli import sim_command
+
+if TYPE_CHECKING:
+    from enrich.engine import RunProgress
 
 app = typer.Typer(
     add_completion=False,
@@ -63,11 +66,9 @@ def prefect_defaults() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
-def _watch_progress(stop: threading.Event) -> None:
-    """Draw a progress bar from the engine's live counters (read-only, from a thread)."""
+def _watch_progress(stop: threading.Event, observed: list[RunProgress]) -> None:
+    """Draw a progress bar from the run's live counters (read-only, from a thread)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    from enrich import run as run_module
 
     with Progress(
         "[progress.description]{task.description}",
@@ -79,9 +80,8 @@ def _watch_progress(stop: threading.Event) -> None:
     ) as bar:
         task = bar.add_task("rows", total=None)
         while not stop.wait(0.2):
-            engine = run_module.current_engine
-            if engine is not None:
-                p = engine.progress
+            if observed:
+                p = observed[-1]
                 bar.update(
                     task,
                     total=p.rows_total or None,
@@ -107,21 +107,22 @@ def run(
         _fail(exc)
     stop = threading.Event()
     watcher = None
+    observed: list[RunProgress] = []  # the run hands its counters over here when it starts
     if sys.stderr.isatty():
-        watcher = threading.Thread(target=_watch_progress, args=(stop,), daemon=True)
+        watcher = threading.Thread(target=_watch_progress, args=(stop, observed), daemon=True)
         watcher.start()
     try:
         if direct:
             from enrich.run import run_job
 
-            summary = asyncio.run(run_job(job))
+            summary = asyncio.run(run_job(job, observer=observed.append))
             figures, ok = summary.table()[0], summary.complete
             message = summary.message
         else:
             prefect_defaults()
             from flows.enrich import run_enrich
 
-            ok, figures, message = run_enrich(config, set_, partition)
+            ok, figures, message = run_enrich(config, set_, partition, observer=observed.append)
     except EnrichError as exc:
         _fail(exc, 1)
     finally:

@@ -1,18 +1,17 @@
-"""The one module that talks to the Cerebras SDK.
+"""The one module that talks to the Cerebras SDK: the engine's :class:`~enrich.completer.Completer`.
 
-:class:`CompletionClient` owns one ``AsyncCerebras`` per process, built the way a high-volume
+:class:`CerebrasCompleter` owns one ``AsyncCerebras`` per process, built the way a high-volume
 caller needs it: no blocking TCP warm-up in the constructor, SDK retries off (retries belong to
-:mod:`enrich.retry`), and the SDK's aiohttp transport. A call returns a :class:`Completion`
-parsed once from the raw body with orjson, plus the response headers the rate controller
-re-syncs from. Every failure becomes a :class:`~enrich.errors.CompletionError`, including a 200
-whose body is an error object.
+:mod:`enrich.retry`), and the SDK's aiohttp transport. A call returns a
+:class:`~enrich.completer.Completion` parsed once from the raw body with orjson, plus the
+response headers the rate controller re-syncs from. Every failure becomes a
+:class:`~enrich.errors.CompletionError`, including a 200 whose body is an error object.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -25,29 +24,12 @@ from cerebras.cloud.sdk import (
     DefaultAioHttpClient,
 )
 
+from enrich.completer import Completion, CompletionRequest
 from enrich.errors import CompletionError, ConfigError
+from enrich.usage import Usage
 
 DEFAULT_BASE_URL = "https://api.cerebras.ai"
 CHAT_PATH = "/v1/chat/completions"
-
-
-@dataclass(slots=True)
-class Completion:
-    """What one successful chat completion returned, flattened for columnar output."""
-
-    content: str
-    finish_reason: str | None
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-    cached_tokens: int
-    queue_time: float | None
-    prompt_time: float | None
-    completion_time: float | None
-    total_time: float | None
-    model: str | None
-    request_id: str | None
-    headers: Mapping[str, str]
 
 
 def build_sdk_client(
@@ -73,20 +55,12 @@ def build_sdk_client(
     )
 
 
-def resolve_api_key(env_var: str = "CEREBRAS_API_KEY") -> str:
+def api_key_from_env(env_var: str = "CEREBRAS_API_KEY") -> str:
     """The API key from the environment; a one-line ConfigError if it is not set."""
     key = os.environ.get(env_var)
     if not key:
         raise ConfigError(f"environment variable {env_var} is not set (the Cerebras API key)")
     return key
-
-
-def _int(value: Any) -> int:
-    return int(value) if isinstance(value, (int, float)) else 0
-
-
-def _float(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) else None
 
 
 def parse_completion(body: Mapping[str, Any], headers: Mapping[str, str]) -> Completion:
@@ -103,20 +77,10 @@ def parse_completion(body: Mapping[str, Any], headers: Mapping[str, str]) -> Com
         )
     choice = body["choices"][0]
     message = choice.get("message") or {}
-    usage = body.get("usage") or {}
-    timing = body.get("time_info") or {}
-    details = usage.get("prompt_tokens_details") or {}
     return Completion(
         content=message.get("content") or "",
         finish_reason=choice.get("finish_reason"),
-        prompt_tokens=_int(usage.get("prompt_tokens")),
-        completion_tokens=_int(usage.get("completion_tokens")),
-        total_tokens=_int(usage.get("total_tokens")),
-        cached_tokens=_int(details.get("cached_tokens")),
-        queue_time=_float(timing.get("queue_time")),
-        prompt_time=_float(timing.get("prompt_time")),
-        completion_time=_float(timing.get("completion_time")),
-        total_time=_float(timing.get("total_time")),
+        usage=Usage.from_body(body),
         model=body.get("model"),
         request_id=body.get("id"),
         headers=headers,
@@ -135,8 +99,8 @@ def _status_error(exc: APIStatusError) -> CompletionError:
     )
 
 
-class CompletionClient:
-    """One AsyncCerebras client and the single call the engine makes through it.
+class CerebrasCompleter:
+    """The :class:`~enrich.completer.Completer` that calls the API through one AsyncCerebras.
 
     Build it inside the event loop that will use it (the aiohttp transport binds to that loop)
     and close it with :meth:`aclose`. The API key is held only by the SDK client; it is never
@@ -160,13 +124,12 @@ class CompletionClient:
     async def aclose(self) -> None:
         await self._sdk.close()
 
-    async def complete(
-        self, model: str, messages: Sequence[Mapping[str, str]], params: Mapping[str, Any]
-    ) -> Completion:
+    async def complete(self, request: CompletionRequest) -> Completion:
         """Send one chat completion and return it; raise CompletionError on any failure."""
+        model, messages, params = request.model, request.messages, request.params
         try:
             if params.get("stream"):
-                return await self._complete_streaming(model, messages, params)
+                return await self._complete_streaming(request)
             # The SDK's generic ``post`` with a body we encode ourselves: the same request,
             # headers, auth and error mapping as ``chat.completions.create``, without its
             # per-call walk of the parameters' type annotations (a third of its CPU per call)
@@ -192,13 +155,11 @@ class CompletionClient:
             ) from None
         return parse_completion(body, headers)
 
-    async def _complete_streaming(
-        self, model: str, messages: Sequence[Mapping[str, str]], params: Mapping[str, Any]
-    ) -> Completion:
+    async def _complete_streaming(self, request: CompletionRequest) -> Completion:
         raw = await self._sdk.chat.completions.with_raw_response.create(
-            model=model,
-            messages=messages,  # type: ignore[arg-type]
-            **params,
+            model=request.model,
+            messages=request.messages,  # type: ignore[arg-type]
+            **request.params,
         )
         parts: list[str] = []
         last: dict[str, Any] = {}

@@ -2,15 +2,18 @@
 
 A :class:`Result` is what one request produced (or how it failed). Results are journaled by
 request hash while a chunk runs and joined back onto the input rows when the chunk commits.
-The output is the kept input columns, then ``row_id`` and ``request_hash``, then the
-completion column and the usage columns below, in this order.
+The output is the kept input columns, then ``row_id`` and ``request_hash``, then one column
+per result field in field order, with the :class:`~enrich.usage.Usage` fields in place of
+``usage`` (:func:`added_columns`). Usage columns and their types come from
+:mod:`enrich.usage`; nothing here lists them again.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
+from operator import attrgetter
 from typing import Any, Literal
 
 import orjson
@@ -18,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from enrich.errors import ConfigError
+from enrich.usage import NO_USAGE, USAGE_TYPES, Usage
 
 OutputFormat = Literal["parquet", "jsonl"]
 
@@ -32,14 +36,7 @@ class Result:
 
     completion: str | None
     finish_reason: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
-    cached_tokens: int = 0
-    queue_time: float | None = None
-    prompt_time: float | None = None
-    completion_time: float | None = None
-    total_time: float | None = None
+    usage: Usage = NO_USAGE
     model: str | None = None
     request_id: str | None = None
     attempts: int = 0
@@ -51,28 +48,12 @@ class Result:
 
     def shared(self) -> Result:
         """This result as seen by a second row with the same request: nothing paid again."""
-        return replace(
-            self,
-            prompt_tokens=0,
-            completion_tokens=0,
-            total_tokens=0,
-            cached_tokens=0,
-            attempts=0,
-            cost_usd=0.0,
-        )
+        return replace(self, usage=self.usage.shared(), attempts=0, cost_usd=0.0)
 
 
-_TYPES: dict[str, pa.DataType] = {
+_OWN_TYPES: dict[str, pa.DataType] = {
     "completion": pa.string(),
     "finish_reason": pa.string(),
-    "prompt_tokens": pa.int64(),
-    "completion_tokens": pa.int64(),
-    "total_tokens": pa.int64(),
-    "cached_tokens": pa.int64(),
-    "queue_time": pa.float64(),
-    "prompt_time": pa.float64(),
-    "completion_time": pa.float64(),
-    "total_time": pa.float64(),
     "model": pa.string(),
     "request_id": pa.string(),
     "attempts": pa.int32(),
@@ -82,12 +63,26 @@ _TYPES: dict[str, pa.DataType] = {
     "error": pa.string(),
     "error_kind": pa.string(),
 }
-RESULT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Result))
-assert tuple(_TYPES) == RESULT_FIELDS, "Result fields and their Arrow types must agree"
+
+
+def _column_types() -> dict[str, pa.DataType]:
+    """Each result column and its Arrow type, in Result's field order, usage expanded."""
+    types: dict[str, pa.DataType] = {}
+    for f in fields(Result):
+        types.update(USAGE_TYPES if f.name == "usage" else {f.name: _OWN_TYPES[f.name]})
+    return types
+
+
+_TYPES = _column_types()
+RESULT_FIELDS: tuple[str, ...] = tuple(_TYPES)
+# ``usage.prompt_tokens`` for a usage column, ``status`` for the result's own.
+_GET: dict[str, Callable[[Result], Any]] = {
+    name: attrgetter(f"usage.{name}" if name in USAGE_TYPES else name) for name in RESULT_FIELDS
+}
 IDENTITY_COLUMNS = ("row_id", "request_hash")
 
 
-def output_columns(completion_column: str) -> list[str]:
+def added_columns(completion_column: str) -> list[str]:
     """The columns the engine adds to every output row, in order."""
     renamed = [completion_column if f == "completion" else f for f in RESULT_FIELDS]
     return [*IDENTITY_COLUMNS, *renamed]
@@ -95,7 +90,7 @@ def output_columns(completion_column: str) -> list[str]:
 
 def check_collisions(input_columns: Sequence[str], completion_column: str, where: str) -> None:
     """Refuse inputs whose kept columns would be overwritten by an added column."""
-    clash = sorted(set(input_columns) & set(output_columns(completion_column)))
+    clash = sorted(set(input_columns) & set(added_columns(completion_column)))
     if clash:
         raise ConfigError(
             f"{where}: input column(s) {', '.join(clash)} clash with output columns; "
@@ -107,7 +102,7 @@ def results_table(hashes: Sequence[str], results: Sequence[Result]) -> pa.Table:
     """A journal table: one row per request hash."""
     arrays: dict[str, pa.Array] = {"request_hash": pa.array(hashes, pa.string())}
     for name, typ in _TYPES.items():
-        arrays[name] = pa.array([getattr(r, name) for r in results], typ)
+        arrays[name] = pa.array(list(map(_GET[name], results)), typ)
     return pa.table(arrays)
 
 
@@ -116,9 +111,14 @@ def results_from_table(table: pa.Table, completion_column: str = "completion") -
     names = set(table.column_names)
     source = {f: completion_column if f == "completion" else f for f in RESULT_FIELDS}
     columns = {f: table.column(c).to_pylist() for f, c in source.items() if c in names}
+    usage = {f: v for f, v in columns.items() if f in USAGE_TYPES}
+    own = {f: v for f, v in columns.items() if f not in USAGE_TYPES}
     out: dict[str, Result] = {}
     for i, h in enumerate(table.column("request_hash").to_pylist()):
-        out[h] = Result(**{f: values[i] for f, values in columns.items()})
+        out[h] = Result(
+            usage=Usage(**{f: values[i] for f, values in usage.items()}),
+            **{f: values[i] for f, values in own.items()},
+        )
     return out
 
 
@@ -134,7 +134,7 @@ def output_table(
     table = table.append_column("request_hash", pa.array(hashes, pa.string()))
     for name, typ in _TYPES.items():
         column = completion_column if name == "completion" else name
-        table = table.append_column(column, pa.array([getattr(r, name) for r in results], typ))
+        table = table.append_column(column, pa.array(list(map(_GET[name], results)), typ))
     return table
 
 

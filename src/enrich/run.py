@@ -17,8 +17,9 @@ from contextlib import asynccontextmanager
 
 import pyarrow as pa
 
-from enrich.client import DEFAULT_BASE_URL, CompletionClient, resolve_api_key
-from enrich.engine import Engine
+from enrich.client import DEFAULT_BASE_URL, CerebrasCompleter, api_key_from_env
+from enrich.completer import Completer
+from enrich.engine import Engine, ProgressObserver
 from enrich.errors import StorageError
 from enrich.job import Job
 from enrich.lease import hold_lease
@@ -31,21 +32,26 @@ from enrich.report import ChunkSummary, JobSummary
 
 RunChunk = Callable[[ChunkSpec, pa.Table], Awaitable[ChunkSummary]]
 
-#: The engine of the run in progress in this process, for progress displays to read.
-current_engine: Engine | None = None
-
 
 @asynccontextmanager
-async def open_engine(job: Job, api_key: str | None = None) -> AsyncIterator[Engine]:
-    """The engine for ``job``: one client and one rate controller, closed on exit."""
+async def open_engine(
+    job: Job, api_key: str | None = None, completer: Completer | None = None
+) -> AsyncIterator[Engine]:
+    """The engine for ``job``: one completer and one rate controller.
+
+    Without ``completer``, the engine calls the API through a :class:`CerebrasCompleter` built
+    here and closed on exit; a completer passed in (a FakeCompleter in tests) is the caller's.
+    """
     cfg = job.config
     ex = cfg.execution
-    client = CompletionClient(
-        api_key=api_key or resolve_api_key(cfg.api.api_key_env),
-        base_url=cfg.api.resolve_base_url(os.environ) or DEFAULT_BASE_URL,
-        timeout=ex.request_timeout,
-        max_connections=ex.max_concurrency,
-    )
+    cerebras: CerebrasCompleter | None = None
+    if completer is None:
+        completer = cerebras = CerebrasCompleter(
+            api_key=api_key or api_key_from_env(cfg.api.api_key_env),
+            base_url=cfg.api.resolve_base_url(os.environ) or DEFAULT_BASE_URL,
+            timeout=ex.request_timeout,
+            max_connections=ex.max_concurrency,
+        )
     controller = RateController(
         max_in_flight=ex.max_concurrency,
         requests_per_minute=ex.requests_per_minute,
@@ -54,15 +60,14 @@ async def open_engine(job: Job, api_key: str | None = None) -> AsyncIterator[Eng
         tokens_per_day=ex.tokens_per_day,
         adaptive=ex.adaptive_limits,
     )
-    global current_engine
-    current_engine = Engine(job, client, controller)
+    engine = Engine(job, completer, controller)
     try:
         with reload_on_sighup(controller, cfg, job.where):  # kill -HUP: re-read the limits
-            yield current_engine
+            yield engine
     finally:
-        current_engine.cancel_all()
-        current_engine = None
-        await client.aclose()
+        engine.cancel_all()
+        if cerebras is not None:
+            await cerebras.aclose()
 
 
 async def drive(
@@ -169,13 +174,18 @@ async def run_job(
     api_key: str | None = None,
     chunk_runner: Callable[[Engine], RunChunk] | None = None,
     monitor: Callable[[Engine], Awaitable[None]] | None = None,
+    observer: ProgressObserver | None = None,
+    completer: Completer | None = None,
 ) -> JobSummary:
     """Run a prepared job to the end: pending chunks through one engine, then the commit.
 
     ``chunk_runner`` turns the engine into the function that runs one chunk (default: the
     engine's own ``run_chunk``; the Prefect flow wraps it in a task). ``monitor`` runs beside
-    the chunks (progress logs, artifacts) and is cancelled when they finish. A finished job
-    opens no client, sends nothing and writes nothing.
+    the chunks (progress logs, artifacts) and is cancelled when they finish. ``observer`` is
+    handed the run's live counters (:class:`~enrich.engine.RunProgress`) before the first
+    chunk starts, for a display that polls them (the CLI's progress bar, from its thread).
+    ``completer`` replaces the Cerebras client (see :func:`open_engine`). A finished job opens
+    no client, sends nothing and writes nothing.
 
     Everything that writes runs under the output's lease (:mod:`enrich.lease`): a second run
     of the same output raises LeaseHeld before it sends or writes anything.
@@ -188,8 +198,10 @@ async def run_job(
         summaries: list[ChunkSummary] = []
         if pending:
             job.write_plan()
-            async with open_engine(job, api_key) as engine:
+            async with open_engine(job, api_key, completer) as engine:
                 engine.progress.rows_total = sum(c.rows for c in pending)
+                if observer is not None:
+                    observer(engine.progress)
                 run_chunk = chunk_runner(engine) if chunk_runner else engine.run_chunk
                 watcher = asyncio.ensure_future(monitor(engine)) if monitor else None
                 try:

@@ -1,0 +1,73 @@
+"""Folding a chunk's results back onto its rows, and counting what the chunk did.
+
+A pure function of what the chunk learned: for each row (in row order) the result of its
+request, and the chunk's counters. The rules it keeps:
+
+* the first row of a request this chunk **sent** carries the request's tokens, cost, attempts
+  and latency: the chunk paid for it;
+* the first row of a request **known** from the chunk's journal (an earlier run paid) keeps
+  its tokens and cost, and counts as reused;
+* every other row with that request, and every row whose result came from another chunk
+  (the recent window, or a request another chunk had in flight), gets a shared copy: zero
+  tokens, zero cost, zero attempts, and counts as reused;
+* a row whose request still failed **transiently** after every retry gets no result: it is
+  pending, and the chunk is not committed.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Container, Mapping, Sequence
+
+from enrich.errors import CompletionError
+from enrich.report import ChunkSummary, add_latency
+from enrich.results import Result
+
+__all__ = ["fold_results"]
+
+
+def fold_results(
+    start: ChunkSummary,
+    hashes: Sequence[str],
+    results: Mapping[str, Result],
+    *,
+    sent: Container[str],
+    known: Container[str],
+    transient: Mapping[str, CompletionError],
+) -> tuple[list[Result], ChunkSummary]:
+    """``(one result per row that has one, start's counters plus this fold's)``.
+
+    ``hashes`` are the rows' request hashes in row order; ``results`` has a result for each
+    hash not in ``transient``. ``start`` is not modified.
+    """
+    summary = copy.deepcopy(start)
+    rows: list[Result] = []
+    seen: set[str] = set()
+    for h in hashes:
+        failure = transient.get(h)
+        if failure is not None:
+            summary.pending += 1
+            summary.add_error(failure.kind, failure.message)
+            continue
+        result = results[h]
+        first = h not in seen
+        seen.add(h)
+        if first and h in known:
+            summary.reused += 1  # paid for by an earlier run
+        elif first and h in sent:
+            summary.attempts += result.attempts
+            if result.latency_s is not None:
+                add_latency(summary.latency, result.latency_s)
+        else:
+            result = result.shared()  # another row paid for this request
+            summary.reused += 1
+        rows.append(result)
+        summary.prompt_tokens += result.usage.prompt_tokens
+        summary.completion_tokens += result.usage.completion_tokens
+        summary.cost_usd += result.cost_usd
+        if result.status == "ok":
+            summary.ok += 1
+        else:
+            summary.failed += 1
+            summary.add_error(result.error_kind or "error", result.error or "")
+    return rows, summary

@@ -1,0 +1,174 @@
+"""The engine's async shell: one chunk in, one committed part out.
+
+An :class:`Engine` holds what every chunk in flight shares: the one request sender (over the
+one completer and rate controller), the map of requests in flight (so two rows, even in
+different chunks, that render the same request share one call) and a window of recent
+results. :meth:`Engine.run_chunk` renders the chunk's prompts, asks
+:func:`~enrich.engine.selection.select_requests` what to send, sends it concurrently, journals
+results as they arrive, folds them onto the rows with
+:func:`~enrich.engine.fold.fold_results` and commits the chunk. The decisions are those two
+pure functions; this module only awaits, journals and commits.
+
+Rows whose request failed for good (a 400, say) are committed with ``status="error"``. Rows
+whose request still failed transiently after every retry are left uncommitted, with their
+chunk: the run reports them as pending and the next run asks only for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from functools import partial
+
+import pyarrow as pa
+
+from enrich.completer import Completer
+from enrich.engine.fold import fold_results
+from enrich.engine.progress import RunProgress
+from enrich.engine.selection import select_requests
+from enrich.engine.sender import GaveUp, RequestSender
+from enrich.errors import CompletionError
+from enrich.job import Job
+from enrich.output.commit import commit_chunk
+from enrich.output.journal import ChunkJournal
+from enrich.planning import ChunkSpec
+from enrich.ratelimit import RateController
+from enrich.report import ChunkSummary
+from enrich.results import Result, encode, output_table
+
+__all__ = ["Engine"]
+
+
+class Engine:
+    """Runs chunks of one job with one shared completer and rate controller."""
+
+    def __init__(self, job: Job, completer: Completer, controller: RateController) -> None:
+        self.job = job
+        self.completer = completer
+        self.controller = controller
+        self.progress = RunProgress(started=time.perf_counter())
+        cfg = job.config
+        self._sender = RequestSender(
+            completer,
+            controller,
+            model=cfg.model,
+            params=cfg.params.request_fields(),
+            max_completion_tokens=cfg.params.max_completion_tokens,
+            retry=cfg.execution.retry,
+            pricing=cfg.pricing,
+            progress=self.progress,
+        )
+        self._in_flight: dict[str, asyncio.Future[Result]] = {}
+        # Results of recent requests, so a row repeating an earlier chunk's request is not
+        # sent again; bounded, so memory does not grow with the input.
+        self._recent: OrderedDict[str, Result] = OrderedDict()
+        self._recent_max = cfg.execution.dedupe_window
+
+    async def run_chunk(self, chunk: ChunkSpec, table: pa.Table) -> ChunkSummary:
+        """Enrich one chunk and commit it; returns what it did (never raises for row errors)."""
+        started = time.perf_counter()
+        job, cfg = self.job, self.job.config
+        summary = ChunkSummary(chunk_id=chunk.chunk_id, label=chunk.label, rows=chunk.rows)
+        row_ids, hashes, messages = job.render(chunk, table)
+        journal = ChunkJournal(
+            job.store,
+            chunk,
+            cfg.output.format,
+            completion_column=cfg.output.completion_column,
+            interval_s=cfg.execution.journal_interval_s,
+            max_rows=cfg.execution.journal_rows,
+        )
+        known = await asyncio.to_thread(journal.load)
+
+        selection = select_requests(
+            hashes, known=known, recent=self._recent, in_flight=self._in_flight
+        )
+        results: dict[str, Result] = {**known, **selection.reuse}
+        waits = {h: self._in_flight[h] for h in selection.wait}
+        for h, row in selection.send.items():
+            future = self._start(h, messages[row])
+            waits[h] = future
+            # Journal each result as it arrives, from the future's own completion: no waiter
+            # task per row.
+            future.add_done_callback(partial(_journal_result, journal, h))
+        summary.requests = len(selection.send)
+
+        transient: dict[str, CompletionError] = {}
+        if waits:
+            try:
+                # ``wait`` never cancels what it waits for: requests shared with other chunks
+                # go on if this chunk is cancelled.
+                await asyncio.wait(waits.values())
+            except BaseException:
+                # Cancelled (the run is stopping): stop sending, keep what already arrived
+                # (journaled as it came).
+                for h in selection.send:
+                    waits[h].cancel()
+                await asyncio.shield(journal.flush())
+                raise
+            for h, future in waits.items():
+                try:
+                    results[h] = future.result()
+                except GaveUp as gave_up:
+                    transient[h] = gave_up.error
+                except BaseException:
+                    await journal.flush()
+                    raise
+        await journal.flush()
+        self._remember(results, [*known, *selection.send])
+
+        row_results, summary = fold_results(
+            summary,
+            hashes,
+            results,
+            sent=selection.send,
+            known=known,
+            transient=transient,
+        )
+        self.progress.rows_done += summary.ok + summary.failed
+        self.progress.rows_failed += summary.failed
+        summary.elapsed_s = time.perf_counter() - started
+        if summary.pending:
+            return summary
+
+        out = output_table(
+            job.keep(table), row_ids, hashes, row_results, cfg.output.completion_column
+        )
+        data = await asyncio.to_thread(encode, out, cfg.output.format)
+        await asyncio.to_thread(commit_chunk, job.store, chunk, data, cfg.output.format, summary)
+        await asyncio.to_thread(journal.discard)
+        return summary
+
+    def cancel_all(self) -> None:
+        """Cancel every request still in flight (the run is stopping)."""
+        for future in list(self._in_flight.values()):
+            future.cancel()
+
+    def _start(
+        self, request_hash: str, messages: Sequence[Mapping[str, str]]
+    ) -> asyncio.Future[Result]:
+        """Send ``request_hash`` in the background, visible to every chunk while in flight."""
+        future = asyncio.ensure_future(self._sender.send(messages))
+        self._in_flight[request_hash] = future
+        future.add_done_callback(lambda _: self._in_flight.pop(request_hash, None))
+        return future
+
+    def _remember(self, results: Mapping[str, Result], paid: Iterable[str]) -> None:
+        """Keep this chunk's paid ``ok`` results in the recent window, dropping the oldest."""
+        recent = self._recent
+        for h in paid:
+            result = results.get(h)
+            if result is not None and result.status == "ok":
+                recent[h] = result
+                recent.move_to_end(h)
+        while len(recent) > self._recent_max:
+            recent.popitem(last=False)
+
+
+def _journal_result(
+    journal: ChunkJournal, request_hash: str, future: asyncio.Future[Result]
+) -> None:
+    if not future.cancelled() and future.exception() is None:
+        journal.add(request_hash, future.result())

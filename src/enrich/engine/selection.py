@@ -1,0 +1,60 @@
+"""Which of a chunk's requests to send, which to wait for and which are already answered.
+
+A pure decision, made once per chunk before anything is sent. Each distinct request hash of
+the chunk is taken, in row order, from the first of these places that has it:
+
+1. the chunk's journal (``known``): paid for by an earlier run of this slice;
+2. the engine's window of recent results: paid for by another chunk of this run;
+3. the requests in flight: another chunk is paying for it now, so this chunk waits for it;
+4. otherwise this chunk sends it, and pays for it.
+
+A hash that repeats inside the chunk is decided once: the first row that has it stands for
+all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from enrich.results import Result
+
+__all__ = ["Selection", "select_requests"]
+
+
+@dataclass(slots=True)
+class Selection:
+    """What a chunk does about each distinct request hash (see the module doc)."""
+
+    #: Results taken from the recent window, by hash: nothing is sent for them.
+    reuse: dict[str, Result] = field(default_factory=dict)
+    #: Hashes another chunk has in flight: this chunk waits for them and does not pay.
+    wait: list[str] = field(default_factory=list)
+    #: Hashes this chunk sends, each with the index of the first row that needs it.
+    send: dict[str, int] = field(default_factory=dict)
+
+
+def select_requests(
+    hashes: Sequence[str],
+    *,
+    known: Container[str],
+    recent: Mapping[str, Result],
+    in_flight: Container[str],
+) -> Selection:
+    """Decide, for each distinct hash of ``hashes`` (in row order), where its result comes from."""
+    selection = Selection()
+    decided: set[str] = set()
+    for row, h in enumerate(hashes):
+        if h in decided:
+            continue
+        decided.add(h)
+        if h in known:
+            continue
+        earlier = recent.get(h)
+        if earlier is not None:
+            selection.reuse[h] = earlier
+        elif h in in_flight:
+            selection.wait.append(h)
+        else:
+            selection.send[h] = row
+    return selection

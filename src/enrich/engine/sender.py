@@ -1,0 +1,154 @@
+"""One request, end to end: admission by the rate controller, the call, retries, the result.
+
+:class:`RequestSender` turns rendered messages into a :class:`~enrich.results.Result`. Each
+attempt first takes a permit from the shared rate controller (reserving the prompt's tokens
+plus ``max_completion_tokens``), calls the :class:`~enrich.completer.Completer`, and hands the
+permit back with what the attempt reported, so the controller re-syncs from every response.
+
+Outcomes:
+
+* a completion: an ``ok`` Result with its usage, cost, attempts and latency;
+* a failure that another attempt cannot fix (a 400, a context overflow): an ``error`` Result,
+  a row error like any other;
+* a retryable failure that survived every retry: :class:`GaveUp` is raised, and the rows that
+  need the request stay pending until the next run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from enrich.completer import Completer, Completion, CompletionRequest
+from enrich.config import PricingSpec, RetrySpec
+from enrich.engine.progress import RunProgress
+from enrich.errors import CompletionError
+from enrich.ratelimit import RateController
+from enrich.results import Result
+from enrich.retry import is_retryable, retrying
+from enrich.tokens import count_prompt_tokens
+
+__all__ = ["GaveUp", "RequestSender"]
+
+
+class GaveUp(Exception):
+    """A request that still failed transiently after every retry."""
+
+    def __init__(self, error: CompletionError, attempts: int) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.attempts = attempts
+
+
+class RequestSender:
+    """Sends requests of one model and parameters through one completer and controller."""
+
+    def __init__(
+        self,
+        completer: Completer,
+        controller: RateController,
+        *,
+        model: str,
+        params: Mapping[str, Any],
+        max_completion_tokens: int,
+        retry: RetrySpec,
+        pricing: PricingSpec,
+        progress: RunProgress,
+    ) -> None:
+        self.completer = completer
+        self.controller = controller
+        self.progress = progress
+        self._model = model
+        self._params = params
+        self._max_completion = max_completion_tokens
+        self._retry = retry
+        self._price_in = pricing.input_per_million / 1_000_000
+        self._price_out = pricing.output_per_million / 1_000_000
+
+    async def send(self, messages: Sequence[Mapping[str, str]]) -> Result:
+        """Send one request with retries; a final failure becomes an error Result.
+
+        The first attempt is made directly; only a retryable failure enters the tenacity loop,
+        which then makes the remaining attempts with the same waits (see ``retrying(after=)``).
+
+        Raises:
+            GaveUp: the request still failed transiently after every retry.
+        """
+        request = CompletionRequest(self._model, messages, self._params)
+        reserve = count_prompt_tokens(messages) + self._max_completion
+        started = time.perf_counter()
+        self.progress.requests += 1
+        try:
+            completion = await self._attempt(request, reserve)
+            attempts = 1
+        except CompletionError as first:
+            attempts, outcome = await self._retry_request(request, reserve, first)
+            if isinstance(outcome, CompletionError):
+                if is_retryable(outcome):
+                    raise GaveUp(outcome, attempts) from None
+                return Result(
+                    completion=None,
+                    attempts=attempts,
+                    status="error",
+                    error=outcome.message,
+                    error_kind=outcome.kind,
+                    latency_s=time.perf_counter() - started,
+                )
+            completion = outcome
+        usage = completion.usage
+        self.progress.prompt_tokens += usage.prompt_tokens
+        self.progress.completion_tokens += usage.completion_tokens
+        return Result(
+            completion=completion.content,
+            finish_reason=completion.finish_reason,
+            usage=usage,
+            model=completion.model,
+            request_id=completion.request_id,
+            attempts=attempts,
+            latency_s=time.perf_counter() - started,
+            cost_usd=usage.prompt_tokens * self._price_in
+            + usage.completion_tokens * self._price_out,
+        )
+
+    async def _attempt(self, request: CompletionRequest, reserve: int) -> Completion:
+        permit = await self.controller.acquire(reserve)
+        try:
+            completion = await self.completer.complete(request)
+        except CompletionError as exc:
+            self.controller.release(
+                permit, used_tokens=None, headers=exc.headers, status=exc.status, code=exc.code
+            )
+            raise
+        except BaseException:
+            self.controller.release(permit, used_tokens=None)
+            raise
+        self.controller.release(
+            permit,
+            used_tokens=completion.usage.total_tokens,
+            headers=completion.headers,
+            status=200,
+        )
+        return completion
+
+    async def _retry_request(
+        self, request: CompletionRequest, reserve: int, first: CompletionError
+    ) -> tuple[int, Completion | CompletionError]:
+        """Attempts after a failed first one: ``(attempts made in all, completion or error)``."""
+        attempts = 1
+        if self._retry.attempts == 1 or not is_retryable(first):
+            return attempts, first
+        try:
+            async for attempt in retrying(
+                attempts=self._retry.attempts,
+                initial=self._retry.backoff_initial,
+                maximum=self._retry.backoff_max,
+                after=first,
+            ):
+                with attempt:
+                    attempts += 1
+                    self.progress.requests += 1
+                    completion = await self._attempt(request, reserve)
+        except CompletionError as exc:
+            return attempts, exc
+        return attempts, completion

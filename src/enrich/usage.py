@@ -1,0 +1,81 @@
+"""What one completion used: its tokens and the provider's timings, defined once.
+
+:class:`Usage` is the one list of usage fields. Each field declares, beside its name and
+Python type, its Arrow type in the output and where it sits in a ``chat.completion`` body
+(``usage.prompt_tokens``, ``time_info.queue_time``...). Everything else is derived from it:
+the completion the client returns carries a ``Usage``, so does a row's result, and the
+output columns and their Arrow types come from :data:`USAGE_TYPES`, in field order.
+
+Token counts are what a request is charged for: a row that shares another row's request
+shows them as zero (:meth:`Usage.shared`); the timings describe the one call and are kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+import pyarrow as pa
+
+__all__ = ["NO_USAGE", "USAGE_FIELDS", "USAGE_TYPES", "Usage"]
+
+
+def _count(*path: str) -> Any:
+    """A token count read from ``path`` in the body; 0 when absent. Charged per request."""
+    return field(
+        default=0, metadata={"arrow": pa.int64(), "parse": int, "path": path, "charged": True}
+    )
+
+
+def _seconds(*path: str) -> Any:
+    """A duration in seconds read from ``path`` in the body; None when absent."""
+    return field(
+        default=None,
+        metadata={"arrow": pa.float64(), "parse": float, "path": path, "charged": False},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens and timings of one chat completion, as the provider reported them."""
+
+    prompt_tokens: int = _count("usage", "prompt_tokens")
+    completion_tokens: int = _count("usage", "completion_tokens")
+    total_tokens: int = _count("usage", "total_tokens")
+    cached_tokens: int = _count("usage", "prompt_tokens_details", "cached_tokens")
+    queue_time: float | None = _seconds("time_info", "queue_time")
+    prompt_time: float | None = _seconds("time_info", "prompt_time")
+    completion_time: float | None = _seconds("time_info", "completion_time")
+    total_time: float | None = _seconds("time_info", "total_time")
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> Usage:
+        """The usage in a ``chat.completion`` body (or a stream's last chunk).
+
+        A missing section or field, or a value of the wrong type, reads as the default: the
+        provider omits ``time_info`` on some paths and OpenAI-compatible servers omit more.
+        """
+        values: dict[str, Any] = {}
+        for name, path, parse in _SOURCES:
+            node: Any = body
+            for key in path:
+                node = node.get(key) if isinstance(node, Mapping) else None
+            if isinstance(node, (int, float)):
+                values[name] = parse(node)
+        return cls(**values)
+
+    def shared(self) -> Usage:
+        """This usage as seen by a second row with the same request: no tokens charged again."""
+        return replace(self, **dict.fromkeys(CHARGED_FIELDS, 0))
+
+
+USAGE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Usage))
+USAGE_TYPES: dict[str, pa.DataType] = {f.name: f.metadata["arrow"] for f in fields(Usage)}
+CHARGED_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Usage) if f.metadata["charged"])
+_SOURCES: tuple[tuple[str, tuple[str, ...], Callable[[float], Any]], ...] = tuple(
+    (f.name, f.metadata["path"], f.metadata["parse"]) for f in fields(Usage)
+)
+
+#: The usage of a request that never completed (an error row).
+NO_USAGE = Usage()

@@ -1,0 +1,164 @@
+"""The engine through its port: a FakeCompleter answers in memory, no HTTP, no simulator.
+
+What is checked here is the engine's own bookkeeping: what it sends, what it shares, what
+becomes an error row and what stays pending. The wire (SDK, HTTP, error bodies) is tested in
+test_engine.py against the simulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from conftest import JobFactory, eventually, review_rows
+
+from enrich.completer import Completion, CompletionRequest, FakeCompleter, Handler
+from enrich.config import load_job_config
+from enrich.engine import Engine, RunProgress
+from enrich.errors import CompletionError
+from enrich.job import Job
+from enrich.output.reader import read_dataset
+from enrich.ratelimit import RateController
+from enrich.report import ChunkSummary, JobSummary
+from enrich.run import run_job
+from enrich.tokens import count_prompt_tokens
+from enrich.usage import Usage
+
+
+def user_text(request: CompletionRequest) -> str:
+    return request.messages[-1]["content"]
+
+
+def answer(request: CompletionRequest) -> Completion:
+    """A completion whose usage is what the rate controller reserved for the prompt."""
+    prompt = count_prompt_tokens(request.messages)
+    return Completion(
+        content=f"label for {user_text(request)}",
+        finish_reason="stop",
+        usage=Usage(prompt_tokens=prompt, completion_tokens=3, total_tokens=prompt + 3),
+        model=request.model,
+        request_id=f"req-{abs(hash(user_text(request)))}",
+    )
+
+
+def run(config: Path, handler: Handler, **kw: Any) -> tuple[Job, JobSummary, FakeCompleter]:
+    job = Job.prepare(load_job_config(config), where=str(config))
+    completer = FakeCompleter(handler)
+    summary = asyncio.run(run_job(job, completer=completer, **kw))
+    return job, summary, completer
+
+
+def by_row(table: pa.Table, column: str) -> dict[str, Any]:
+    return dict(
+        zip(table.column("row_id").to_pylist(), table.column(column).to_pylist(), strict=True)
+    )
+
+
+def test_a_permanent_error_is_an_error_row_and_is_not_retried(make_job: JobFactory) -> None:
+    rows = review_rows(10)
+
+    def handler(request: CompletionRequest) -> Completion | CompletionError:
+        if "number 4:" in user_text(request):
+            return CompletionError("HTTP 400: prompt rejected", status=400)
+        return answer(request)
+
+    job, summary, completer = run(make_job(rows), handler)
+    assert summary.complete
+    assert len(completer.requests) == 10
+    table = read_dataset(job.store.url)
+    assert table.num_rows == 10
+    statuses = by_row(table, "status")
+    assert statuses.pop("r-00004") == "error"
+    assert set(statuses.values()) == {"ok"}
+    assert by_row(table, "error_kind")["r-00004"] == "http_400"
+    assert by_row(table, "error")["r-00004"] == "HTTP 400: prompt rejected"
+    assert (summary.ok, summary.failed) == (9, 1)
+
+
+def test_a_transient_failure_after_every_retry_leaves_its_chunk_pending(
+    make_job: JobFactory,
+) -> None:
+    rows = review_rows(14)  # two chunks of seven
+
+    def handler(request: CompletionRequest) -> Completion | CompletionError:
+        if "number 9:" in user_text(request):
+            return CompletionError("HTTP 503: overloaded", status=503)
+        return answer(request)
+
+    job, summary, completer = run(make_job(rows), handler)
+    assert not summary.complete
+    assert summary.pending == 1
+    assert summary.chunks_committed == 1  # the other chunk is committed
+    failing = [r for r in completer.requests if "number 9:" in user_text(r)]
+    assert len(failing) == 3  # execution.retry.attempts
+    assert summary.errors["http_503"][0] == 1
+    assert not job.store.exists("_SUCCESS")
+
+
+def test_a_rerun_sends_only_what_the_journal_does_not_have(make_job: JobFactory) -> None:
+    rows = review_rows(14)
+    config = make_job(rows)
+    fail_once = {"on": True}
+
+    def flaky(request: CompletionRequest) -> Completion | CompletionError:
+        if fail_once["on"] and "number 9:" in user_text(request):
+            return CompletionError("connection reset", code="connection")
+        return answer(request)
+
+    _, first, _ = run(config, flaky)
+    assert first.pending == 1
+    fail_once["on"] = False
+    job, second, completer = run(config, flaky)
+    assert second.complete
+    # The committed chunk is not run again; the pending chunk's six journaled results are
+    # reused: only the row that failed is asked for.
+    assert [user_text(r) for r in completer.requests] == [
+        "Rating 5: Review number 9: the product did poorly."
+    ]
+    assert read_dataset(job.store.url).num_rows == 14
+
+
+def test_chunks_in_flight_share_one_request(make_job: JobFactory) -> None:
+    """A request another chunk has in flight is waited for, not sent again, and not paid twice."""
+    rows = review_rows(14)
+    rows[7] = {**rows[0], "review_id": "r-late"}  # the second chunk's first row repeats row 0
+    config = make_job(rows, execution={"dedupe_window": 0})  # no recent window: only in flight
+    job = Job.prepare(load_job_config(config), where=str(config))
+    release = asyncio.Event()
+
+    async def slow_first(request: CompletionRequest) -> Completion:
+        if "number 0:" in user_text(request):
+            await release.wait()
+        return answer(request)
+
+    completer = FakeCompleter(slow_first)
+
+    async def both_chunks() -> list[ChunkSummary]:
+        controller = RateController(
+            max_in_flight=16, requests_per_minute=None, tokens_per_minute=None
+        )
+        engine = Engine(job, completer, controller)
+        tables = list(job.iter_tables(job.chunks))
+        running = [asyncio.ensure_future(engine.run_chunk(c, t)) for c, t in tables]
+        # Every distinct request is out, row 0's held in flight: whichever chunk came second
+        # to it is waiting for it.
+        await eventually(lambda: len(completer.requests) == 13)
+        release.set()
+        return await asyncio.gather(*running)
+
+    summaries = asyncio.run(both_chunks())
+    assert len(completer.requests) == 13
+    assert sorted((s.requests, s.reused, s.ok) for s in summaries) == [(6, 1, 7), (7, 0, 7)]
+    paid = sum(count_prompt_tokens(r.messages) for r in completer.requests)
+    assert sum(s.prompt_tokens for s in summaries) == paid
+
+
+def test_the_observer_gets_the_runs_live_counters(make_job: JobFactory) -> None:
+    observed: list[RunProgress] = []
+    _, summary, completer = run(make_job(review_rows(10)), answer, observer=observed.append)
+    assert summary.complete
+    [progress] = observed
+    assert (progress.rows_total, progress.rows_done) == (10, 10)
+    assert progress.requests == len(completer.requests) == 10
