@@ -8,6 +8,7 @@ test_engine.py against the simulator.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,25 @@ def by_row(table: pa.Table, column: str) -> dict[str, Any]:
     return dict(
         zip(table.column("row_id").to_pylist(), table.column(column).to_pylist(), strict=True)
     )
+
+
+def test_a_repeated_request_is_sent_once_and_fills_every_row(make_job: JobFactory) -> None:
+    # Rows 10-13 repeat rows 0-3: the same chunk (rows 0-6 and 7-13 with 7 rows a chunk) or
+    # an earlier one.
+    rows = review_rows(14, duplicates=4)
+    job, summary, completer = run(make_job(rows), answer)
+    assert summary.complete
+    texts = Counter(user_text(r) for r in completer.requests)
+    assert len(texts) == 10 and set(texts.values()) == {1}
+    table = read_dataset(job.store.url)
+    completions = by_row(table, "completion")
+    for j in range(4):
+        assert completions[f"r-dup-{j:05d}"] == completions[f"r-{j:05d}"]
+    assert sum(by_row(table, "cost_usd")[f"r-dup-{j:05d}"] for j in range(4)) == 0
+    assert sum(table.column("prompt_tokens").to_pylist()) == sum(
+        count_prompt_tokens(r.messages) for r in completer.requests
+    )
+    assert (summary.ok, summary.reused) == (14, 4)
 
 
 def test_a_permanent_error_is_an_error_row_and_is_not_retried(make_job: JobFactory) -> None:

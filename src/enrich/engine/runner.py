@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 
 import pyarrow as pa
@@ -117,7 +117,8 @@ class Engine:
                     await journal.flush()
                     raise
         await journal.flush()
-        self._remember(results, [*known, *selection.send])
+        for h, result in known.items():
+            self._remember(h, result)
 
         row_results, summary = fold_results(
             summary,
@@ -152,17 +153,23 @@ class Engine:
         """Send ``request_hash`` in the background, visible to every chunk while in flight."""
         future = asyncio.ensure_future(self._sender.send(messages))
         self._in_flight[request_hash] = future
-        future.add_done_callback(lambda _: self._in_flight.pop(request_hash, None))
+        future.add_done_callback(partial(self._landed, request_hash))
         return future
 
-    def _remember(self, results: Mapping[str, Result], paid: Iterable[str]) -> None:
-        """Keep this chunk's paid ``ok`` results in the recent window, dropping the oldest."""
+    def _landed(self, request_hash: str, future: asyncio.Future[Result]) -> None:
+        # One step from "in flight" to "recent": no chunk can look between the two and find
+        # the request in neither (and pay for it again).
+        self._in_flight.pop(request_hash, None)
+        if not future.cancelled() and future.exception() is None:
+            self._remember(request_hash, future.result())
+
+    def _remember(self, request_hash: str, result: Result) -> None:
+        """Keep a paid ``ok`` result in the recent window, dropping the oldest beyond its size."""
+        if result.status != "ok":
+            return
         recent = self._recent
-        for h in paid:
-            result = results.get(h)
-            if result is not None and result.status == "ok":
-                recent[h] = result
-                recent.move_to_end(h)
+        recent[request_hash] = result
+        recent.move_to_end(request_hash)
         while len(recent) > self._recent_max:
             recent.popitem(last=False)
 
