@@ -51,19 +51,23 @@ class Usage:
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> Usage:
-        """The usage in a ``chat.completion`` body (or a stream's last chunk).
+        """The usage in a ``chat.completion`` body (or a stream's last chunk), parsed JSON.
 
         A missing section or field, or a value of the wrong type, reads as the default: the
         provider omits ``time_info`` on some paths and OpenAI-compatible servers omit more.
         """
-        values: dict[str, Any] = {}
-        for name, path, parse in _SOURCES:
+        # Once per request on the hot path: each section is looked up once, fields by position.
+        values = list(_DEFAULTS)
+        for section, entries in _SECTIONS:
             node: Any = body
-            for key in path:
-                node = node.get(key) if isinstance(node, Mapping) else None
-            if isinstance(node, (int, float)):
-                values[name] = parse(node)
-        return cls(**values)
+            for key in section:
+                node = node.get(key) if isinstance(node, dict) else None
+            if isinstance(node, dict):
+                for index, key, parse in entries:
+                    value = node.get(key)
+                    if isinstance(value, (int, float)):
+                        values[index] = parse(value)
+        return cls(*values)
 
     def shared(self) -> Usage:
         """This usage as seen by a second row with the same request: no tokens charged again."""
@@ -73,9 +77,21 @@ class Usage:
 USAGE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Usage))
 USAGE_TYPES: dict[str, pa.DataType] = {f.name: f.metadata["arrow"] for f in fields(Usage)}
 CHARGED_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Usage) if f.metadata["charged"])
-_SOURCES: tuple[tuple[str, tuple[str, ...], Callable[[float], Any]], ...] = tuple(
-    (f.name, f.metadata["path"], f.metadata["parse"]) for f in fields(Usage)
-)
+_DEFAULTS: tuple[Any, ...] = tuple(f.default for f in fields(Usage))
+# (position in Usage, key in its section, how to convert the JSON number)
+_Entry = tuple[int, str, Callable[[float], Any]]
+
+
+def _sections() -> tuple[tuple[tuple[str, ...], tuple[_Entry, ...]], ...]:
+    """The body's sections (``("usage",)``, ``("time_info",)``...) and the fields in each."""
+    sections: dict[tuple[str, ...], list[_Entry]] = {}
+    for index, f in enumerate(fields(Usage)):
+        *section, key = f.metadata["path"]
+        sections.setdefault(tuple(section), []).append((index, key, f.metadata["parse"]))
+    return tuple((section, tuple(entries)) for section, entries in sections.items())
+
+
+_SECTIONS = _sections()
 
 #: The usage of a request that never completed (an error row).
 NO_USAGE = Usage()
