@@ -22,9 +22,11 @@ demo: install
 test: install
 	$(BIN)/ruff check src tasks flows tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q
 
 lint: install
 	$(BIN)/ruff check src tasks flows tests benchmarks
 	$(BIN)/ruff format --check src tasks flows tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports

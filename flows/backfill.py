@@ -30,9 +30,9 @@ from prefect.runtime import flow_run
 
 from enrich.config import JobConfig, load_job_config
 from enrich.partitions import date_range, pending
-from flows.enrich import job_name, resolve_api_key
-from tasks.monitoring import (
-    Progress,
+from enrich_flows.enrich import api_key_from_secret_block, job_name
+from enrich_tasks.monitoring import (
+    ProgressArtifact,
     artifact_key,
     failed_partitions,
     partition_row,
@@ -42,7 +42,7 @@ from tasks.monitoring import (
     run_tags,
     tag_current_run,
 )
-from tasks.partitions import plan_partitions
+from enrich_tasks.partitions import plan_partitions
 
 __all__ = ["PARTITION_DEPLOYMENT", "enrich_backfill"]
 
@@ -117,7 +117,7 @@ async def enrich_backfill(
     await tag_current_run([*run_tags(cfg), "backfill"])
     # Known before anything runs, so the report can never show it (and a missing block fails
     # the run before any partition starts).
-    secrets = [await resolve_api_key(cfg), os.environ.get(cfg.api.api_key_env)]
+    secrets = [await api_key_from_secret_block(cfg), os.environ.get(cfg.api.api_key_env)]
     states = await plan_partitions(cfg, start, end)
     present = {s.partition for s in states}
     rows = [partition_row(d, "no input") for d in dates if d not in present]
@@ -129,7 +129,7 @@ async def enrich_backfill(
 
     key = artifact_key("backfill", cfg.name)
     finished = 0
-    progress = await Progress.create(
+    progress = await ProgressArtifact.create(
         f"{key}-progress",
         f"Partitions of {cfg.name} done, {start} to {end}",
         lambda: finished / len(todo) if todo else 1.0,

@@ -8,6 +8,10 @@ per partition.
 
 In the UI a run is named after its job and partition, tagged with the job and the model, moves
 a progress artifact as chunks finish, and ends with a table and a markdown report.
+
+A run prepares its job once (discovering and counting the input is a full read of it). When the
+caller in this process has prepared it already, as ``enrich run`` does to fail before Prefect
+starts, :func:`run_enrich` hands that job to the flow run instead of a second preparation.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import asyncio
 import dataclasses
 import os
 import time
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +37,9 @@ from enrich.partitions import for_partition
 from enrich.planning import ChunkSpec
 from enrich.report import ChunkSummary, JobSummary
 from enrich.run import RunChunk, run_job
-from tasks.chunks import enrich_chunk
-from tasks.monitoring import (
-    Progress,
+from enrich_tasks.chunks import enrich_chunk
+from enrich_tasks.monitoring import (
+    ProgressArtifact,
     artifact_key,
     errors_cell,
     publish_report,
@@ -42,10 +47,19 @@ from tasks.monitoring import (
     tag_current_run,
 )
 
-__all__ = ["artifact_key", "enrich_dataset", "job_name", "resolve_api_key", "run_enrich"]
+__all__ = [
+    "api_key_from_secret_block",
+    "artifact_key",
+    "enrich_dataset",
+    "job_name",
+    "run_enrich",
+]
 
 PROGRESS_EVERY_S = 5.0
 PROGRESS_GAP_S = 0.5
+
+#: The job :func:`run_enrich`'s caller prepared, for the flow run it starts in this process.
+_prepared_job: ContextVar[Job | None] = ContextVar("prepared_job", default=None)
 
 
 def job_name(config: str) -> str:
@@ -63,7 +77,15 @@ def _run_name() -> str:
     return f"{name}-{partition}" if partition else name
 
 
-async def resolve_api_key(config: JobConfig) -> str | None:
+async def prepare_job(cfg: JobConfig, where: str) -> Job:
+    """The run's job: the one prepared by the caller for this very config, else a new one."""
+    prepared = _prepared_job.get()
+    if prepared is not None and prepared.config == cfg:
+        return prepared
+    return await asyncio.to_thread(Job.prepare, cfg, where)
+
+
+async def api_key_from_secret_block(config: JobConfig) -> str | None:
     """The key from a Prefect Secret block when the config names one, else None (env)."""
     if not config.api.secret_block:
         return None
@@ -119,7 +141,7 @@ async def enrich_dataset(
     cfg = for_partition(load_job_config(config, overrides or []), partition)
     label = f"{cfg.name} {partition}" if partition else cfg.name
     await tag_current_run(run_tags(cfg))
-    job = await asyncio.to_thread(Job.prepare, cfg, config)
+    job = await prepare_job(cfg, config)
     pending = job.pending()
     logger.info(
         "%s: %d rows in %d chunks, %d chunks pending -> %s",
@@ -130,8 +152,8 @@ async def enrich_dataset(
         job.store.url,
     )
     key = artifact_key("enrich", cfg.name, partition or "")
-    api_key = await resolve_api_key(cfg)
-    progress: list[Progress] = []
+    api_key = await api_key_from_secret_block(cfg)
+    progress: list[ProgressArtifact] = []
 
     def in_tasks(engine: Engine) -> RunChunk:
         async def run_chunk(chunk: ChunkSpec, table: pa.Table) -> ChunkSummary:
@@ -145,7 +167,7 @@ async def enrich_dataset(
         return run_chunk
 
     async def monitor(engine: Engine) -> None:
-        shown = await Progress.create(
+        shown = await ProgressArtifact.create(
             f"{key}-progress", f"Rows enriched for {label}", lambda: _share_done(engine)
         )
         progress.append(shown)
@@ -182,11 +204,20 @@ def run_enrich(
     overrides: list[str] | None = None,
     partition: str | None = None,
     observer: ProgressObserver | None = None,
+    job: Job | None = None,
 ) -> tuple[bool, dict[str, Any], str]:
-    """Run the flow to the end from synchronous code: ``(complete, figures, message)``."""
-    state: State[dict[str, Any]] = asyncio.run(
-        enrich_dataset(config, overrides, partition, observer, return_state=True)  # type: ignore[arg-type]
-    )
+    """Run the flow to the end from synchronous code: ``(complete, figures, message)``.
+
+    ``job``, when the caller prepared it already from the same config, overrides and
+    partition, is the one the flow run uses (a job that does not match is prepared anew).
+    """
+    token = _prepared_job.set(job)
+    try:
+        state: State[dict[str, Any]] = asyncio.run(
+            enrich_dataset(config, overrides, partition, observer, return_state=True)  # type: ignore[arg-type]
+        )
+    finally:
+        _prepared_job.reset(token)
     if state.is_completed():
         result: dict[str, Any] = state.result()
         return True, result, f"committed to {result.get('output', 'the output')}"

@@ -9,7 +9,7 @@ rerun of the same slot sends nothing.
 
 Partitions run as subflows in this process: a schedule usually has one partition to do, and
 sharing the process avoids a second start-up. A backfill over many partitions fans out
-across workers instead (:mod:`flows.backfill`).
+across workers instead (:mod:`enrich_flows.backfill`).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from prefect.runtime import flow_run
 
 from enrich.config import load_job_config
 from enrich.partitions import logical_date, parse_date, pending
-from flows.enrich import enrich_dataset, job_name, resolve_api_key
-from tasks.monitoring import (
+from enrich_flows.enrich import api_key_from_secret_block, enrich_dataset, job_name
+from enrich_tasks.monitoring import (
     artifact_key,
     failed_partitions,
     partition_row,
@@ -33,7 +33,7 @@ from tasks.monitoring import (
     run_tags,
     tag_current_run,
 )
-from tasks.partitions import plan_partitions
+from enrich_tasks.partitions import plan_partitions
 
 __all__ = ["enrich_incremental", "through_date"]
 
@@ -86,7 +86,7 @@ async def enrich_incremental(
     await tag_current_run([*run_tags(cfg), "incremental"])
     # Known before anything runs, so the report can never show it (and a missing block fails
     # the run before any partition starts).
-    secrets = [await resolve_api_key(cfg), os.environ.get(cfg.api.api_key_env)]
+    secrets = [await api_key_from_secret_block(cfg), os.environ.get(cfg.api.api_key_env)]
     states = await plan_partitions(cfg, since, through)
     rows = [
         partition_row(s.partition, "already committed", rows=s.rows) for s in states if s.committed

@@ -25,8 +25,8 @@ from enrich.output.reader import read_dataset
 from enrich.partitions import for_partition, partition_state
 from enrich.sim.config import SimConfig
 from enrich.sim.harness import SimServer
-from flows.enrich import enrich_dataset
-from flows.incremental import enrich_incremental
+from enrich_flows.enrich import enrich_dataset
+from enrich_flows.incremental import enrich_incremental
 
 pytest_plugins = ["prefect_harness"]
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]

@@ -8,15 +8,15 @@ from typing import Any
 import pytest
 from conftest import eventually
 
-from tasks.monitoring import (
+from enrich_tasks.monitoring import (
     PARTITION_COLUMNS,
     REDACTED,
-    Progress,
+    ProgressArtifact,
     artifact_key,
     errors_cell,
     partition_row,
     partitions_markdown,
-    redact,
+    redact_secrets,
 )
 
 
@@ -47,12 +47,12 @@ SECRET = "csk-abc123"
     ],
 )
 def test_redact(value: Any, expected: Any) -> None:
-    assert redact(value, [SECRET, None]) == expected
+    assert redact_secrets(value, [SECRET, None]) == expected
 
 
 def test_redact_without_secrets_is_the_identity() -> None:
     value = {"a": "csk-abc123"}
-    assert redact(value, [None, ""]) is value
+    assert redact_secrets(value, [None, ""]) is value
 
 
 @pytest.mark.parametrize(
@@ -113,7 +113,7 @@ class Shown:
 
 async def test_progress_moves_as_chunks_finish_and_in_order() -> None:
     shown, done = Shown(), [0]
-    progress = Progress(shown, lambda: done[0] / 4)
+    progress = ProgressArtifact(shown, lambda: done[0] / 4)
     # The timer never fires here: only chunk completions move the bar.
     follower = asyncio.ensure_future(progress.follow(every=3600, gap=0))
     for chunk in range(1, 5):
@@ -128,7 +128,7 @@ async def test_progress_moves_as_chunks_finish_and_in_order() -> None:
 
 async def test_progress_timer_ticks_without_chunks() -> None:
     shown, ticks = Shown(), []
-    progress = Progress(shown, lambda: 0.5)
+    progress = ProgressArtifact(shown, lambda: 0.5)
     follower = asyncio.ensure_future(
         progress.follow(every=0, gap=0, on_tick=lambda: ticks.append(1))
     )
@@ -142,7 +142,7 @@ async def test_progress_stops_when_cancelled_as_a_chunk_finishes() -> None:
     # The run cancels the updater right after the last chunk nudged it; the updater must stop
     # (an updater that swallowed that cancellation kept the flow run from ever finishing).
     for _ in range(20):
-        progress = Progress(Shown(), lambda: 1.0)
+        progress = ProgressArtifact(Shown(), lambda: 1.0)
         follower = asyncio.ensure_future(progress.follow(every=3600, gap=0))
         await asyncio.sleep(0)
         progress.nudge()

@@ -1,19 +1,23 @@
-"""The ``enrich`` command line: run, plan, status, partitions, sim, demo.
+"""The engine's command line: run --direct, plan, status, partitions, sim, bench.
 
 Scripts and schedulers depend on this surface: ``enrich run CONFIG --set KEY=VALUE`` (exit code
 0 only when the dataset is committed), ``enrich sim --port PORT``, ``enrich plan CONFIG``,
 ``enrich status OUTPUT_URL``, ``enrich partitions CONFIG``; ``run`` and ``plan`` take
-``--partition DATE`` for a job whose input path has a ``{date}`` field. Prefect is imported
-only by the commands that run a flow.
+``--partition DATE`` for a job whose input path has a ``{date}`` field.
+
+The engine knows nothing of Prefect: :func:`build_app` makes the commands, and ``run`` goes
+through a flow only when the layer above hands it a :class:`FlowRunner`. The ``enrich`` command
+is that layer's (:mod:`enrich_flows.cli`: these commands, ``run`` through the flow unless
+``--direct``, and ``demo``); ``python -m enrich.cli`` is the engine alone and runs ``--direct``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import threading
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import typer
 from rich.console import Console
@@ -26,15 +30,9 @@ from enrich.errors import EnrichError
 from enrich.sim.cli import sim_command
 
 if TYPE_CHECKING:
-    from enrich.engine import RunProgress
+    from enrich.engine import ProgressObserver, RunProgress
+    from enrich.job import Job
 
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="Enrich Parquet/JSONL datasets with Cerebras chat completions.",
-)
-app.command("sim")(sim_command)
-app.command("bench")(bench_command)
 console = Console(stderr=True)
 
 SET_HELP = "Override a config key, e.g. --set execution.max_concurrency=128 (repeatable)."
@@ -53,17 +51,6 @@ def _load(config: str, overrides: list[str], partition: str | None = None) -> Jo
 def _fail(exc: BaseException, code: int = 2) -> NoReturn:
     console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
-
-
-def prefect_defaults() -> None:
-    """Settings for an in-process (ephemeral) Prefect server, unless the user chose otherwise.
-
-    A first start on a fresh or busy machine (database migrations) can take longer than
-    Prefect's 20 s default; and nothing should phone home from an offline batch job.
-    """
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
 def _watch_progress(stop: threading.Event, observed: list[RunProgress]) -> None:
@@ -90,49 +77,80 @@ def _watch_progress(stop: threading.Event, observed: list[RunProgress]) -> None:
                 )
 
 
-@app.command()
-def run(
-    config: str = typer.Argument(..., help="Job config YAML."),
-    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
-    direct: bool = typer.Option(False, "--direct", help="Run the engine without Prefect."),
-    partition: str | None = typer.Option(None, "--partition", help=PARTITION_HELP),
-) -> None:
-    """Enrich a dataset through the Prefect flow; exit 0 only when the output is committed."""
-    from enrich.job import Job
+class FlowRunner(Protocol):
+    """Runs a prepared job through a flow: ``(complete, figures, message)``.
 
-    cfg = _load(config, set_, partition)
-    try:
-        job = Job.prepare(cfg, where=config)  # every input check, before anything is spent
-    except EnrichError as exc:
-        _fail(exc)
-    stop = threading.Event()
-    watcher = None
-    observed: list[RunProgress] = []  # the run hands its counters over here when it starts
-    if sys.stderr.isatty():
-        watcher = threading.Thread(target=_watch_progress, args=(stop, observed), daemon=True)
-        watcher.start()
-    try:
-        if direct:
-            from enrich.run import run_job
+    ``observer`` is handed the run's live counters when it starts (the progress bar).
+    """
 
-            summary = asyncio.run(run_job(job, observer=observed.append))
-            figures, ok = summary.table()[0], summary.complete
-            message = summary.message
-        else:
-            prefect_defaults()
-            from flows.enrich import run_enrich
+    def __call__(
+        self,
+        job: Job,
+        config: str,
+        overrides: list[str],
+        partition: str | None,
+        *,
+        observer: ProgressObserver,
+    ) -> tuple[bool, dict[str, Any], str]: ...
 
-            ok, figures, message = run_enrich(config, set_, partition, observer=observed.append)
-    except EnrichError as exc:
-        _fail(exc, 1)
-    finally:
-        stop.set()
-        if watcher is not None:
-            watcher.join()
-    _print_figures(figures)
-    console.print(("[green]" if ok else "[red]") + escape(message), highlight=False, soft_wrap=True)
-    if not ok:
-        raise typer.Exit(1)
+
+RUN_HELP = "Enrich a dataset through the Prefect flow; exit 0 only when the output is committed."
+DIRECT_RUN_HELP = "Enrich a dataset with the engine (--direct); exit 0 only when it is committed."
+
+
+def run_command(flow_runner: FlowRunner | None) -> Callable[..., None]:
+    """The ``run`` command: the engine with ``--direct``, else ``flow_runner``."""
+
+    def run(
+        config: str = typer.Argument(..., help="Job config YAML."),
+        set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+        direct: bool = typer.Option(False, "--direct", help="Run the engine without Prefect."),
+        partition: str | None = typer.Option(None, "--partition", help=PARTITION_HELP),
+    ) -> None:
+        from enrich.job import Job
+
+        if not direct and flow_runner is None:
+            raise typer.BadParameter(
+                "this command runs the engine only: pass --direct, or use `enrich run` "
+                "for the Prefect flow",
+                param_hint="--direct",
+            )
+        cfg = _load(config, set_, partition)
+        try:
+            job = Job.prepare(cfg, where=config)  # every input check, before anything is spent
+        except EnrichError as exc:
+            _fail(exc)
+        stop = threading.Event()
+        watcher = None
+        observed: list[RunProgress] = []  # the run hands its counters over here when it starts
+        if sys.stderr.isatty():
+            watcher = threading.Thread(target=_watch_progress, args=(stop, observed), daemon=True)
+            watcher.start()
+        try:
+            if flow_runner is None or direct:
+                from enrich.run import run_job
+
+                summary = asyncio.run(run_job(job, observer=observed.append))
+                figures, ok = summary.table()[0], summary.complete
+                message = summary.message
+            else:
+                # The flow run uses this job: the input is discovered and counted once.
+                ok, figures, message = flow_runner(
+                    job, config, set_, partition, observer=observed.append
+                )
+        except EnrichError as exc:
+            _fail(exc, 1)
+        finally:
+            stop.set()
+            if watcher is not None:
+                watcher.join()
+        _print_figures(figures)
+        style = "[green]" if ok else "[red]"
+        console.print(style + escape(message), highlight=False, soft_wrap=True)
+        if not ok:
+            raise typer.Exit(1)
+
+    return run
 
 
 def _print_figures(figures: dict[str, Any]) -> None:
@@ -144,7 +162,6 @@ def _print_figures(figures: dict[str, Any]) -> None:
     console.print(table)
 
 
-@app.command()
 def plan(
     config: str = typer.Argument(..., help="Job config YAML."),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
@@ -201,7 +218,6 @@ def plan(
     Console().print(table)
 
 
-@app.command()
 def status(
     output_url: str = typer.Argument(..., help="The job's output location."),
     option: list[str] = typer.Option([], "--storage-option", help="fsspec option KEY=VALUE."),
@@ -218,7 +234,6 @@ def status(
         print(line)
 
 
-@app.command()
 def partitions(
     config: str = typer.Argument(..., help="Job config YAML (input.path with a {date} field)."),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
@@ -242,20 +257,25 @@ def partitions(
     Console().print(table)
 
 
-@app.command()
-def demo(
-    output: str = typer.Option("out/reviews", help="Where the demo writes its output."),
-) -> None:
-    """Run the sample job end to end (on the bundled simulator unless CEREBRAS_API_KEY is set)."""
-    from enrich.demo import run_demo
+def build_app(flow_runner: FlowRunner | None = None) -> typer.Typer:
+    """The command line; ``run`` goes through ``flow_runner`` unless ``--direct``."""
+    app = typer.Typer(
+        add_completion=False,
+        no_args_is_help=True,
+        help="Enrich Parquet/JSONL datasets with Cerebras chat completions.",
+    )
+    app.command("sim")(sim_command)
+    app.command("bench")(bench_command)
+    app.command("run", help=DIRECT_RUN_HELP if flow_runner is None else RUN_HELP)(
+        run_command(flow_runner)
+    )
+    app.command()(plan)
+    app.command()(status)
+    app.command()(partitions)
+    return app
 
-    # The demo's ephemeral Prefect server keeps its database in the project, apart from any
-    # ~/.prefect database another Prefect version may have migrated.
-    os.environ.setdefault("PREFECT_HOME", os.path.abspath(".prefect"))
-    prefect_defaults()
 
-    raise typer.Exit(run_demo(output))
-
+app = build_app()
 
 if __name__ == "__main__":
     app()

@@ -7,6 +7,6 @@
 * :mod:`enrich.bench.measure` -- rates over a window, from the simulator's sampled counters.
 * :mod:`enrich.sim.process` (elsewhere) -- the simulator as a child process (its CPU is not ours).
 * :mod:`enrich.bench.workload` -- the generated input and its job config.
-* :mod:`enrich.bench.flowcost` -- scenario e in a child process (the only one importing Prefect).
+* ``enrich_flows.flowcost`` (the flows layer) -- scenario e in a child process (it imports Prefect).
 * :mod:`enrich.bench.report` -- the table, the JSON document and the machine description.
 """

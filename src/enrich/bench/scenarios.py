@@ -5,7 +5,8 @@
 * b, c. quota-bound, known and unknown limits: see :mod:`enrich.bench.quota`.
 * d. CPU per row: an instant simulator; CPU seconds of this process per 1,000 rows.
 * e. Prefect overhead: the same job through the flow and through the engine directly, in a
-  child process (:mod:`enrich.bench.flowcost`), so this process never imports Prefect.
+  child process (``enrich_flows.flowcost``, in the flows layer), so this process never imports
+  Prefect.
 
 Sides alternate round by round (pipeline, bare, pipeline, bare...) so that drift of a noisy
 machine falls on both; figures are medians over rounds and targets compare medians.
@@ -29,6 +30,10 @@ from enrich.bench.quota import quota_known, quota_unknown
 from enrich.bench.sides import SideRun, run_bare, run_pipeline
 from enrich.bench.workload import bare_messages, write_input, write_job
 from enrich.sim.process import SimProcess
+
+#: Scenario e's module: it runs the flow, so it lives in the flows layer, and the engine starts
+#: it by name in a child process (a name, not an import: the engine never loads Prefect).
+FLOW_COST_MODULE = "enrich_flows.flowcost"
 
 __all__ = ["FULL", "QUICK", "SCENARIOS", "Outcome", "Sizes", "prefect_overhead", "run_scenarios"]
 
@@ -138,11 +143,11 @@ async def cpu_per_row(sizes: Sizes, work: Path, log: Log) -> Outcome:
 
 
 def prefect_overhead(sizes: Sizes, work: Path, log: Log) -> Outcome:
-    """Run :mod:`enrich.bench.flowcost` in a child process and read its JSON."""
+    """Run ``enrich_flows.flowcost`` in a child process and read its JSON."""
     command = [
         sys.executable,
         "-m",
-        "enrich.bench.flowcost",
+        FLOW_COST_MODULE,
         "--rows",
         str(sizes.flow_rows),
         "--rounds",

@@ -31,7 +31,7 @@ def run_demo(output: str, config: str = DEMO_CONFIG) -> int:
 
     from enrich.output.layout import LAYOUT
     from enrich.output.reader import read_dataset
-    from flows.enrich import run_enrich
+    from enrich_flows.enrich import run_enrich
 
     console = Console()
     overrides = [f"output.path={output}"]

@@ -1,6 +1,6 @@
 """Scenario e, in its own process: the same job through the Prefect flow and through the engine.
 
-``python -m enrich.bench.flowcost --rows 10000 --rounds 1`` starts a simulator (300 ms a
+``python -m enrich_flows.flowcost --rows 10000 --rounds 1`` starts a simulator (300 ms a
 request by default, as in scenario a) and a ``prefect server`` (SQLite, in a temporary
 ``PREFECT_HOME``) as child processes, points this process at that server, runs one small
 warm-up job each way, then alternates: the engine directly (``load_job_config`` +
@@ -11,7 +11,8 @@ seconds of each run (server start-up excluded: the server is up and warm before 
 measured run), CPU seconds of this process, medians and the overhead ``flow / direct - 1``.
 
 Prefect is imported only here, after the server is up, and only in this process: the engine
-package does not depend on it, and the parent benchmark process never loads it.
+package does not depend on it, and the parent benchmark process (``enrich bench``, scenario e
+in :mod:`enrich.bench.scenarios`) never loads it; it starts this module by name.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ async def _direct(config: Path) -> None:
 
 
 async def _flow(config: Path) -> None:
-    from flows.enrich import enrich_dataset
+    from enrich_flows.enrich import enrich_dataset
 
     await enrich_dataset(str(config))
 
