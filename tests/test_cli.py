@@ -1,4 +1,8 @@
-"""The command line as scripts use it: exit codes, one-line errors before any request, plan."""
+"""The command line as scripts use it: exit codes, one-line errors before any request, plan.
+
+``python -m enrich.cli`` is the engine's command line (``run --direct``); the ``enrich``
+command is :mod:`enrich_flows.cli`, the same commands with ``run`` through the Prefect flow.
+"""
 
 from __future__ import annotations
 
@@ -82,6 +86,30 @@ def test_malformed_jsonl_names_file_and_line(
     result = enrich("run", str(make_job(input_path=str(path))), "--direct")
     assert result.returncode != 0
     assert f"{path}:6" in result.stderr
+    assert sim.stats.requests == 0
+
+
+def test_the_engine_command_line_runs_only_direct(sim: SimServer, make_job: JobFactory) -> None:
+    result = enrich("run", str(make_job(review_rows(5))))
+    assert result.returncode == 2
+    assert "--direct" in result.stderr
+    assert sim.stats.requests == 0
+
+
+def test_enrich_run_rejects_bad_input_before_importing_prefect(
+    sim: SimServer, make_job: JobFactory
+) -> None:
+    config = str(make_job(input_path="/nonexistent/reviews.jsonl"))
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from enrich_flows.cli import app\n"
+        f"result = CliRunner().invoke(app, ['run', {config!r}])\n"
+        "assert result.exit_code == 2, result.output\n"
+        "assert '/nonexistent/reviews.jsonl: not found' in result.output, result.output\n"
+        "assert 'prefect' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
     assert sim.stats.requests == 0
 
 

@@ -7,24 +7,29 @@ chunk, progress, table and markdown artifacts with the figures the simulator cou
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
+import fsspec
 import orjson
 import pyarrow.compute as pc
 import pytest
-from conftest import ROOT
+from conftest import ROOT, JobFactory, review_rows, write_jsonl
+from fsspec.implementations.local import LocalFileSystem
 from prefect.blocks.system import Secret
 from prefect.client.schemas.objects import State
 from prefect.logging.handlers import APILogHandler
 from prefect_api import PrefectServer, artifacts, child_runs, flow_run, logs, table, task_runs
+from typer.testing import CliRunner
 
 from enrich.config import load_job_config
 from enrich.output.reader import read_dataset
 from enrich.partitions import for_partition, partition_state
 from enrich.sim.config import SimConfig
 from enrich.sim.harness import SimServer
+from enrich_flows.cli import app
 from enrich_flows.enrich import enrich_dataset
 from enrich_flows.incremental import enrich_incremental
 
@@ -228,3 +233,55 @@ async def test_errors_by_kind_with_a_sample_in_the_report(sim: SimServer, tmp_pa
     assert "## Errors" in report
     [line] = [x for x in report.splitlines() if x.startswith(f"| {kind} |")]
     assert line.count("|") == 4 and len(line) > len(f"| {kind} | 10 |  |")  # one sample message
+
+
+class CountingFileSystem(LocalFileSystem):
+    """The local filesystem as ``counted://``, counting each time a file is opened to be read."""
+
+    protocol = ("counted",)
+    reads: ClassVar[Counter[str]] = Counter()
+
+    @classmethod
+    def _strip_protocol(cls, path: Any) -> Any:
+        if isinstance(path, str) and path.startswith("counted://"):
+            path = path.removeprefix("counted://")
+        return super()._strip_protocol(path)
+
+    def unstrip_protocol(self, name: str) -> str:
+        return f"counted://{self._strip_protocol(name)}"
+
+    def _open(self, path: Any, mode: str = "rb", **kwargs: Any) -> Any:
+        if "r" in mode:
+            self.reads[self._strip_protocol(path)] += 1
+        return super()._open(path, mode, **kwargs)
+
+
+@pytest.fixture
+def counted_reads() -> Counter[str]:
+    fsspec.register_implementation("counted", CountingFileSystem, clobber=True)
+    CountingFileSystem.reads.clear()
+    return CountingFileSystem.reads
+
+
+def test_enrich_run_through_the_flow_reads_the_input_no_more_than_a_direct_run(
+    sim: SimServer,
+    make_job: JobFactory,
+    tmp_path: Path,
+    counted_reads: Counter[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # `enrich run` prepares the job (discovering and counting the input) to fail before Prefect
+    # starts; the flow run must use that job, not discover and count the input a second time.
+    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    source = write_jsonl(tmp_path / "in" / "reviews.jsonl", review_rows(20))
+    config = str(make_job(input_path=f"counted://{source}"))
+    reads = {}
+    for way, flags in [("direct", ["--direct"]), ("flow", [])]:
+        counted_reads.clear()
+        args = ["run", config, "--set", f"output.path={tmp_path / way}", *flags]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert read_dataset(str(tmp_path / way)).num_rows == 20
+        reads[way] = counted_reads[str(source)]
+    assert reads["direct"] > 0
+    assert reads["flow"] == reads["direct"]
