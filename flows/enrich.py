@@ -58,8 +58,21 @@ __all__ = [
 PROGRESS_EVERY_S = 5.0
 PROGRESS_GAP_S = 0.5
 
-#: The job :func:`run_enrich`'s caller prepared, for the flow run it starts in this process.
-_prepared_job: ContextVar[Job | None] = ContextVar("prepared_job", default=None)
+
+@dataclasses.dataclass(frozen=True)
+class _InProcess:
+    """What :func:`run_enrich`'s caller hands the flow run it starts in this process.
+
+    Not flow parameters: a deployment or the UI never sees them, and a flow run started
+    elsewhere simply has none.
+    """
+
+    job: Job | None = None
+    observer: ProgressObserver | None = None
+
+
+_NOTHING_IN_PROCESS = _InProcess()
+_in_process: ContextVar[_InProcess] = ContextVar("in_process", default=_NOTHING_IN_PROCESS)
 
 
 def job_name(config: str) -> str:
@@ -79,7 +92,7 @@ def _run_name() -> str:
 
 async def prepare_job(cfg: JobConfig, where: str) -> Job:
     """The run's job: the one prepared by the caller for this very config, else a new one."""
-    prepared = _prepared_job.get()
+    prepared = _in_process.get().job
     if prepared is not None and prepared.config == cfg:
         return prepared
     return await asyncio.to_thread(Job.prepare, cfg, where)
@@ -129,13 +142,11 @@ async def enrich_dataset(
     config: str,
     overrides: list[str] | None = None,
     partition: str | None = None,
-    observer: ProgressObserver | None = None,
 ) -> dict[str, Any]:
     """Enrich the dataset a job config describes (one partition of it); returns the figures.
 
     The run fails (and can simply be rerun to resume) when any chunk could not be committed.
-    A rerun of a committed dataset or partition sends nothing. ``observer`` (in-process callers
-    only, such as the CLI's progress bar) is handed the run's live counters when it starts.
+    A rerun of a committed dataset or partition sends nothing.
     """
     logger = get_run_logger()
     cfg = for_partition(load_job_config(config, overrides or []), partition)
@@ -178,6 +189,7 @@ async def enrich_dataset(
 
     # Tags go on the flow run only: a tagged task run asks the server for tag concurrency
     # slots before it starts, a round trip per chunk that a busy SQLite server answers late.
+    observer = _in_process.get().observer
     summary = await run_job(
         job, api_key=api_key, chunk_runner=in_tasks, monitor=monitor, observer=observer
     )
@@ -210,14 +222,15 @@ def run_enrich(
 
     ``job``, when the caller prepared it already from the same config, overrides and
     partition, is the one the flow run uses (a job that does not match is prepared anew).
+    ``observer`` is handed the run's live counters when it starts (the CLI's progress bar).
     """
-    token = _prepared_job.set(job)
+    token = _in_process.set(_InProcess(job, observer))
     try:
         state: State[dict[str, Any]] = asyncio.run(
-            enrich_dataset(config, overrides, partition, observer, return_state=True)  # type: ignore[arg-type]
+            enrich_dataset(config, overrides, partition, return_state=True)  # type: ignore[arg-type]
         )
     finally:
-        _prepared_job.reset(token)
+        _in_process.reset(token)
     if state.is_completed():
         result: dict[str, Any] = state.result()
         return True, result, f"committed to {result.get('output', 'the output')}"

@@ -3,7 +3,7 @@
 * Artifact keys are slugs (lowercase letters, digits, dashes): anything else fails the run.
 * A progress artifact has one updater, so its updates arrive in order and the last one stays.
 * Tags name the job and the model on the flow run itself and on every task run under it.
-* Nothing published here carries the API key: every artifact passes through :func:`redact_secrets`.
+* Nothing published here carries the API key: every artifact passes through :func:`mask_secrets`.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ async def tag_current_run(tags: Iterable[str]) -> None:
             await client.update_flow_run(UUID(run_id), tags=merged)
 
 
-def redact_secrets(value: T, secrets: Iterable[str | None]) -> T:
+def mask_secrets(value: T, secrets: Iterable[str | None]) -> T:
     """``value`` with every occurrence of a secret in its strings replaced (dicts, lists too)."""
     hidden = [s for s in secrets if s]
     if not hidden:
@@ -172,10 +172,10 @@ async def publish_report(
     """A keyed table artifact and a ``<key>-report`` markdown artifact, secrets redacted."""
     hidden = list(secrets)
     await acreate_table_artifact(
-        key=key, table=redact_secrets(rows, hidden), description=redact_secrets(description, hidden)
+        key=key, table=mask_secrets(rows, hidden), description=mask_secrets(description, hidden)
     )
     await acreate_markdown_artifact(
-        key=f"{key}-report", markdown=redact_secrets(markdown, hidden), description=description
+        key=f"{key}-report", markdown=mask_secrets(markdown, hidden), description=description
     )
 
 

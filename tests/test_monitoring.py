@@ -14,9 +14,9 @@ from enrich_tasks.monitoring import (
     ProgressArtifact,
     artifact_key,
     errors_cell,
+    mask_secrets,
     partition_row,
     partitions_markdown,
-    redact_secrets,
 )
 
 
@@ -47,12 +47,12 @@ SECRET = "csk-abc123"
     ],
 )
 def test_redact(value: Any, expected: Any) -> None:
-    assert redact_secrets(value, [SECRET, None]) == expected
+    assert mask_secrets(value, [SECRET, None]) == expected
 
 
 def test_redact_without_secrets_is_the_identity() -> None:
     value = {"a": "csk-abc123"}
-    assert redact_secrets(value, [None, ""]) is value
+    assert mask_secrets(value, [None, ""]) is value
 
 
 @pytest.mark.parametrize(
