@@ -5,8 +5,10 @@ failures, as the Cerebras SDK itself does (its own retries are off). Other 4xx, 
 is too long and output that does not parse are the request's fault: they become row errors.
 
 How long to wait (:func:`retrying`): jittered exponential backoff (:func:`backoff`), but never
-less than what the server asked for (:func:`retry_after`). Each attempt goes through the rate
-controller again, which paces the retries of everyone together.
+less than what the server asked for (:func:`retry_after`: its ``retry-after`` headers, or for a
+429 the reset of the limit it hit, as :func:`~enrich.ratelimit.classify_429` decides for the rate
+controller too). Each attempt goes through the rate controller again, which paces the retries of
+everyone together.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from tenacity import (
     stop_after_attempt,
 )
 
-from enrich.buckets import parse_rate_headers, parse_retry_after
 from enrich.errors import CompletionError
+from enrich.ratelimit import classify_429, parse_rate_headers, parse_retry_after
 
 __all__ = ["MAX_RETRY_AFTER", "backoff", "is_retryable", "retry_after", "retrying"]
 
@@ -62,35 +64,20 @@ def retry_after(
     """Seconds the server asked us to wait before retrying, at most ``cap``; ``None`` if unsaid.
 
     ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date, against ``now`` in epoch
-    seconds) when present. Otherwise, for a 429, the reset of the limit it hit: with code
-    ``token_quota_exceeded``, ``x-ratelimit-reset-tokens-minute``; with
+    seconds) when present. Otherwise, for a 429, the reset of the limit it hit
+    (:func:`~enrich.ratelimit.classify_429`, which knows nothing of the request's reservation
+    here): with code ``token_quota_exceeded``, ``x-ratelimit-reset-tokens-minute``; with
     ``request_quota_exceeded``, ``x-ratelimit-reset-requests-day`` when the day's requests are
-    gone (the same code serves the per-minute limit, which no header describes); for other
-    codes, the reset of whichever reported bucket is empty. A ``queue_exceeded`` 429 is the
-    provider's load, not a limit: no hint.
+    gone (the same code serves the per-minute limit, which Cerebras describes in no header);
+    without a code, the reset of the bucket the headers show empty. A ``queue_exceeded`` 429 is
+    the provider's load, not a limit: no hint.
     """
     if not isinstance(error, CompletionError):
         return None
     seconds = parse_retry_after(error.headers, now=now)
-    if seconds is None and error.status == 429 and error.code != "queue_exceeded":
-        snap = parse_rate_headers(error.headers)
-        day_gone = snap.remaining_requests_day is not None and snap.remaining_requests_day < 1
-        if error.code == "token_quota_exceeded":
-            seconds = snap.reset_tokens_minute
-        elif day_gone:
-            seconds = snap.reset_requests_day
-        elif error.code == "request_quota_exceeded":
-            seconds = snap.reset_requests_minute
-        else:
-            empty = [
-                reset
-                for remaining, reset in (
-                    (snap.remaining_requests_minute, snap.reset_requests_minute),
-                    (snap.remaining_tokens_minute, snap.reset_tokens_minute),
-                )
-                if remaining is not None and remaining < 1 and reset is not None
-            ]
-            seconds = max(empty, default=None)
+    if error.status == 429:
+        snapshot = parse_rate_headers(error.headers)
+        seconds = classify_429(error.code, snapshot, retry_after=seconds).wait
     return None if seconds is None else min(seconds, cap)
 
 

@@ -1,4 +1,4 @@
-"""The process-wide rate controller, and the rate-limit headers it learns from.
+"""The process-wide rate controller: admits requests under every limit, learns from responses.
 
 One :class:`RateController` is shared by every request the process sends. Before a request, the
 caller awaits :meth:`RateController.acquire` with the tokens the request reserves (prompt estimate
@@ -6,13 +6,14 @@ caller awaits :meth:`RateController.acquire` with the tokens the request reserve
 :class:`Permit` back to :meth:`RateController.release` with what the server said. Each attempt of
 a retried request acquires and releases its own permit.
 
-What it limits: requests in flight (a plain cap), and the provider's buckets (requests and
-tokens per minute, requests and tokens per day), each a :class:`~enrich.buckets.TokenBucket`. A
-per-minute limit is a ceiling ``min(configured, server-reported)``; in adaptive mode the
-effective limit under it backs off on 429s and probes back up
-(:class:`~enrich.buckets.AdaptiveLimit`), which is how an RPM the provider never reports in headers
-is learned. A daily quota that is gone raises :class:`~enrich.errors.QuotaExhausted` from
-``acquire`` rather than waiting for hours.
+What it limits: requests in flight (a plain cap), and each of the provider's limits
+(:data:`~enrich.ratelimit.limits.PROVIDER_LIMITS`: requests and tokens per minute and per day),
+each paced by a :class:`~enrich.ratelimit.bucket.PacingBucket`. A limit is a ceiling
+``min(configured, server-reported)``; in adaptive mode the effective per-minute limit under it
+backs off on 429s and probes back up (:class:`~enrich.ratelimit.adaptive.AdaptiveLimit`), which is
+how an RPM the provider never reports in headers is learned. Which limit a 429 hit is decided by
+:func:`~enrich.ratelimit.throttle.classify_429`. A daily quota that is gone raises
+:class:`~enrich.errors.QuotaExhausted` from ``acquire`` rather than waiting for hours.
 """
 
 from __future__ import annotations
@@ -25,26 +26,15 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from enrich.buckets import (
-    AdaptiveLimit,
-    RateSnapshot,
-    TokenBucket,
-    parse_rate_headers,
-    parse_retry_after,
-)
 from enrich.errors import QuotaExhausted
+from enrich.ratelimit.adaptive import AdaptiveLimit
+from enrich.ratelimit.bucket import PacingBucket
+from enrich.ratelimit.headers import RateSnapshot, parse_rate_headers, parse_retry_after
+from enrich.ratelimit.limits import PROVIDER_LIMITS, LimitName, ProviderLimit
+from enrich.ratelimit.throttle import classify_429
 
-__all__ = [
-    "Permit",
-    "RateController",
-    "RateSnapshot",
-    "RateStats",
-    "parse_rate_headers",
-    "throttle_kind",
-]
+__all__ = ["Permit", "RateController", "RateStats"]
 
-MINUTE = 60.0
-DAY = 86_400.0
 # The head waiter sleeps at most this long at a time, so a limit change or a raised in-flight
 # cap is seen promptly without racing the injected sleep against a wake-up event.
 _MAX_NAP = 0.5
@@ -52,14 +42,12 @@ _MAX_NAP = 0.5
 # provider's capacity, not our quota) that pause is the whole response.
 _CAPACITY_PAUSE = 1.0
 
-ThrottleKind = Literal["capacity", "requests", "tokens", "requests_day", "tokens_day"]
-
 
 class _Keep(enum.Enum):
     KEEP = "keep"
 
 
-_Limit = float | Literal[_Keep.KEEP] | None  # None: no limit; KEEP: leave as it is
+_Setting = float | Literal[_Keep.KEEP] | None  # None: no limit; KEEP: leave as it is
 _NO_HEADERS = RateSnapshot()
 
 
@@ -86,27 +74,16 @@ class RateStats:
     effective_tpm: float | None
 
 
-def throttle_kind(code: str | None, snap: RateSnapshot, tokens: int) -> ThrottleKind:
-    """Which limit a 429 hit, from its error ``code`` and the headers that came with it.
+@dataclass(slots=True, eq=False)
+class _Limit:
+    """One provider limit inside a controller: its value and the bucket sized to it.
 
-    Cerebras uses one code for per-minute and per-day request quotas and, it seems, for per-minute
-    and per-day token quotas; the headers tell them apart. A token 429 while the minute bucket
-    still holds twice this request and a quarter of its limit can only be the daily token quota
-    (for which no header exists).
+    ``adaptive.effective`` is the value in force (``None``: no limit, and no bucket).
     """
-    if code == "queue_exceeded":
-        return "capacity"
-    if snap.remaining_requests_day is not None and snap.remaining_requests_day < 1:
-        return "requests_day"
-    if snap.remaining_tokens_day is not None and snap.remaining_tokens_day < tokens:
-        return "tokens_day"
-    left = snap.remaining_tokens_minute
-    if code == "token_quota_exceeded" or (code is None and left is not None and left < tokens):
-        limit = snap.limit_tokens_minute
-        if left is not None and left >= 2 * tokens and (limit is None or left >= limit / 4):
-            return "tokens_day"
-        return "tokens"
-    return "requests"
+
+    spec: ProviderLimit
+    adaptive: AdaptiveLimit
+    bucket: PacingBucket | None = None
 
 
 class RateController:
@@ -136,16 +113,14 @@ class RateController:
         self._adaptive = adaptive
         self._max_in_flight = 1
         self._max_wait = max_wait_s
+        self._limits = tuple(
+            _Limit(spec, AdaptiveLimit(None, per_seconds=spec.period)) for spec in PROVIDER_LIMITS
+        )
+        self._by_name: dict[LimitName, _Limit] = {limit.spec.name: limit for limit in self._limits}
         # Daily limits never adapt; they only take the min of configured and server-reported.
-        self._limits = [AdaptiveLimit(None, per_seconds=p) for p in (MINUTE, MINUTE, DAY, DAY)]
-        self._rpm_limit, self._tpm_limit, self._rpd_limit, self._tpd_limit = self._limits
-        self._buckets: list[TokenBucket | None] = [None, None, None, None]
-        self._rpm: TokenBucket | None = None
-        self._tpm: TokenBucket | None = None
-        self._rpd: TokenBucket | None = None
-        self._tpd: TokenBucket | None = None
-        self._request_buckets: tuple[TokenBucket, ...] = ()
-        self._token_buckets: tuple[TokenBucket, ...] = ()
+        self._adapting = tuple(limit for limit in self._limits if limit.spec.adapts)
+        # The limits that have a bucket now, with it (rebuilt when one comes or goes).
+        self._paced: tuple[tuple[ProviderLimit, PacingBucket], ...] = ()
         self._blocked_until = -math.inf
         self._blocked_which = "requests"
         self._lock = asyncio.Lock()
@@ -181,16 +156,11 @@ class RateController:
         return await self._acquire_queued(tokens)
 
     def _fits(self, tokens: int, now: float) -> bool:
-        for bucket in self._request_buckets:
-            if bucket.wait_time(1, now) > 0:
-                return False
-        return all(bucket.wait_time(tokens, now) <= 0 for bucket in self._token_buckets)
+        return all(bucket.wait_time(spec.cost(tokens), now) <= 0 for spec, bucket in self._paced)
 
     def _grant(self, tokens: int, now: float) -> Permit:
-        for bucket in self._request_buckets:
-            bucket.take(1, now)
-        for bucket in self._token_buckets:
-            bucket.take(tokens, now)
+        for spec, bucket in self._paced:
+            bucket.take(spec.cost(tokens), now)
         self._in_flight += 1
         self._tokens_in_flight += tokens
         self._seq += 1
@@ -222,16 +192,12 @@ class RateController:
         delay = self._blocked_until - now
         if delay > self._max_wait:
             raise QuotaExhausted(self._blocked_which, delay if math.isfinite(delay) else None)
-        if self._rpm is not None:
-            delay = max(delay, self._rpm.wait_time(1, now))
-        if self._tpm is not None:
-            delay = max(delay, self._tpm.wait_time(tokens, now))
-        for which, bucket, n in (("requests", self._rpd, 1), ("tokens", self._tpd, tokens)):
-            if bucket is not None:
-                wait = bucket.wait_time(n, now)
-                if wait > self._max_wait:
-                    raise QuotaExhausted(which, wait if math.isfinite(wait) else None)
-                delay = max(delay, wait)
+        for spec, bucket in self._paced:
+            wait = bucket.wait_time(spec.cost(tokens), now)
+            if spec.fixed_window and wait > self._max_wait:
+                # A quota that resets at a fixed time may be hours away: end the run instead.
+                raise QuotaExhausted(spec.unit, wait if math.isfinite(wait) else None)
+            delay = max(delay, wait)
         return delay
 
     # -- feedback ----------------------------------------------------------------------------
@@ -253,12 +219,13 @@ class RateController:
         server answered with an error status gets its tokens back (a rejected request is not
         charged), except 408, whose work may have happened; a transport failure (``status``
         ``None``) keeps its reservation, since the server may have done the work.
-        ``headers`` re-sync the buckets. On a 429, ``code`` says which limit was hit
-        (:func:`throttle_kind`) and everyone waits: for ``retry_after`` (an explicit hint in
-        seconds; when ``None``, read from the ``retry-after`` headers) or else a second, for the
-        token bucket's reset, for the request bucket the 429 emptied to refill, or until a daily
-        quota resets (``acquire`` then raises); in adaptive mode the per-minute limit that was
-        hit is lowered too. ``queue_exceeded`` (capacity) lowers nothing.
+        ``headers`` re-sync the buckets. On a 429, ``code`` and the headers say which limit was
+        hit (:func:`~enrich.ratelimit.throttle.classify_429`) and everyone waits: for
+        ``retry_after`` (an explicit hint in seconds; when ``None``, read from the
+        ``retry-after`` headers) or else a second, for the token bucket's reset, for the request
+        bucket the 429 emptied to refill, or until a daily quota resets (``acquire`` then
+        raises); in adaptive mode the per-minute limit that was hit is lowered too.
+        ``queue_exceeded`` (capacity) lowers nothing.
         """
         if permit.released:
             return
@@ -268,10 +235,12 @@ class RateController:
         now = self._clock()
         if used_tokens is not None:
             self._charge(used_tokens - permit.tokens, now)
-            if self._adaptive and (
-                self._rpm_limit.on_success(1, now) | self._tpm_limit.on_success(used_tokens, now)
-            ):
-                self._apply_limits(now)
+            if self._adaptive:
+                changed = False
+                for limit in self._adapting:
+                    changed |= limit.adaptive.on_success(limit.spec.cost(used_tokens), now)
+                if changed:
+                    self._apply_limits(now)
         elif status is not None and status != 408:
             self._charge(-permit.tokens, now)
         snap = parse_rate_headers(headers) if headers else _NO_HEADERS
@@ -284,7 +253,9 @@ class RateController:
             self._slot_free.set_result(None)
 
     def _charge(self, delta: float, now: float) -> None:
-        for bucket in self._token_buckets:
+        for spec, bucket in self._paced:
+            if spec.unit != "tokens":
+                continue
             if delta > 0:
                 bucket.take(delta, now)
             elif delta < 0:
@@ -298,99 +269,83 @@ class RateController:
         self, permit: Permit, snap: RateSnapshot, code: str | None, hint: float | None, now: float
     ) -> None:
         self._throttled += 1
-        kind = throttle_kind(code, snap, permit.tokens)
-        which = "tokens" if kind in ("tokens", "tokens_day") else "requests"
-        pause = hint if hint is not None else _CAPACITY_PAUSE
+        throttle = classify_429(code, snap, retry_after=hint, reserved=permit.tokens)
+        which = throttle.unit
+        pause = throttle.retry_after if throttle.retry_after is not None else _CAPACITY_PAUSE
         self._block(now + pause, which)
-        if kind == "capacity":
+        hit = throttle.limit
+        if hit == "capacity":
             self._refund_request(now)
-        elif kind == "requests_day":
-            self._block(now + _or_inf(snap.reset_requests_day), which)
-        elif kind == "tokens_day":
-            # No header says when the daily token quota resets; assume the requests' day does.
-            reset = snap.reset_tokens_day
-            self._block(now + _or_inf(snap.reset_requests_day if reset is None else reset), which)
-        elif kind == "requests":
-            # Cerebras reports no per-minute request headers: its bucket is now empty, and the
-            # RPM is learned here, from the rejections.
-            self._lower(self._rpm_limit, self._rpm, permit.seq, 0.0, self._in_flight, now)
-        else:
+        elif hit in ("requests_per_day", "tokens_per_day"):
+            self._block(now + _or_inf(throttle.resets_in), which)
+        elif hit == "tokens_per_minute":
             self._refund_request(now)
             left = snap.remaining_tokens_minute
-            self._lower(self._tpm_limit, self._tpm, permit.seq, left, self._tokens_in_flight, now)
-            reset = snap.reset_tokens_minute
+            self._lower(self._by_name[hit], permit.seq, left, self._tokens_in_flight, now)
+            reset = throttle.resets_in
             self._block(now + (reset if reset is not None else pause), which)
+        else:
+            # The minute's requests, or a 429 that names no limit, taken as them. Cerebras
+            # reports no per-minute request headers: its bucket is now empty, and the RPM is
+            # learned here, from the rejections.
+            rpm = self._by_name["requests_per_minute"]
+            self._lower(rpm, permit.seq, 0.0, self._in_flight, now)
 
     def _lower(
-        self,
-        limit: AdaptiveLimit,
-        bucket: TokenBucket | None,
-        seq: int,
-        remaining: float | None,
-        pending: float,
-        now: float,
+        self, limit: _Limit, seq: int, remaining: float | None, pending: float, now: float
     ) -> None:
-        if bucket is not None:
-            bucket.sync(remaining if remaining is not None else 0.0, None, now)
-        if self._adaptive and limit.on_throttle(seq, self._seq, now, pending=pending):
+        if limit.bucket is not None:
+            limit.bucket.sync(remaining if remaining is not None else 0.0, None, now)
+        if self._adaptive and limit.adaptive.on_throttle(seq, self._seq, now, pending=pending):
             self._backoffs += 1
             self._apply_limits(now)
 
     def _refund_request(self, now: float) -> None:
-        for bucket in self._request_buckets:
-            bucket.refund(1, now)
+        for spec, bucket in self._paced:
+            if spec.unit == "requests":
+                bucket.refund(1, now)
 
     def _sync(self, snap: RateSnapshot, now: float) -> None:
-        fields = (
-            (
-                snap.limit_requests_minute,
-                snap.remaining_requests_minute,
-                snap.reset_requests_minute,
-            ),
-            (snap.limit_tokens_minute, snap.remaining_tokens_minute, snap.reset_tokens_minute),
-            (snap.limit_requests_day, snap.remaining_requests_day, snap.reset_requests_day),
-            (snap.limit_tokens_day, snap.remaining_tokens_day, snap.reset_tokens_day),
-        )
+        reported = [limit.spec.reported(snap) for limit in self._limits]
         changed = False
-        for limit, (server, _, _) in zip(self._limits, fields, strict=True):
-            if server is not None and server != limit.server:
-                limit.set_limits(configured=limit.configured, server=server)
+        for limit, (server, _, _) in zip(self._limits, reported, strict=True):
+            if server is not None and server != limit.adaptive.server:
+                limit.adaptive.set_limits(configured=limit.adaptive.configured, server=server)
                 changed = True
         if changed:
             self._apply_limits(now)
-        for bucket, (_, remaining, reset) in zip(self._buckets, fields, strict=True):
-            if bucket is not None and (remaining is not None or reset is not None):
-                bucket.sync(remaining, reset, now)
+        for limit, (_, remaining, reset) in zip(self._limits, reported, strict=True):
+            if limit.bucket is not None and (remaining is not None or reset is not None):
+                limit.bucket.sync(remaining, reset, now)
 
     # -- limits ------------------------------------------------------------------------------
 
     def _apply_limits(self, now: float) -> None:
         """Size every bucket to its limit's effective value, creating or dropping buckets."""
         regroup = False
-        for i, limit in enumerate(self._limits):
-            bucket, capacity = self._buckets[i], limit.effective
+        for limit in self._limits:
+            bucket, capacity, spec = limit.bucket, limit.adaptive.effective, limit.spec
             if capacity is None:
                 regroup |= bucket is not None
-                self._buckets[i] = None
+                limit.bucket = None
             elif bucket is None:
-                period, fixed = (MINUTE, False) if i < 2 else (DAY, True)
-                self._buckets[i] = TokenBucket(capacity, period, now, fixed_window=fixed)
+                limit.bucket = PacingBucket(
+                    capacity, spec.period, now, fixed_window=spec.fixed_window
+                )
                 regroup = True
             elif bucket.capacity != capacity:
                 bucket.set_capacity(capacity, now)
         if regroup:
-            self._rpm, self._tpm, self._rpd, self._tpd = self._buckets
-            self._request_buckets = tuple(b for b in (self._rpm, self._rpd) if b is not None)
-            self._token_buckets = tuple(b for b in (self._tpm, self._tpd) if b is not None)
+            self._paced = tuple((x.spec, x.bucket) for x in self._limits if x.bucket is not None)
 
     def update_limits(
         self,
         *,
         max_in_flight: int | Literal[_Keep.KEEP] = _Keep.KEEP,
-        requests_per_minute: _Limit = _Keep.KEEP,
-        tokens_per_minute: _Limit = _Keep.KEEP,
-        requests_per_day: _Limit = _Keep.KEEP,
-        tokens_per_day: _Limit = _Keep.KEEP,
+        requests_per_minute: _Setting = _Keep.KEEP,
+        tokens_per_minute: _Setting = _Keep.KEEP,
+        requests_per_day: _Setting = _Keep.KEEP,
+        tokens_per_day: _Setting = _Keep.KEEP,
         max_wait_s: float | Literal[_Keep.KEEP] = _Keep.KEEP,
     ) -> None:
         """Change limits while running (``None``: no limit; omitted: unchanged); wakes waiters.
@@ -398,8 +353,13 @@ class RateController:
         A per-minute limit that adaptation had lowered stays lowered under a raised ceiling and
         climbs back as usual; one at its ceiling follows the new value at once.
         """
-        values = (requests_per_minute, tokens_per_minute, requests_per_day, tokens_per_day)
-        for value in values:
+        values: dict[LimitName, _Setting] = {
+            "requests_per_minute": requests_per_minute,
+            "tokens_per_minute": tokens_per_minute,
+            "requests_per_day": requests_per_day,
+            "tokens_per_day": tokens_per_day,
+        }
+        for value in values.values():
             if value is not None and value is not _Keep.KEEP and not value > 0:
                 raise ValueError(f"rate limits must be positive or None, got {value}")
         if max_in_flight is not _Keep.KEEP:
@@ -408,9 +368,10 @@ class RateController:
             self._max_in_flight = max_in_flight
         if max_wait_s is not _Keep.KEEP:
             self._max_wait = max_wait_s
-        for limit, value in zip(self._limits, values, strict=True):
+        for limit in self._limits:
+            value = values[limit.spec.name]
             if value is not _Keep.KEEP:
-                limit.set_limits(configured=value, server=limit.server)
+                limit.adaptive.set_limits(configured=value, server=limit.adaptive.server)
         self._apply_limits(self._clock())
         if self._slot_free is not None and not self._slot_free.done():
             self._slot_free.set_result(None)
@@ -424,8 +385,8 @@ class RateController:
             throttled=self._throttled,
             backoffs=self._backoffs,
             waited_s=self._waited,
-            effective_rpm=self._rpm_limit.effective,
-            effective_tpm=self._tpm_limit.effective,
+            effective_rpm=self._by_name["requests_per_minute"].adaptive.effective,
+            effective_tpm=self._by_name["tokens_per_minute"].adaptive.effective,
         )
 
 

@@ -1,0 +1,47 @@
+"""Rate limiting: pacing requests under the provider's limits, and learning them as we go.
+
+Module map (each pure except the controller, which only awaits an injected sleep):
+
+* :mod:`~enrich.ratelimit.bucket` -- :class:`PacingBucket`, the client-side token bucket.
+* :mod:`~enrich.ratelimit.adaptive` -- :class:`AdaptiveLimit`, a limit that backs off on 429s.
+* :mod:`~enrich.ratelimit.headers` -- :class:`RateSnapshot` and the parsers of the
+  ``x-ratelimit-*`` and ``retry-after`` headers.
+* :mod:`~enrich.ratelimit.limits` -- :class:`ProviderLimit`, one record per provider limit
+  (:data:`PROVIDER_LIMITS`: requests and tokens, per minute and per day).
+* :mod:`~enrich.ratelimit.throttle` -- :func:`classify_429`: which limit a 429 hit and how long to
+  wait, used by the controller and by the retry policy (:mod:`enrich.retry`).
+* :mod:`~enrich.ratelimit.controller` -- :class:`RateController`, the one per process.
+"""
+
+from enrich.ratelimit.adaptive import AdaptiveLimit
+from enrich.ratelimit.bucket import PacingBucket
+from enrich.ratelimit.controller import Permit, RateController, RateStats
+from enrich.ratelimit.headers import (
+    RateSnapshot,
+    parse_count,
+    parse_duration,
+    parse_rate_headers,
+    parse_retry_after,
+)
+from enrich.ratelimit.limits import PROVIDER_LIMITS, LimitName, ProviderLimit, Unit
+from enrich.ratelimit.throttle import Throttle, ThrottleCause, classify_429
+
+__all__ = [
+    "PROVIDER_LIMITS",
+    "AdaptiveLimit",
+    "LimitName",
+    "PacingBucket",
+    "Permit",
+    "ProviderLimit",
+    "RateController",
+    "RateSnapshot",
+    "RateStats",
+    "Throttle",
+    "ThrottleCause",
+    "Unit",
+    "classify_429",
+    "parse_count",
+    "parse_duration",
+    "parse_rate_headers",
+    "parse_retry_after",
+]
