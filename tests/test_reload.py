@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from enrich.config import load_job_config
-from enrich.ratelimit import RateController
+from enrich.ratelimit import PROVIDER_LIMITS, RateController
 from enrich.reload import LIVE_LIMITS, LimitReloader, changes, overridden, reload_on_sighup
 
 
@@ -126,3 +126,26 @@ async def test_nothing_to_reload_from_without_a_config_file(tmp_path: Path) -> N
     config = load_job_config(write_config(tmp_path / "job.yaml"))
     with reload_on_sighup(controller, config, "job") as reloader:
         assert reloader is None
+
+
+async def test_one_run_holds_sighup_and_keeps_it(tmp_path: Path) -> None:
+    first_path = write_config(tmp_path / "first.yaml", requests_per_minute=600)
+    second_path = write_config(tmp_path / "second.yaml", requests_per_minute=600)
+    first = make_controller(requests_per_minute=600)
+    second = make_controller(requests_per_minute=600)
+    with reload_on_sighup(first, load_job_config(first_path), str(first_path)) as holder:
+        assert holder is not None
+        with reload_on_sighup(second, load_job_config(second_path), str(second_path)) as other:
+            assert other is None  # the signal already belongs to the first run's reloader
+        write_config(first_path, requests_per_minute=1200)
+        os.kill(os.getpid(), signal.SIGHUP)  # still handled after the second run ended
+        for _ in range(100):
+            if first.stats.effective_rpm == 1200:
+                break
+            await asyncio.sleep(0.01)
+        assert first.stats.effective_rpm == 1200
+    assert signal.getsignal(signal.SIGHUP) in (signal.SIG_DFL, None)
+
+
+def test_every_provider_limit_reloads() -> None:
+    assert set(LIVE_LIMITS) == {"max_concurrency"} | {limit.name for limit in PROVIDER_LIMITS}

@@ -133,27 +133,25 @@ class LimitReloader:
         return diff
 
 
-_active: list[LimitReloader] = []
-
-
-def _reload_all() -> None:
-    for reloader in list(_active):
-        reloader.reload()
-
-
 @contextmanager
 def reload_on_sighup(
     controller: RateController, config: JobConfig, where: str
 ) -> Iterator[LimitReloader | None]:
     """While the block runs, SIGHUP reloads the limits in ``where`` (the job's config file).
 
-    Yields the reloader, or ``None`` when there is nothing to reload from (``where`` is not a
-    file) or no way to receive the signal (not the main thread, or no SIGHUP on this platform).
-    Call it with the event loop running.
+    Yields the reloader, which holds the event loop's SIGHUP handler until the block ends; or
+    ``None`` when there is nothing to reload from (``where`` is not a file), no way to receive
+    the signal (not the main thread, or no SIGHUP on this platform), or another run in this
+    process holds SIGHUP already (one signal can reach one reloader). Call it with the event
+    loop running.
     """
     path = Path(where)
     sighup = getattr(signal, "SIGHUP", None)
     if sighup is None or not path.is_file():
+        yield None
+        return
+    if signal.getsignal(sighup) not in (signal.SIG_DFL, signal.SIG_IGN, None):
+        log.warning("limits of %s do not reload on SIGHUP: another run in this process does", path)
         yield None
         return
     try:
@@ -163,16 +161,12 @@ def reload_on_sighup(
         yield None
         return
     loop = asyncio.get_running_loop()
-    if not _active:
-        try:
-            loop.add_signal_handler(sighup, _reload_all)
-        except (RuntimeError, ValueError, NotImplementedError):
-            yield None  # not the main thread: signals cannot reach this loop
-            return
-    _active.append(reloader)
+    try:
+        loop.add_signal_handler(sighup, reloader.reload)
+    except (RuntimeError, ValueError, NotImplementedError):
+        yield None  # not the main thread: signals cannot reach this loop
+        return
     try:
         yield reloader
     finally:
-        _active.remove(reloader)
-        if not _active:
-            loop.remove_signal_handler(sighup)
+        loop.remove_signal_handler(sighup)
