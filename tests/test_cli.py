@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import JobFactory, review_rows, write_jsonl
+from support import JobFactory, review_rows, write_jsonl
 
-from enrich.sim.harness import SimServer
+from enrich.sim.harness import ThreadedSimulator
 
 
 def enrich(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -39,7 +39,7 @@ def test_importing_the_engine_does_not_import_prefect() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
-def test_run_direct_commits_and_exits_zero(sim: SimServer, make_job: JobFactory) -> None:
+def test_run_direct_commits_and_exits_zero(sim: ThreadedSimulator, make_job: JobFactory) -> None:
     result = enrich(
         "run", str(make_job(review_rows(12))), "--direct", "--set", "execution.max_concurrency=8"
     )
@@ -49,7 +49,7 @@ def test_run_direct_commits_and_exits_zero(sim: SimServer, make_job: JobFactory)
 
 
 def test_run_exits_non_zero_when_the_run_did_not_complete(
-    sim: SimServer, make_job: JobFactory
+    sim: ThreadedSimulator, make_job: JobFactory
 ) -> None:
     sim.set_faults(fail_500=1.0)
     result = enrich("run", str(make_job(review_rows(5))), "--direct")
@@ -67,7 +67,7 @@ def test_run_exits_non_zero_when_the_run_did_not_complete(
     ],
 )
 def test_bad_input_is_one_line_before_any_request(
-    sim: SimServer, make_job: JobFactory, change: dict[str, object], expected: str
+    sim: ThreadedSimulator, make_job: JobFactory, change: dict[str, object], expected: str
 ) -> None:
     result = enrich("run", str(make_job(**change)), "--direct")
     assert result.returncode != 0
@@ -78,7 +78,7 @@ def test_bad_input_is_one_line_before_any_request(
 
 
 def test_malformed_jsonl_names_file_and_line(
-    sim: SimServer, make_job: JobFactory, tmp_path: Path
+    sim: ThreadedSimulator, make_job: JobFactory, tmp_path: Path
 ) -> None:
     path = write_jsonl(tmp_path / "bad" / "in.jsonl", review_rows(5))
     with path.open("a") as fh:
@@ -89,7 +89,9 @@ def test_malformed_jsonl_names_file_and_line(
     assert sim.stats.requests == 0
 
 
-def test_the_engine_command_line_runs_only_direct(sim: SimServer, make_job: JobFactory) -> None:
+def test_the_engine_command_line_runs_only_direct(
+    sim: ThreadedSimulator, make_job: JobFactory
+) -> None:
     result = enrich("run", str(make_job(review_rows(5))))
     assert result.returncode == 2
     assert "--direct" in result.stderr
@@ -97,7 +99,7 @@ def test_the_engine_command_line_runs_only_direct(sim: SimServer, make_job: JobF
 
 
 def test_enrich_run_rejects_bad_input_before_importing_prefect(
-    sim: SimServer, make_job: JobFactory
+    sim: ThreadedSimulator, make_job: JobFactory
 ) -> None:
     config = str(make_job(input_path="/nonexistent/reviews.jsonl"))
     code = (
@@ -113,7 +115,7 @@ def test_enrich_run_rejects_bad_input_before_importing_prefect(
     assert sim.stats.requests == 0
 
 
-def test_plan_estimates_before_spending(sim: SimServer, make_job: JobFactory) -> None:
+def test_plan_estimates_before_spending(sim: ThreadedSimulator, make_job: JobFactory) -> None:
     result = enrich(
         "plan", str(make_job(review_rows(30))), "--set", "execution.requests_per_minute=10"
     )
@@ -123,7 +125,7 @@ def test_plan_estimates_before_spending(sim: SimServer, make_job: JobFactory) ->
 
 
 def test_status_reports_committed_and_pending(
-    sim: SimServer, make_job: JobFactory, tmp_path: Path
+    sim: ThreadedSimulator, make_job: JobFactory, tmp_path: Path
 ) -> None:
     config = make_job(review_rows(14))
     out = str(tmp_path / "out")

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import API_KEY, JobFactory, Location, eventually, make_location, review_rows
+from support import API_KEY, JobFactory, Location, eventually, make_location, review_rows
 from typer.testing import CliRunner
 
 from enrich.cli import app
@@ -41,7 +41,7 @@ from enrich.output.records import NewerFormat
 from enrich.report import JobSummary
 from enrich.run import run_job
 from enrich.sim.config import SimConfig
-from enrich.sim.harness import SimServer
+from enrich.sim.harness import ThreadedSimulator
 from enrich.storage import Store
 
 
@@ -51,8 +51,8 @@ def place(request: pytest.FixtureRequest, tmp_path: Path) -> Location:
 
 
 @pytest.fixture
-def slow_sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimServer]:
-    with SimServer(SimConfig(ttft=0.02, tokens_per_second=800)) as server:
+def slow_sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[ThreadedSimulator]:
+    with ThreadedSimulator(SimConfig(ttft=0.02, tokens_per_second=800)) as server:
         monkeypatch.setenv("CEREBRAS_BASE_URL", server.base_url)
         monkeypatch.setenv("CEREBRAS_API_KEY", API_KEY)
         yield server
@@ -118,7 +118,7 @@ def committed_hashes(place: Location) -> frozenset[str]:
 
 
 def test_a_reader_never_sees_a_partial_dataset(
-    place: Location, slow_sim: SimServer, make_job: JobFactory
+    place: Location, slow_sim: ThreadedSimulator, make_job: JobFactory
 ) -> None:
     config = job_config(make_job, place, 60)
     with Reader(place) as reader:
@@ -141,7 +141,7 @@ def test_a_reader_never_sees_a_partial_dataset(
 
 
 def test_a_second_run_is_refused_while_the_first_runs(
-    place: Location, slow_sim: SimServer, make_job: JobFactory
+    place: Location, slow_sim: ThreadedSimulator, make_job: JobFactory
 ) -> None:
     config = job_config(make_job, place, 80)
     first, second = prepare(config), prepare(config)
@@ -168,7 +168,7 @@ def test_a_second_run_is_refused_while_the_first_runs(
 
 
 def test_enrich_run_exits_nonzero_while_another_run_holds_the_lease(
-    sim: SimServer, make_job: JobFactory, tmp_path: Path
+    sim: ThreadedSimulator, make_job: JobFactory, tmp_path: Path
 ) -> None:
     place = Location("file", f"file://{tmp_path}/store", {})
     config = job_config(make_job, place, 5)
@@ -191,7 +191,7 @@ def test_enrich_run_exits_nonzero_while_another_run_holds_the_lease(
 
 
 def test_a_finished_job_rerun_reads_only(
-    place: Location, sim: SimServer, make_job: JobFactory
+    place: Location, sim: ThreadedSimulator, make_job: JobFactory
 ) -> None:
     config = job_config(make_job, place, 20)
     assert asyncio.run(run_job(prepare(config))).complete
@@ -208,7 +208,7 @@ def test_a_finished_job_rerun_reads_only(
 
 
 def test_new_input_files_are_committed_on_rerun(
-    location: Location, sim: SimServer, make_job: JobFactory
+    location: Location, sim: ThreadedSimulator, make_job: JobFactory
 ) -> None:
     """Same fingerprint, more input: the committed dataset is not "already committed"."""
     options = location.storage_options
@@ -231,7 +231,7 @@ def test_new_input_files_are_committed_on_rerun(
 
 
 def test_an_output_written_before_format_versions_reads_as_version_1(
-    place: Location, sim: SimServer, make_job: JobFactory
+    place: Location, sim: ThreadedSimulator, make_job: JobFactory
 ) -> None:
     """Records without ``format_version`` (every output written so far) keep their meaning."""
     config = job_config(make_job, place, 20)
@@ -253,7 +253,7 @@ def test_an_output_written_before_format_versions_reads_as_version_1(
 
 
 def test_an_output_from_a_newer_version_is_left_alone(
-    sim: SimServer, make_job: JobFactory, tmp_path: Path
+    sim: ThreadedSimulator, make_job: JobFactory, tmp_path: Path
 ) -> None:
     place = Location("file", f"file://{tmp_path}/store", {})
     config = job_config(make_job, place, 5)
@@ -279,7 +279,7 @@ def test_an_output_from_a_newer_version_is_left_alone(
 
 
 def test_status_of_an_s3_output_from_the_command_line(
-    s3: Location, sim: SimServer, make_job: JobFactory
+    s3: Location, sim: ThreadedSimulator, make_job: JobFactory
 ) -> None:
     endpoint = s3.storage_options["endpoint_url"]
     config = job_config(make_job, s3, 25)

@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 import pytest
 import yaml
-from conftest import API_KEY, Location, make_location, review_rows
+from support import API_KEY, Location, make_location, review_rows
 
 from enrich.config import load_job_config
 from enrich.errors import StorageError
@@ -33,7 +33,7 @@ from enrich.job import Job
 from enrich.lease import read_lease
 from enrich.output.reader import output_status, read_dataset
 from enrich.run import run_job
-from enrich.sim.harness import SimServer
+from enrich.sim.harness import ThreadedSimulator
 from enrich.sim.process import SimProcess
 
 ROWS = 2000
@@ -88,7 +88,9 @@ def kill_when(process: subprocess.Popen[bytes], sim: SimProcess, served: int) ->
     return sim.stats().requests
 
 
-def uninterrupted(config: Path, sim: SimServer, tmp_path: Path) -> dict[str, tuple[Any, ...]]:
+def uninterrupted(
+    config: Path, sim: ThreadedSimulator, tmp_path: Path
+) -> dict[str, tuple[Any, ...]]:
     """The reference: the same job run once, start to finish, on local disk."""
     cfg = load_job_config(
         config,
@@ -113,7 +115,7 @@ def test_killed_runs_resume_to_exactly_the_uninterrupted_output(
     backend: str,
     request: pytest.FixtureRequest,
     tmp_path: Path,
-    sim: SimServer,
+    sim: ThreadedSimulator,
     slow_sim: SimProcess,
 ) -> None:
     location = make_location(backend, request, tmp_path)

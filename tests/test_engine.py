@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 import pytest
-from conftest import JobFactory, Location, eventually, review_rows, write_jsonl
+from support import JobFactory, Location, eventually, review_rows, write_jsonl
 
 from enrich.config import load_job_config
 from enrich.errors import QuotaExhausted
@@ -19,7 +19,7 @@ from enrich.output.layout import LAYOUT
 from enrich.output.reader import output_status, read_dataset
 from enrich.run import run_job
 from enrich.sim.config import Limits, SimConfig
-from enrich.sim.harness import SimServer
+from enrich.sim.harness import ThreadedSimulator
 
 
 def run(config: Path, *overrides: str) -> tuple[Job, object]:
@@ -39,7 +39,7 @@ def on(location: Location, make_job: JobFactory, rows: list[dict[str, Any]], **k
 
 
 def test_every_row_once_and_tokens_match_the_simulator(
-    sim: SimServer, make_job: JobFactory, location: Location
+    sim: ThreadedSimulator, make_job: JobFactory, location: Location
 ) -> None:
     """Input, output and checkpoints all on one backend: file://, memory:// and s3://."""
     rows = review_rows(40, duplicates=4)
@@ -67,7 +67,7 @@ def test_every_row_once_and_tokens_match_the_simulator(
 
 
 def test_rerun_of_a_finished_job_sends_nothing(
-    sim: SimServer, make_job: JobFactory, location: Location
+    sim: ThreadedSimulator, make_job: JobFactory, location: Location
 ) -> None:
     config = on(location, make_job, review_rows(15))
     run(config)
@@ -78,7 +78,7 @@ def test_rerun_of_a_finished_job_sends_nothing(
 
 
 def test_prompt_change_resends_only_changed_requests(
-    sim: SimServer, make_job: JobFactory, location: Location
+    sim: ThreadedSimulator, make_job: JobFactory, location: Location
 ) -> None:
     rows = review_rows(20)
     for i, row in enumerate(rows):
@@ -96,7 +96,7 @@ def test_prompt_change_resends_only_changed_requests(
 def test_interrupted_run_resumes_without_asking_again(
     make_job: JobFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with SimServer(SimConfig(ttft=0.02, tokens_per_second=400)) as slow:
+    with ThreadedSimulator(SimConfig(ttft=0.02, tokens_per_second=400)) as slow:
         monkeypatch.setenv("CEREBRAS_BASE_URL", slow.base_url)
         monkeypatch.setenv("CEREBRAS_API_KEY", "k")
         config = make_job(
@@ -135,7 +135,7 @@ def test_interrupted_run_resumes_without_asking_again(
 
 
 def test_permanent_errors_are_rows_transient_ones_are_retried_on_rerun(
-    sim: SimServer, make_job: JobFactory
+    sim: ThreadedSimulator, make_job: JobFactory
 ) -> None:
     rows = review_rows(10)
     config = make_job(rows)
@@ -153,7 +153,7 @@ def test_permanent_errors_are_rows_transient_ones_are_retried_on_rerun(
 def test_context_overflow_is_an_error_row_not_a_missing_row(
     make_job: JobFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with SimServer(SimConfig(context_length=120)) as small:
+    with ThreadedSimulator(SimConfig(context_length=120)) as small:
         monkeypatch.setenv("CEREBRAS_BASE_URL", small.base_url)
         monkeypatch.setenv("CEREBRAS_API_KEY", "k")
         rows = review_rows(6)
@@ -169,7 +169,7 @@ def test_context_overflow_is_an_error_row_not_a_missing_row(
         assert small.stats.requests == 6  # a 400 is not retried
 
 
-def test_jsonl_output(sim: SimServer, make_job: JobFactory, tmp_path: Path) -> None:
+def test_jsonl_output(sim: ThreadedSimulator, make_job: JobFactory, tmp_path: Path) -> None:
     job, summary = run(
         make_job(review_rows(9), output={"path": str(tmp_path / "o"), "format": "jsonl"})
     )
@@ -177,7 +177,9 @@ def test_jsonl_output(sim: SimServer, make_job: JobFactory, tmp_path: Path) -> N
     assert read_dataset(job.store.url).num_rows == 9
 
 
-def test_input_glob_of_many_files(sim: SimServer, make_job: JobFactory, tmp_path: Path) -> None:
+def test_input_glob_of_many_files(
+    sim: ThreadedSimulator, make_job: JobFactory, tmp_path: Path
+) -> None:
     for part in range(3):
         write_jsonl(
             tmp_path / "many" / f"p{part}.jsonl",
@@ -189,7 +191,7 @@ def test_input_glob_of_many_files(sim: SimServer, make_job: JobFactory, tmp_path
 
 
 def test_a_fixed_input_file_resends_only_the_rows_that_changed(
-    sim: SimServer, make_job: JobFactory, tmp_path: Path
+    sim: ThreadedSimulator, make_job: JobFactory, tmp_path: Path
 ) -> None:
     rows = review_rows(20)
     source = write_jsonl(tmp_path / "in" / "reviews.jsonl", rows)
@@ -212,7 +214,7 @@ def test_a_fixed_input_file_resends_only_the_rows_that_changed(
 def test_a_spent_daily_quota_stops_the_run_and_keeps_every_paid_result(
     make_job: JobFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with SimServer(SimConfig(ttft=0.02, limits=Limits(rpd=25))) as limited:
+    with ThreadedSimulator(SimConfig(ttft=0.02, limits=Limits(rpd=25))) as limited:
         monkeypatch.setenv("CEREBRAS_BASE_URL", limited.base_url)
         monkeypatch.setenv("CEREBRAS_API_KEY", "k")
         execution = {"rows_per_chunk": 10, "chunks_in_flight": 3, "max_concurrency": 8}

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from conftest import JobFactory, eventually, review_rows
+from support import JobFactory, eventually, review_rows
 
 from enrich.completer import Completion, CompletionRequest, FakeCompleter, Handler
 from enrich.config import load_job_config

@@ -16,19 +16,19 @@ import fsspec
 import orjson
 import pyarrow.compute as pc
 import pytest
-from conftest import ROOT, JobFactory, review_rows, write_jsonl
 from fsspec.implementations.local import LocalFileSystem
 from prefect.blocks.system import Secret
 from prefect.client.schemas.objects import State
 from prefect.logging.handlers import APILogHandler
 from prefect_api import PrefectServer, artifacts, child_runs, flow_run, logs, table, task_runs
+from support import ROOT, JobFactory, review_rows, write_jsonl
 from typer.testing import CliRunner
 
 from enrich.config import load_job_config
 from enrich.output.reader import read_dataset
 from enrich.partitions import for_partition, partition_state
 from enrich.sim.config import SimConfig
-from enrich.sim.harness import SimServer
+from enrich.sim.harness import ThreadedSimulator
 from enrich_flows.cli import app
 from enrich_flows.enrich import enrich_dataset
 from enrich_flows.incremental import enrich_incremental
@@ -56,7 +56,7 @@ def input_ids(path: Path) -> list[str]:
     return [orjson.loads(line)["review_id"] for line in path.read_bytes().splitlines() if line]
 
 
-async def test_sample_job_end_to_end(sim: SimServer, tmp_path: Path) -> None:
+async def test_sample_job_end_to_end(sim: ThreadedSimulator, tmp_path: Path) -> None:
     out = tmp_path / "reviews"
     state = await enrich_dataset("configs/reviews.yaml", [f"output.path={out}"], return_state=True)
     assert state.is_completed(), state.message
@@ -89,7 +89,7 @@ async def test_sample_job_end_to_end(sim: SimServer, tmp_path: Path) -> None:
 
 
 async def test_a_partition_run_is_named_for_it_and_a_rerun_sends_nothing(
-    sim: SimServer, tmp_path: Path
+    sim: ThreadedSimulator, tmp_path: Path
 ) -> None:
     overrides = [f"output.path={tmp_path}/daily"]
     state = await enrich_dataset(DAILY, overrides, "2026-11-20", return_state=True)
@@ -108,7 +108,7 @@ async def test_a_partition_run_is_named_for_it_and_a_rerun_sends_nothing(
 
 
 async def test_a_prompt_change_makes_a_partition_pending_again(
-    sim: SimServer, tmp_path: Path
+    sim: ThreadedSimulator, tmp_path: Path
 ) -> None:
     overrides = [f"output.path={tmp_path}/daily"]
     edited = [*overrides, "prompt.system=Label the review positive, negative or mixed."]
@@ -123,7 +123,7 @@ async def test_a_prompt_change_makes_a_partition_pending_again(
 
 
 async def test_incremental_catches_up_missed_days_and_a_rerun_sends_nothing(
-    sim: SimServer, tmp_path: Path
+    sim: ThreadedSimulator, tmp_path: Path
 ) -> None:
     overrides = [f"output.path={tmp_path}/daily"]
     first = await enrich_incremental(
@@ -162,7 +162,7 @@ async def test_incremental_catches_up_missed_days_and_a_rerun_sends_nothing(
 
 
 async def test_a_failed_partition_is_reported_and_the_rerun_does_only_it(
-    sim: SimServer, tmp_path: Path
+    sim: ThreadedSimulator, tmp_path: Path
 ) -> None:
     raw = tmp_path / "raw"
     shutil.copytree(ROOT / "data" / "partitioned" / "reviews", raw)
@@ -199,7 +199,7 @@ async def test_the_api_key_from_a_secret_block_never_shows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     key = "csk-block-only-7f3a9c2e51d84b6a"
-    with SimServer(SimConfig(api_keys=frozenset({key}))) as sim:
+    with ThreadedSimulator(SimConfig(api_keys=frozenset({key}))) as sim:
         await Secret(value=key).asave("test-cerebras-key", overwrite=True)
         monkeypatch.delenv("CEREBRAS_API_KEY", raising=False)  # only the block has it
         monkeypatch.setenv("CEREBRAS_BASE_URL", sim.base_url)
@@ -219,7 +219,9 @@ async def test_the_api_key_from_a_secret_block_never_shows(
     assert not [text for text in published + written if key in text]
 
 
-async def test_errors_by_kind_with_a_sample_in_the_report(sim: SimServer, tmp_path: Path) -> None:
+async def test_errors_by_kind_with_a_sample_in_the_report(
+    sim: ThreadedSimulator, tmp_path: Path
+) -> None:
     # A completion budget beyond the model's context: every request is a 400, every row an error.
     overrides = [f"output.path={tmp_path}/daily", "params.max_completion_tokens=200000"]
     state = await enrich_dataset(DAILY, overrides, "2026-11-22", return_state=True)
@@ -264,7 +266,7 @@ def counted_reads() -> Counter[str]:
 
 
 def test_enrich_run_through_the_flow_reads_the_input_no_more_than_a_direct_run(
-    sim: SimServer,
+    sim: ThreadedSimulator,
     make_job: JobFactory,
     tmp_path: Path,
     counted_reads: Counter[str],

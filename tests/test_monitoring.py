@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from conftest import eventually
+from support import eventually
 
 from enrich_tasks.monitoring import (
     PARTITION_COLUMNS,

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import JobFactory, review_rows, write_jsonl
+from support import JobFactory, review_rows, write_jsonl
 
 from enrich.config import load_job_config
 from enrich.errors import ConfigError
@@ -27,7 +27,7 @@ from enrich.partitions import (
     select,
 )
 from enrich.run import run_job
-from enrich.sim.harness import SimServer
+from enrich.sim.harness import ThreadedSimulator
 from enrich.storage import Store
 
 
@@ -244,7 +244,7 @@ def run_partition(config_path: Path, partition: str, *overrides: str) -> None:
 
 
 def test_committed_state_lives_with_the_output(
-    sim: SimServer, make_job: JobFactory, tmp_path: Path
+    sim: ThreadedSimulator, make_job: JobFactory, tmp_path: Path
 ) -> None:
     template = partitioned_input(tmp_path / "raw", {"2026-11-20": 4, "2026-11-21": 5})
     path = make_job(input_path=template, output_path=str(tmp_path / "out"))
@@ -276,7 +276,7 @@ def test_committed_state_lives_with_the_output(
 
 
 def test_the_command_line_runs_and_lists_partitions(
-    sim: SimServer, make_job: JobFactory, tmp_path: Path
+    sim: ThreadedSimulator, make_job: JobFactory, tmp_path: Path
 ) -> None:
     template = partitioned_input(tmp_path / "raw", {"2026-11-20": 3, "2026-11-21": 2})
     path = str(make_job(input_path=template, output_path=str(tmp_path / "out")))

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect_api import (
@@ -31,6 +30,7 @@ from prefect_api import (
     stop_process,
     table,
 )
+from support import ROOT
 
 from enrich.output.reader import read_dataset
 from enrich.sim.process import SimProcess

@@ -41,9 +41,9 @@ from cerebras.cloud.sdk.types.chat.chat_completion import (
     ErrorChunkResponse,
 )
 
-from enrich.sim import Faults, Limits, SimConfig, SimServer
-from enrich.sim.buckets import RateLimiter, TokenBucket, go_duration
-from enrich.sim.model import complete, fake_json
+from enrich.sim import Faults, Limits, SimConfig, ThreadedSimulator
+from enrich.sim.buckets import AccountQuotas, QuotaBucket, go_duration
+from enrich.sim.model import fake_json, generate
 from enrich.tokens import count_prompt_tokens, count_text_tokens
 
 MODEL = "gpt-oss-120b"
@@ -75,30 +75,30 @@ class FakeClock:
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[SimServer]:
+def server() -> Iterator[ThreadedSimulator]:
     """One default simulator for the tests that do not change its settings."""
-    with SimServer(SimConfig()) as sim:
+    with ThreadedSimulator(SimConfig()) as sim:
         yield sim
 
 
 @pytest.fixture
-def make_server() -> Iterator[Callable[..., SimServer]]:
+def make_server() -> Iterator[Callable[..., ThreadedSimulator]]:
     """Start a simulator with given settings; stopped at the end of the test."""
     with ExitStack() as stack:
 
-        def make(clock: Callable[[], float] | None = None, **settings: Any) -> SimServer:
-            return stack.enter_context(SimServer(SimConfig(**settings), clock=clock))
+        def make(clock: Callable[[], float] | None = None, **settings: Any) -> ThreadedSimulator:
+            return stack.enter_context(ThreadedSimulator(SimConfig(**settings), clock=clock))
 
         yield make
 
 
-def sync_client(sim: SimServer, **options: Any) -> Cerebras:
+def sync_client(sim: ThreadedSimulator, **options: Any) -> Cerebras:
     return Cerebras(
         api_key="test", base_url=sim.base_url, warm_tcp_connection=False, max_retries=0, **options
     )
 
 
-def async_client(sim: SimServer, **options: Any) -> AsyncCerebras:
+def async_client(sim: ThreadedSimulator, **options: Any) -> AsyncCerebras:
     return AsyncCerebras(
         api_key="test",
         base_url=sim.base_url,
@@ -156,7 +156,7 @@ def test_bucket_refills_continuously(
     capacity: int, take: int, elapsed: float, remaining: int, reset_in: float
 ) -> None:
     clock = FakeClock()
-    bucket = TokenBucket(capacity, 60.0, clock)
+    bucket = QuotaBucket(capacity, 60.0, clock)
     bucket.take(take)
     clock.advance(elapsed)
     assert bucket.remaining() == remaining
@@ -176,7 +176,7 @@ def test_bucket_refills_continuously(
 def test_limiter_refuses_without_charging(
     limits: Limits, reserves: list[int], refused_code: str | None
 ) -> None:
-    limiter = RateLimiter(limits, FakeClock())
+    limiter = AccountQuotas(limits, FakeClock())
     *admitted, last = reserves
     assert all(limiter.admit(n) is None for n in admitted)
     before = limiter.headers()
@@ -188,7 +188,7 @@ def test_limiter_refuses_without_charging(
 
 
 def test_limiter_refund_and_resize() -> None:
-    limiter = RateLimiter(Limits(tpm=1000), FakeClock())
+    limiter = AccountQuotas(Limits(tpm=1000), FakeClock())
     assert limiter.admit(600) is None
     limiter.refund(580)
     assert limiter.tpm.remaining() == 980
@@ -240,8 +240,8 @@ def test_settings_are_validated(bad: Callable[[], object]) -> None:
 )
 def test_completion_budget(params: dict[str, Any], finish: str, tokens: int | None) -> None:
     request = {"model": MODEL, "messages": MESSAGES, **params}
-    result = complete(request, max_default=48)
-    natural = complete({"model": MODEL, "messages": MESSAGES}, max_default=48)
+    result = generate(request, max_default=48)
+    natural = generate({"model": MODEL, "messages": MESSAGES}, max_default=48)
     assert result.finish_reason == finish
     assert result.completion_tokens == count_text_tokens(result.content)
     assert natural.content.startswith(result.content)  # a budget only truncates
@@ -252,9 +252,9 @@ def test_completion_budget(params: dict[str, Any], finish: str, tokens: int | No
 
 
 def test_stop_cuts_before_the_sequence() -> None:
-    natural = complete({"model": MODEL, "messages": MESSAGES}, max_default=48).content
+    natural = generate({"model": MODEL, "messages": MESSAGES}, max_default=48).content
     word = natural.split()[2]
-    cut = complete({"model": MODEL, "messages": MESSAGES, "stop": [word]}, max_default=48)
+    cut = generate({"model": MODEL, "messages": MESSAGES, "stop": [word]}, max_default=48)
     assert cut.content == natural[: natural.find(word)]
     assert cut.finish_reason == "stop"
 
@@ -305,7 +305,7 @@ def test_fake_json_satisfies_schema(schema: dict[str, Any], seed: int) -> None:
 # -- over HTTP, through the SDK ----------------------------------------------------------
 
 
-def test_json_completion_body(server: SimServer) -> None:
+def test_json_completion_body(server: ThreadedSimulator) -> None:
     with sync_client(server) as client:
         response = answer(
             client.chat.completions.create(
@@ -330,7 +330,7 @@ def test_json_completion_body(server: SimServer) -> None:
     assert isinstance(info.created, float) and abs(info.created - response.created) < 1
 
 
-async def test_stream_matches_json_and_ends_with_usage(server: SimServer) -> None:
+async def test_stream_matches_json_and_ends_with_usage(server: ThreadedSimulator) -> None:
     async with async_client(server) as client:
         whole = await client.chat.completions.create(model=MODEL, messages=MESSAGES)
         chunks = await collect(
@@ -346,7 +346,9 @@ async def test_stream_matches_json_and_ends_with_usage(server: SimServer) -> Non
     assert all(c.usage is None for c in chunks[:-1])
 
 
-async def test_paced_stream_has_the_same_content(make_server: Callable[..., SimServer]) -> None:
+async def test_paced_stream_has_the_same_content(
+    make_server: Callable[..., ThreadedSimulator],
+) -> None:
     sim = make_server(ttft=0.01, tokens_per_second=100_000)
     async with async_client(sim) as client:
         whole = await client.chat.completions.create(model=MODEL, messages=MESSAGES)
@@ -356,7 +358,7 @@ async def test_paced_stream_has_the_same_content(make_server: Callable[..., SimS
     assert text_of(chunks) == content_of(whole)
 
 
-def test_models_and_warming(server: SimServer) -> None:
+def test_models_and_warming(server: ThreadedSimulator) -> None:
     with sync_client(server) as client:
         listed = [m.id for m in client.models.list().data]
         one = client.models.retrieve("llama3.1-8b")
@@ -391,7 +393,11 @@ def test_models_and_warming(server: SimServer) -> None:
     ],
 )
 def test_rejected_requests(
-    server: SimServer, params: dict[str, Any], error: type[APIStatusError], code: str, message: str
+    server: ThreadedSimulator,
+    params: dict[str, Any],
+    error: type[APIStatusError],
+    code: str,
+    message: str,
 ) -> None:
     params = {"model": MODEL, "messages": MESSAGES, **params}
     with sync_client(server) as client, pytest.raises(error) as caught:
@@ -403,7 +409,7 @@ def test_rejected_requests(
         assert header in caught.value.response.headers
 
 
-def test_auth(make_server: Callable[..., SimServer]) -> None:
+def test_auth(make_server: Callable[..., ThreadedSimulator]) -> None:
     sim = make_server(api_keys=frozenset({"good"}))
     body = {"model": MODEL, "messages": MESSAGES}
     missing = httpx.post(f"{sim.base_url}/v1/chat/completions", json=body)
@@ -423,7 +429,7 @@ def test_auth(make_server: Callable[..., SimServer]) -> None:
 
 
 def test_rate_limit_headers_track_reservation_and_refund(
-    make_server: Callable[..., SimServer],
+    make_server: Callable[..., ThreadedSimulator],
 ) -> None:
     clock = FakeClock()
     sim = make_server(clock=clock, limits=Limits(tpm=1000, rpd=100), openai_headers=True)
@@ -481,7 +487,7 @@ def test_rate_limit_headers_track_reservation_and_refund(
     ],
 )
 def test_quota_exhaustion(
-    make_server: Callable[..., SimServer],
+    make_server: Callable[..., ThreadedSimulator],
     limits: Limits,
     allowed: int,
     code: str,
@@ -510,7 +516,7 @@ def test_quota_exhaustion(
     assert sim.stats.by_status == {200: allowed, 429: 1}
 
 
-def test_limits_change_while_running(make_server: Callable[..., SimServer]) -> None:
+def test_limits_change_while_running(make_server: Callable[..., ThreadedSimulator]) -> None:
     sim = make_server(clock=FakeClock(), retry_after=False)
     with sync_client(sim) as client:
         client.chat.completions.create(model=MODEL, messages=MESSAGES)
@@ -527,7 +533,7 @@ def test_limits_change_while_running(make_server: Callable[..., SimServer]) -> N
         assert httpx.post(f"{sim.base_url}/_sim/limits", json={"rpx": 1}).status_code == 400
 
 
-def test_faults_change_while_running(server: SimServer) -> None:
+def test_faults_change_while_running(server: ThreadedSimulator) -> None:
     with sync_client(server) as client:
         try:
             changed = httpx.post(f"{server.base_url}/_sim/faults", json={"fail_503": 1.0})
@@ -553,7 +559,7 @@ def test_faults_change_while_running(server: SimServer) -> None:
     ],
 )
 async def test_faults(
-    make_server: Callable[..., SimServer],
+    make_server: Callable[..., ThreadedSimulator],
     transport: str,
     fault: str,
     error: type[Exception],
@@ -587,7 +593,7 @@ async def test_faults(
     assert (stats.in_flight, stats.faults, stats.requests) == (0, {fault: 1}, 1)
 
 
-def test_error_body_with_status_200(make_server: Callable[..., SimServer]) -> None:
+def test_error_body_with_status_200(make_server: Callable[..., ThreadedSimulator]) -> None:
     sim = make_server(faults=Faults(error_body=1.0))
     with sync_client(sim) as client:
         response = client.chat.completions.create(model=MODEL, messages=MESSAGES)
@@ -599,7 +605,7 @@ def test_error_body_with_status_200(make_server: Callable[..., SimServer]) -> No
     assert sim.stats.completed == 0
 
 
-def test_fault_rates_are_seeded(make_server: Callable[..., SimServer]) -> None:
+def test_fault_rates_are_seeded(make_server: Callable[..., ThreadedSimulator]) -> None:
     outcomes = []
     for _ in range(2):
         sim = make_server(faults=Faults(fail_500=0.5), seed=7)
@@ -626,7 +632,7 @@ def test_fault_rates_are_seeded(make_server: Callable[..., SimServer]) -> None:
     ],
 )
 def test_completions_are_deterministic(
-    server: SimServer, change: dict[str, Any], same: bool
+    server: ThreadedSimulator, change: dict[str, Any], same: bool
 ) -> None:
     base: dict[str, Any] = {"model": MODEL, "messages": MESSAGES, "seed": 1, "temperature": 0}
     with sync_client(server) as client:
@@ -635,7 +641,7 @@ def test_completions_are_deterministic(
     assert (first == second) is same
 
 
-def test_structured_output(server: SimServer) -> None:
+def test_structured_output(server: ThreadedSimulator) -> None:
     schema = SCHEMAS[0]
     response_format: Any = {
         "type": "json_schema",
@@ -659,7 +665,7 @@ def test_structured_output(server: SimServer) -> None:
     assert isinstance(json.loads(content_of(loose)), dict)
 
 
-async def test_stats_count_what_was_served(make_server: Callable[..., SimServer]) -> None:
+async def test_stats_count_what_was_served(make_server: Callable[..., ThreadedSimulator]) -> None:
     sim = make_server(ttft=0.5)
     other: Any = [{"role": "user", "content": "Another question."}]
     async with async_client(sim) as client:

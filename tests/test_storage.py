@@ -19,7 +19,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import JobFactory, Location, MotoServer, review_rows
+from support import JobFactory, Location, MotoServer, review_rows
 
 from enrich.config import load_job_config
 from enrich.errors import EnrichError, InputError, StorageError
@@ -27,7 +27,7 @@ from enrich.inputs.jsonl import SAMPLE_ROWS
 from enrich.job import Job
 from enrich.output.reader import output_status, read_dataset
 from enrich.run import run_job
-from enrich.sim.harness import SimServer
+from enrich.sim.harness import ThreadedSimulator
 from enrich.storage import Store, Versioned, list_inputs, redact_secrets
 from enrich.storage.cas import (
     CheckedCAS,
@@ -207,7 +207,7 @@ def job_at(make_job: JobFactory, location: Location, source: str) -> Path:
 
 @pytest.fixture(params=["file", "s3"])
 def place(request: pytest.FixtureRequest, tmp_path: Path) -> Location:
-    from conftest import make_location
+    from support import make_location
 
     return make_location(str(request.param), request, tmp_path)
 
@@ -250,7 +250,7 @@ BAD_INPUTS = {
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_input_fails_before_anything_is_sent_and_resumes_once_fixed(
-    case: str, place: Location, sim: SimServer, make_job: JobFactory
+    case: str, place: Location, sim: ThreadedSimulator, make_job: JobFactory
 ) -> None:
     key, make, error, message = BAD_INPUTS[case]
     rows = review_rows(SAMPLE_ROWS + 10 if "UTF-8" in case else 30)
@@ -269,7 +269,7 @@ def test_bad_input_fails_before_anything_is_sent_and_resumes_once_fixed(
 
 
 def test_corrupt_row_group_mid_run_commits_nothing_partial(
-    place: Location, sim: SimServer, make_job: JobFactory
+    place: Location, sim: ThreadedSimulator, make_job: JobFactory
 ) -> None:
     """A row group that cannot be read stops the run; what is committed is whole chunks."""
     rows = review_rows(60)
@@ -293,7 +293,7 @@ def test_corrupt_row_group_mid_run_commits_nothing_partial(
 
 
 def test_missing_bucket_for_input_and_output(
-    s3: Location, moto_server: MotoServer, sim: SimServer, make_job: JobFactory
+    s3: Location, moto_server: MotoServer, sim: ThreadedSimulator, make_job: JobFactory
 ) -> None:
     options = s3.storage_options
     missing = "s3://no-such-bucket-for-enrich"
@@ -348,7 +348,7 @@ def strict_s3(moto_server: MotoServer) -> Iterator[tuple[MotoServer, dict[str, s
 def test_denied_credentials_fail_before_spending_and_resume_once_fixed(
     side: str,
     strict_s3: tuple[MotoServer, dict[str, str]],
-    sim: SimServer,
+    sim: ThreadedSimulator,
     make_job: JobFactory,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,

@@ -23,7 +23,7 @@ DAY = 86400.0
 UNLIMITED = 1_000_000_000
 
 
-class TokenBucket:
+class QuotaBucket:
     """A bucket of `capacity` units refilling continuously over `period` seconds."""
 
     __slots__ = ("_clock", "_level", "_stamp", "capacity", "enforced", "period", "rate")
@@ -77,11 +77,11 @@ class TokenBucket:
         need = min(amount, float(self.capacity)) - self.level()
         return max(0.0, need / self.rate)
 
-    def resized(self, capacity: int | None) -> TokenBucket:
+    def resized(self, capacity: int | None) -> QuotaBucket:
         """A bucket with a new capacity that keeps what has been used so far."""
         used = self.capacity - self.level()
         new_capacity = capacity if capacity is not None else UNLIMITED
-        return TokenBucket(capacity, self.period, self._clock, level=max(0.0, new_capacity - used))
+        return QuotaBucket(capacity, self.period, self._clock, level=max(0.0, new_capacity - used))
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +120,7 @@ _TPD = Refusal(
 )
 
 
-class RateLimiter:
+class AccountQuotas:
     """The four quota buckets of one account: requests and tokens, per minute and per day."""
 
     __slots__ = ("_clock", "limits", "rpd", "rpm", "tpd", "tpm")
@@ -128,10 +128,10 @@ class RateLimiter:
     def __init__(self, limits: Limits, clock: Callable[[], float]) -> None:
         self._clock = clock
         self.limits = limits
-        self.rpm = TokenBucket(limits.rpm, MINUTE, clock)
-        self.tpm = TokenBucket(limits.tpm, MINUTE, clock)
-        self.rpd = TokenBucket(limits.rpd, DAY, clock)
-        self.tpd = TokenBucket(limits.tpd, DAY, clock)
+        self.rpm = QuotaBucket(limits.rpm, MINUTE, clock)
+        self.tpm = QuotaBucket(limits.tpm, MINUTE, clock)
+        self.rpd = QuotaBucket(limits.rpd, DAY, clock)
+        self.tpd = QuotaBucket(limits.tpd, DAY, clock)
 
     def admit(self, tokens: int) -> Refusal | None:
         """Charge one request reserving `tokens`, or return why not (charging nothing)."""
@@ -165,10 +165,10 @@ class RateLimiter:
 
     def refill(self) -> None:
         """Fill every bucket (a fresh account)."""
-        self.rpm = TokenBucket(self.limits.rpm, MINUTE, self._clock)
-        self.tpm = TokenBucket(self.limits.tpm, MINUTE, self._clock)
-        self.rpd = TokenBucket(self.limits.rpd, DAY, self._clock)
-        self.tpd = TokenBucket(self.limits.tpd, DAY, self._clock)
+        self.rpm = QuotaBucket(self.limits.rpm, MINUTE, self._clock)
+        self.tpm = QuotaBucket(self.limits.tpm, MINUTE, self._clock)
+        self.rpd = QuotaBucket(self.limits.rpd, DAY, self._clock)
+        self.tpd = QuotaBucket(self.limits.tpd, DAY, self._clock)
 
     def headers(self, openai: bool = False) -> dict[str, str]:
         """The rate-limit headers the provider puts on every response."""

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from enrich.sim.config import DEFAULT_MODELS, Faults, Limits, SimConfig
-from enrich.sim.harness import SimRunner
+from enrich.sim.harness import LoopSimulator
 
 
 def _rate(what: str) -> Any:
@@ -91,7 +91,7 @@ def sim_command(
 
 async def serve(config: SimConfig) -> None:
     """Serve until SIGINT or SIGTERM, announcing the URL on stdout once listening."""
-    runner = SimRunner(config)
+    runner = LoopSimulator(config)
     url = await runner.start()
     print(f"enrich sim listening on {url}", flush=True)
     stopping = asyncio.Event()

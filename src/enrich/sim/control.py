@@ -19,10 +19,10 @@ from aiohttp import web
 from enrich.sim.config import FAULT_FIELDS, LIMIT_FIELDS
 
 if TYPE_CHECKING:
-    from enrich.sim.server import Simulator
+    from enrich.sim.server import SimulatorApp
 
 
-def add_control_routes(app: web.Application, sim: Simulator) -> None:
+def add_control_routes(app: web.Application, sim: SimulatorApp) -> None:
     """Register the `/_sim` routes of `sim` on `app`."""
 
     async def get_stats(request: web.Request) -> web.Response:

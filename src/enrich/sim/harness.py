@@ -1,6 +1,7 @@
-"""Running the simulator: on the current event loop (`SimRunner`) or in a thread (`SimServer`).
+"""Serving the simulator in-process: on the current event loop, or in a thread of its own.
 
-`SimServer` is the in-process harness for tests and scripts: a context manager that serves on
+`LoopSimulator` serves a `SimulatorApp` on the caller's running event loop (`enrich sim` uses
+it). `ThreadedSimulator` is the harness for tests and scripts: a context manager that serves on
 127.0.0.1 and a free port from a background thread with its own event loop, so synchronous and
 asynchronous clients in the calling thread can both use it. Its controls (`stats`, `reset`,
 `set_limits`, `set_faults`) run on the server's loop, so they never race a request.
@@ -18,18 +19,18 @@ from typing import TypeVar
 from aiohttp import web
 
 from enrich.sim.config import Faults, Limits, SimConfig
-from enrich.sim.server import Simulator
+from enrich.sim.server import SimulatorApp
 from enrich.sim.stats import SimStats
 
 T = TypeVar("T")
 
 
-class SimRunner:
-    """Serve a `Simulator` on the running event loop until `stop()`."""
+class LoopSimulator:
+    """Serve a `SimulatorApp` on the running event loop until `stop()`."""
 
     def __init__(self, config: SimConfig, clock: Callable[[], float] | None = None) -> None:
         self.config = config
-        self.simulator = Simulator(config, clock or time.monotonic)
+        self.simulator = SimulatorApp(config, clock or time.monotonic)
         self._runner: web.AppRunner | None = None
         self.base_url = ""
 
@@ -60,14 +61,14 @@ class SimRunner:
             self._runner = None
 
 
-class SimServer:
+class ThreadedSimulator:
     """The simulator in a background thread; use as a context manager.
 
     `clock` (monotonic seconds, default `time.monotonic`) drives the quota buckets, so tests can
     move time instead of waiting; it is called from the server's thread.
 
     Example:
-        >>> with SimServer(SimConfig(limits=Limits(rpm=60))) as sim:
+        >>> with ThreadedSimulator(SimConfig(limits=Limits(rpm=60))) as sim:
         ...     client = Cerebras(api_key="k", base_url=sim.base_url, warm_tcp_connection=False)
     """
 
@@ -78,12 +79,12 @@ class SimServer:
         self._clock = clock
         self.base_url = ""
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: SimRunner | None = None
+        self._runner: LoopSimulator | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
 
-    def start(self) -> SimServer:
+    def start(self) -> ThreadedSimulator:
         """Start serving; returns once the port is open."""
         self._thread = threading.Thread(target=self._run, name="enrich-sim", daemon=True)
         self._thread.start()
@@ -100,7 +101,7 @@ class SimServer:
             thread.join()
         self._thread = None
 
-    def __enter__(self) -> SimServer:
+    def __enter__(self) -> ThreadedSimulator:
         return self.start()
 
     def __exit__(
@@ -112,13 +113,13 @@ class SimServer:
         self.stop()
 
     @property
-    def simulator(self) -> Simulator:
+    def simulator(self) -> SimulatorApp:
         """The live simulator (touch it only through `call`)."""
         if self._runner is None:
             raise RuntimeError("the simulator is not running")
         return self._runner.simulator
 
-    def call(self, fn: Callable[[Simulator], T]) -> T:
+    def call(self, fn: Callable[[SimulatorApp], T]) -> T:
         """Run `fn(simulator)` on the server's loop and return its result."""
         loop = self._loop
         if loop is None:
@@ -150,7 +151,7 @@ class SimServer:
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
-        runner = SimRunner(self.config, self._clock)
+        runner = LoopSimulator(self.config, self._clock)
         try:
             self.base_url = loop.run_until_complete(runner.start())
         except BaseException as exc:

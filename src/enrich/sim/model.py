@@ -1,7 +1,7 @@
 """Deterministic completions: the simulator's stand-in for a model.
 
-A completion is a pure function of the request. The generation key hashes everything that would
-change what a model says (model, messages, sampling parameters such as `seed` and
+What the model says (a `Generation`) is a pure function of the request. The generation key
+hashes everything that would change it (model, messages, sampling parameters such as `seed` and
 `temperature`, `response_format`, tools); the parameters that only cut a generation short
 (`max_completion_tokens`, `stop`) and transport details (`stream`) are left out, so the same
 prompt with a smaller budget yields a prefix of the same text, as a seeded model would.
@@ -65,7 +65,7 @@ WORDS: tuple[str, ...] = tuple(dict.fromkeys(_WORD_TEXT.split()))
 
 
 @dataclass(frozen=True, slots=True)
-class Completion:
+class Generation:
     """What the model says: the content, why it stopped, and its token count."""
 
     content: str
@@ -86,8 +86,8 @@ def request_digest(raw_body: bytes) -> bytes:
     return hashlib.blake2b(raw_body, digest_size=16).digest()
 
 
-def complete(request: Mapping[str, Any], *, max_default: int) -> Completion:
-    """The deterministic completion of a validated chat request."""
+def generate(request: Mapping[str, Any], *, max_default: int) -> Generation:
+    """What the model generates for a validated chat request (deterministic)."""
     key = generation_key(request)
     rng = random.Random(int.from_bytes(key, "big"))
     text = _natural_text(request.get("response_format"), rng, max_default)
@@ -105,7 +105,7 @@ def complete(request: Mapping[str, Any], *, max_default: int) -> Completion:
     if isinstance(budget, int) and budget >= 0 and count_text_tokens(text) >= budget:
         text = text[: budget * CHARS_PER_TOKEN]
         finish = "length"
-    return Completion(text, finish, count_text_tokens(text))
+    return Generation(text, finish, count_text_tokens(text))
 
 
 def chunk_content(content: str, tokens_per_chunk: int = 4) -> list[str]:

@@ -24,10 +24,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from enrich.sim.buckets import RateLimiter, Refusal
+from enrich.sim.buckets import AccountQuotas, Refusal
 from enrich.sim.config import Faults, Limits, SimConfig
 from enrich.sim.control import add_control_routes
-from enrich.sim.model import Completion, chunk_content, complete, request_digest
+from enrich.sim.model import Generation, chunk_content, generate, request_digest
 from enrich.sim.protocol import (
     DONE_EVENT,
     FAULT_ERRORS,
@@ -51,12 +51,12 @@ NOMINAL_PROMPT_TOKENS_PER_SECOND = 100_000.0
 _JSON = "application/json"
 
 
-class Simulator:
+class SimulatorApp:
     """One simulated account and model server; `app()` builds the aiohttp application."""
 
     def __init__(self, config: SimConfig, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
-        self.limiter = RateLimiter(config.limits, clock)
+        self.quotas = AccountQuotas(config.limits, clock)
         self.faults = config.faults
         self.counters = Counters()
         self._rng = random.Random(config.seed)
@@ -71,7 +71,7 @@ class Simulator:
     def app(self) -> web.Application:
         """The aiohttp application serving the provider's routes and the `/_sim` controls.
 
-        Serve it with `handler_cancellation=True` (as `SimRunner` does), so that a request
+        Serve it with `handler_cancellation=True` (as `LoopSimulator` does), so that a request
         whose client went away, hung or dropped ones included, stops at once.
         """
         app = web.Application()
@@ -88,13 +88,13 @@ class Simulator:
     def reset(self) -> None:
         """Zero the counters, refill the buckets and reseed fault injection."""
         self.counters.clear()
-        self.limiter.refill()
+        self.quotas.refill()
         self._rng.seed(self.config.seed)
 
     def set_limits(self, changes: dict[str, Any]) -> Limits:
         """Change some limits (None removes one), keeping each bucket's usage."""
-        limits = self.limiter.limits.replace(changes)
-        self.limiter.set_limits(limits)
+        limits = self.quotas.limits.replace(changes)
+        self.quotas.set_limits(limits)
         return limits
 
     def set_faults(self, changes: dict[str, Any]) -> Faults:
@@ -109,7 +109,7 @@ class Simulator:
     # -- responses --
 
     def _headers(self, content_type: str = _JSON) -> dict[str, str]:
-        headers = self.limiter.headers(self.config.openai_headers)
+        headers = self.quotas.headers(self.config.openai_headers)
         headers["Content-Type"] = content_type
         return headers
 
@@ -202,33 +202,33 @@ class Simulator:
                 return await self._abandon(request, hang=fault == "hang")
             if fault != "error_body":
                 return self._error(FAULT_ERRORS[fault])
-        refusal = self.limiter.admit(chat.reserve)
+        refusal = self.quotas.admit(chat.reserve)
         if refusal is not None:
             return self._refused(refusal)
-        completion = complete(chat.body, max_default=config.max_completion_default)
+        generation = generate(chat.body, max_default=config.max_completion_default)
         queued = time.perf_counter() - started
         try:
             if chat.stream:
-                return await self._stream(request, chat, completion, created, queued, fault)
+                return await self._stream(request, chat, generation, created, queued, fault)
             if fault == "error_body":
                 body = {"error": FAULT_ERRORS[fault].fields(), "status_code": 500}
                 return self.json_response(200, body)
-            delay = self._latency(completion.completion_tokens)
+            delay = self._latency(generation.completion_tokens)
             if delay > 0:
                 await asyncio.sleep(delay)
         finally:
-            self.limiter.refund(chat.reserve - chat.prompt_tokens - completion.completion_tokens)
+            self.quotas.refund(chat.reserve - chat.prompt_tokens - generation.completion_tokens)
         counters.prompt_tokens += chat.prompt_tokens
-        counters.completion_tokens += completion.completion_tokens
+        counters.completion_tokens += generation.completion_tokens
         body_bytes = completion_body(
             completion_id=f"chatcmpl-{uuid.uuid4()}",
             created=created,
             model=chat.model,
             fingerprint=self.fingerprint,
-            content=completion.content,
-            finish_reason=completion.finish_reason,
-            usage=usage_fields(chat.prompt_tokens, completion.completion_tokens),
-            time_info=self._time_info(chat, completion, created, queued),
+            content=generation.content,
+            finish_reason=generation.finish_reason,
+            usage=usage_fields(chat.prompt_tokens, generation.completion_tokens),
+            time_info=self._time_info(chat, generation, created, queued),
         )
         return web.Response(status=200, body=body_bytes, headers=self._headers())
 
@@ -237,12 +237,12 @@ class Simulator:
         return self.config.ttft + (completion_tokens / tps if tps else 0.0)
 
     def _time_info(
-        self, chat: ChatRequest, completion: Completion, created: float, queued: float
+        self, chat: ChatRequest, generation: Generation, created: float, queued: float
     ) -> dict[str, float]:
         config = self.config
         prompt_time = config.ttft or chat.prompt_tokens / NOMINAL_PROMPT_TOKENS_PER_SECOND
         speed = config.tokens_per_second or NOMINAL_TOKENS_PER_SECOND
-        completion_time = completion.completion_tokens / speed
+        completion_time = generation.completion_tokens / speed
         return {
             "queue_time": queued,
             "prompt_time": prompt_time,
@@ -271,7 +271,7 @@ class Simulator:
         self,
         request: web.Request,
         chat: ChatRequest,
-        completion: Completion,
+        generation: Generation,
         created: float,
         queued: float,
         fault: str | None,
@@ -288,7 +288,7 @@ class Simulator:
             await response.write(b"".join(events))
             await response.write_eof()
             return response
-        pieces = chunk_content(completion.content)
+        pieces = chunk_content(generation.content)
         tps = self.config.tokens_per_second
         if self.config.ttft or tps:
             # Pace each delta to ttft + (tokens so far) / speed from the start of the stream.
@@ -305,13 +305,13 @@ class Simulator:
                 await response.write(chunk_event(*ids, {"delta": {"content": piece}, "index": 0}))
         else:
             events.extend(chunk_event(*ids, {"delta": {"content": p}, "index": 0}) for p in pieces)
-        final = {"delta": {}, "finish_reason": completion.finish_reason, "index": 0}
-        usage = usage_fields(chat.prompt_tokens, completion.completion_tokens)
-        time_info = self._time_info(chat, completion, created, queued)
+        final = {"delta": {}, "finish_reason": generation.finish_reason, "index": 0}
+        usage = usage_fields(chat.prompt_tokens, generation.completion_tokens)
+        time_info = self._time_info(chat, generation, created, queued)
         events.append(chunk_event(*ids, final, usage=usage, time_info=time_info))
         events.append(DONE_EVENT)
         await response.write(b"".join(events))
         await response.write_eof()
         self.counters.prompt_tokens += chat.prompt_tokens
-        self.counters.completion_tokens += completion.completion_tokens
+        self.counters.completion_tokens += generation.completion_tokens
         return response

@@ -1,0 +1,49 @@
+"""Helpers the tests share, importable as ``support`` (``tests/`` is on ``pythonpath``).
+
+Fixtures stay in ``conftest.py`` and are built from these. One module per concern:
+
+* :mod:`support.jobs` -- input rows, a job config on a location, preparing and running it.
+* :mod:`support.simulators` -- a simulator with given settings, the SDK pointed at it.
+* :mod:`support.storage` -- a moto S3 server in a child process, and ``Location`` roots on the
+  file, memory and s3 backends.
+* :mod:`support.waiting` -- polling until a condition holds (never sleeping a fixed time),
+  free ports, child-process readiness.
+"""
+
+from support.jobs import (
+    API_KEY,
+    ROOT,
+    JobFactory,
+    job_on,
+    job_writer,
+    prepare_job,
+    review_rows,
+    run_config,
+    write_jsonl,
+)
+from support.simulators import point_sdk_at, simulator
+from support.storage import AWS_ENV, AWS_UNSET, Location, MotoServer, make_location
+from support.waiting import eventually, free_port, until, wait_for_http
+
+__all__ = [
+    "API_KEY",
+    "AWS_ENV",
+    "AWS_UNSET",
+    "ROOT",
+    "JobFactory",
+    "Location",
+    "MotoServer",
+    "eventually",
+    "free_port",
+    "job_on",
+    "job_writer",
+    "make_location",
+    "point_sdk_at",
+    "prepare_job",
+    "review_rows",
+    "run_config",
+    "simulator",
+    "until",
+    "wait_for_http",
+    "write_jsonl",
+]
