@@ -25,6 +25,13 @@ test: install
 	$(BIN)/lint-imports
 	$(BIN)/pytest -q
 
+# Everything that needs no Prefect server and no slow benchmark (a few minutes on 2 cores).
+.PHONY: test-fast
+test-fast: install
+	$(BIN)/ruff check src tasks flows tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/pytest -q -m "not prefect and not slow"
+
 lint: install
 	$(BIN)/ruff check src tasks flows tests benchmarks
 	$(BIN)/ruff format --check src tasks flows tests benchmarks
