@@ -666,7 +666,8 @@ def test_structured_output(server: ThreadedSimulator) -> None:
 
 
 async def test_stats_count_what_was_served(make_server: Callable[..., ThreadedSimulator]) -> None:
-    sim = make_server(ttft=0.5)
+    # Long enough for all four requests to be in flight together, however busy the machine.
+    sim = make_server(ttft=2.0)
     other: Any = [{"role": "user", "content": "Another question."}]
     async with async_client(sim) as client:
         await asyncio.gather(
