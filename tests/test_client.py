@@ -1,6 +1,6 @@
 """The SDK-backed client against the simulator over real HTTP: bodies, streams, every failure.
 
-``CompletionClient.complete`` is the one call the engine makes. What it returns is compared
+``CerebrasCompleter.complete`` is the engine's one call to the API. What it returns is compared
 with what the simulator generates for the same request (``enrich.sim.model.generate``, counted
 with ``enrich.tokens``), so the expected values come from the provider's contract, not from the
 client. Bodies the simulator never sends (unparseable JSON, a 200 without choices) come from a
@@ -11,19 +11,22 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from aiohttp import web
 from support import API_KEY, simulator
 
-from enrich.client import Completion, CompletionClient, parse_completion
+from enrich.client import CerebrasCompleter, parse_completion
+from enrich.completer import Completion, CompletionRequest
 from enrich.errors import CompletionError
 from enrich.sim.config import SimConfig
 from enrich.sim.harness import ThreadedSimulator
 from enrich.sim.model import Generation, chunk_content, generate
 from enrich.sim.server import NOMINAL_PROMPT_TOKENS_PER_SECOND, NOMINAL_TOKENS_PER_SECOND
 from enrich.tokens import count_prompt_tokens, count_text_tokens
+from enrich.usage import Usage
 
 MODEL = "gpt-oss-120b"
 MESSAGES = [
@@ -38,9 +41,9 @@ RATE_HEADERS = ("x-ratelimit-remaining-tokens-minute", "x-ratelimit-limit-reques
 @asynccontextmanager
 async def client_for(
     base_url: str, *, api_key: str = API_KEY, timeout_s: float = 60.0
-) -> AsyncIterator[CompletionClient]:
+) -> AsyncIterator[CerebrasCompleter]:
     """A client built on the running loop (its transport binds to it), closed afterwards."""
-    client = CompletionClient(api_key=api_key, base_url=base_url, timeout=timeout_s)
+    client = CerebrasCompleter(api_key=api_key, base_url=base_url, timeout=timeout_s)
     try:
         yield client
     finally:
@@ -51,7 +54,8 @@ async def complete(
     base_url: str, params: dict[str, Any] | None = None, **options: Any
 ) -> Completion:
     async with client_for(base_url, **options) as client:
-        return await client.complete(MODEL, MESSAGES, PARAMS if params is None else params)
+        request = CompletionRequest(MODEL, MESSAGES, PARAMS if params is None else params)
+        return await client.complete(request)
 
 
 async def failure(
@@ -82,25 +86,26 @@ async def test_a_completion_carries_the_generated_text_usage_and_timings(
     completion = await complete(sim.base_url, params)
 
     prompt_tokens = count_prompt_tokens(MESSAGES)
+    usage = completion.usage
     assert completion.content == generated.content
     assert completion.finish_reason == generated.finish_reason == "stop"
-    assert completion.prompt_tokens == prompt_tokens
-    assert completion.completion_tokens == count_text_tokens(generated.content)
-    assert completion.total_tokens == prompt_tokens + completion.completion_tokens
-    assert completion.cached_tokens == 0
+    assert usage.prompt_tokens == prompt_tokens
+    assert usage.completion_tokens == count_text_tokens(generated.content)
+    assert usage.total_tokens == prompt_tokens + usage.completion_tokens
+    assert usage.cached_tokens == 0
     # time_info: a stream carries it (with usage) on its last chunk only.
-    assert completion.prompt_time == pytest.approx(prompt_tokens / NOMINAL_PROMPT_TOKENS_PER_SECOND)
-    assert completion.completion_time == pytest.approx(
-        completion.completion_tokens / NOMINAL_TOKENS_PER_SECOND
+    assert usage.prompt_time == pytest.approx(prompt_tokens / NOMINAL_PROMPT_TOKENS_PER_SECOND)
+    assert usage.completion_time == pytest.approx(
+        usage.completion_tokens / NOMINAL_TOKENS_PER_SECOND
     )
-    timings = (completion.queue_time, completion.prompt_time, completion.completion_time)
+    timings = (usage.queue_time, usage.prompt_time, usage.completion_time)
     assert None not in timings
-    assert completion.total_time == pytest.approx(sum(t for t in timings if t is not None))
+    assert usage.total_time == pytest.approx(sum(t for t in timings if t is not None))
     assert completion.model == MODEL
     assert completion.request_id is not None and completion.request_id.startswith("chatcmpl-")
     assert all(name in completion.headers for name in RATE_HEADERS)
     assert sim.stats.completed == 1
-    assert sim.stats.completion_tokens == completion.completion_tokens
+    assert sim.stats.completion_tokens == completion.usage.completion_tokens
 
 
 async def test_a_stream_cut_by_the_budget_ends_with_length_from_its_last_chunk(
@@ -110,7 +115,7 @@ async def test_a_stream_cut_by_the_budget_ends_with_length_from_its_last_chunk(
     streamed = await complete(sim.base_url, {**params, "stream": True})
     whole = await complete(sim.base_url, params)
     assert streamed.finish_reason == whole.finish_reason == "length"
-    assert streamed.completion_tokens == whole.completion_tokens == 3
+    assert streamed.usage.completion_tokens == whole.usage.completion_tokens == 3
     assert streamed.content == whole.content == expected_generation(params).content
 
 
@@ -121,8 +126,8 @@ async def test_a_paced_stream_is_assembled_the_same(
     with simulator(monkeypatch, ttft=0.01, tokens_per_second=5_000) as paced:
         streamed = await complete(paced.base_url, {**PARAMS, "stream": True})
     assert streamed.content == expected_generation(PARAMS).content
-    assert streamed.prompt_time == pytest.approx(0.01)  # the configured ttft, from time_info
-    assert streamed.completion_time == pytest.approx(streamed.completion_tokens / 5_000)
+    assert streamed.usage.prompt_time == pytest.approx(0.01)  # the configured ttft, from time_info
+    assert streamed.usage.completion_time == pytest.approx(streamed.usage.completion_tokens / 5_000)
 
 
 async def test_the_api_key_is_sent_as_a_bearer_token(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -211,7 +216,7 @@ async def test_error_statuses_become_completion_errors_with_the_flat_body(
     model = body.pop("model", MODEL)
     with pytest.raises(CompletionError) as raised:
         async with client_for(sim.base_url) as client:
-            await client.complete(model, MESSAGES, body)
+            await client.complete(CompletionRequest(model, MESSAGES, body))
     error = raised.value
     assert (error.status, error.code) == (status, code)
     assert error.message.startswith(f"HTTP {status}: ")
@@ -313,13 +318,8 @@ async def test_response_headers_reach_the_completion() -> None:
     assert completion.content == "ok"
     assert completion.headers["x-ratelimit-remaining-tokens-minute"] == "1234"
     assert completion.headers["x-custom"] == "kept"
-    # No usage or time_info in the body: zeros and unknowns, not a crash.
-    assert (completion.prompt_tokens, completion.completion_tokens, completion.total_tokens) == (
-        0,
-        0,
-        0,
-    )
-    assert completion.total_time is None
+    # No usage or time_info in the body: zero tokens and unknown timings, not a crash.
+    assert completion.usage == Usage()
 
 
 # -- transport failures ---------------------------------------------------------------------------
@@ -381,36 +381,27 @@ async def test_nothing_listening_is_a_connection_error() -> None:
                 },
                 "time_info": {"queue_time": 0.5, "prompt_time": 1, "total_time": 2.5},
             },
-            {
-                "content": "hi",
-                "finish_reason": "stop",
-                "prompt_tokens": 7,
-                "completion_tokens": 2,
-                "total_tokens": 9,
-                "cached_tokens": 4,
-                "queue_time": 0.5,
-                "prompt_time": 1.0,
-                "completion_time": None,
-                "total_time": 2.5,
-                "model": MODEL,
-                "request_id": "c-1",
-            },
+            Completion(
+                "hi",
+                "stop",
+                Usage(7, 2, 9, 4, queue_time=0.5, prompt_time=1.0, total_time=2.5),
+                model=MODEL,
+                request_id="c-1",
+            ),
         ),
         (
             {"choices": [{"message": {"content": None}, "finish_reason": "length"}]},
-            {"content": "", "finish_reason": "length", "prompt_tokens": 0, "cached_tokens": 0},
+            Completion("", "length"),
         ),
         (
             {"choices": [{"message": {"content": "x"}}], "usage": {"prompt_tokens": "7"}},
-            {"content": "x", "finish_reason": None, "prompt_tokens": 0},
+            Completion("x", None, Usage()),
         ),
     ],
     ids=["full", "null-content", "malformed-usage"],
 )
-def test_parse_completion(body: dict[str, Any], expected: dict[str, Any]) -> None:
-    completion = parse_completion(body, {"h": "v"})
-    assert {name: getattr(completion, name) for name in expected} == expected
-    assert completion.headers == {"h": "v"}
+def test_parse_completion(body: dict[str, Any], expected: Completion) -> None:
+    assert parse_completion(body, {"h": "v"}) == replace(expected, headers={"h": "v"})
 
 
 @pytest.mark.parametrize(
