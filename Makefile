@@ -30,6 +30,7 @@ test: install
 test-fast: install
 	$(BIN)/ruff check src tasks flows tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q -m "not prefect and not slow"
 
 lint: install
