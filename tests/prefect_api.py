@@ -1,15 +1,12 @@
-"""Helpers for the Prefect integration tests: child processes, and reading runs via the API.
+"""Helpers for the Prefect integration tests: the server, its CLI, and reading runs via the API.
 
-The server itself is the ``prefect_server`` fixture of :mod:`prefect_harness`.
+The server itself is the ``prefect_server`` fixture of :mod:`prefect_harness`; child processes
+are started and stopped with :mod:`support.processes`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +14,7 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
@@ -66,41 +63,12 @@ def prefect_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "prefect", *args]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _healthy(url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
             return bool(response.status == 200)
     except OSError:
         return False
-
-
-def start_process(
-    args: list[str], env: Mapping[str, str], log: IO[bytes], cwd: Path
-) -> subprocess.Popen[bytes]:
-    """A child in its own process group, so stopping it stops what it started."""
-    return subprocess.Popen(
-        args, cwd=cwd, env=dict(env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-
-
-def stop_process(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
-    """SIGTERM the child's process group, then SIGKILL it if it has not exited in time."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=timeout)
 
 
 def wait_until_healthy(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:

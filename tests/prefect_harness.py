@@ -16,14 +16,8 @@ import pytest
 from prefect.events.worker import EventsWorker
 from prefect.logging.handlers import APILogWorker
 from prefect.settings import PREFECT_API_URL, temporary_settings
-from prefect_api import (
-    PrefectServer,
-    free_port,
-    prefect_command,
-    start_process,
-    stop_process,
-    wait_until_healthy,
-)
+from prefect_api import PrefectServer, prefect_command, wait_until_healthy
+from support import free_port, start_process, stop_process
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ from enrich.errors import CompletionError
 from enrich.sim.config import SimConfig
 from enrich.sim.harness import ThreadedSimulator
 from enrich.sim.model import Generation, chunk_content, generate
+from enrich.sim.protocol import FAULT_ERRORS, ApiError, invalid, model_not_found
 from enrich.sim.server import NOMINAL_PROMPT_TOKENS_PER_SECOND, NOMINAL_TOKENS_PER_SECOND
 from enrich.tokens import count_prompt_tokens, count_text_tokens
 from enrich.usage import Usage
@@ -143,71 +144,45 @@ async def test_the_api_key_is_sent_as_a_bearer_token(monkeypatch: pytest.MonkeyP
 
 # What a case does to the simulator before the call.
 Setup = Callable[[ThreadedSimulator], object]
+TOO_LONG = 10_000_000
+CONTEXT = (
+    "Please reduce the length of the messages or completion. Current length is "
+    f"{count_prompt_tokens(MESSAGES) + TOO_LONG} while limit is {SimConfig().context_length}"
+)
+TPM = "Tokens per minute limit exceeded - too many tokens processed."
+# id -> (what is done to the simulator, request parameters, the error response it sends)
+ERROR_RESPONSES: dict[str, tuple[Setup | None, dict[str, Any], ApiError]] = {
+    "404": (None, {"model": "no-such-model"}, model_not_found("no-such-model")),
+    "400-schema": (
+        None,
+        {"max_completion_tokens": -5},
+        invalid("max_completion_tokens: must be an integer >= -1"),
+    ),
+    "400-context": (
+        None,
+        {"max_completion_tokens": TOO_LONG},
+        ApiError(400, CONTEXT, "invalid_request_error", "messages", "context_length_exceeded"),
+    ),
+    "429-queue": (lambda s: s.set_faults(fail_429=1.0), {}, FAULT_ERRORS["fail_429"]),
+    "500": (lambda s: s.set_faults(fail_500=1.0), {}, FAULT_ERRORS["fail_500"]),
+    "503": (lambda s: s.set_faults(fail_503=1.0), {}, FAULT_ERRORS["fail_503"]),
+    "429-quota": (
+        lambda s: s.set_limits(tpm=10),
+        {},
+        ApiError(429, TPM, "too_many_tokens_error", "quota", "token_quota_exceeded"),
+    ),
+}
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 @pytest.mark.parametrize(
-    ("setup", "params", "status", "code", "message"),
-    [
-        (
-            None,
-            {"model": "no-such-model"},
-            404,
-            "model_not_found",
-            "Model no-such-model does not exist or you do not have access to it.",
-        ),
-        (
-            None,
-            {"max_completion_tokens": -5},
-            400,
-            "wrong_api_format",
-            "max_completion_tokens: must be an integer >= -1",
-        ),
-        (
-            None,
-            {"max_completion_tokens": 10_000_000},
-            400,
-            "context_length_exceeded",
-            None,
-        ),
-        (
-            lambda s: s.set_faults(fail_429=1.0),
-            {},
-            429,
-            "queue_exceeded",
-            "We're experiencing high traffic right now! Please try again soon.",
-        ),
-        (
-            lambda s: s.set_faults(fail_500=1.0),
-            {},
-            500,
-            "internal_error",
-            "Internal server error.",
-        ),
-        (
-            lambda s: s.set_faults(fail_503=1.0),
-            {},
-            503,
-            "service_unavailable",
-            "The service is temporarily unavailable.",
-        ),
-        (
-            lambda s: s.set_limits(tpm=10),
-            {},
-            429,
-            "token_quota_exceeded",
-            "Tokens per minute limit exceeded - too many tokens processed.",
-        ),
-    ],
-    ids=["404", "400-schema", "400-context", "429-queue", "500", "503", "429-quota"],
+    ("setup", "params", "sent"), ERROR_RESPONSES.values(), ids=ERROR_RESPONSES.keys()
 )
 async def test_error_statuses_become_completion_errors_with_the_flat_body(
     sim: ThreadedSimulator,
     setup: Setup | None,
     params: dict[str, Any],
-    status: int,
-    code: str,
-    message: str | None,
+    sent: ApiError,
     stream: bool,
 ) -> None:
     if setup is not None:
@@ -218,10 +193,8 @@ async def test_error_statuses_become_completion_errors_with_the_flat_body(
         async with client_for(sim.base_url) as client:
             await client.complete(CompletionRequest(model, MESSAGES, body))
     error = raised.value
-    assert (error.status, error.code) == (status, code)
-    assert error.message.startswith(f"HTTP {status}: ")
-    if message is not None:
-        assert error.message == f"HTTP {status}: {message}"
+    assert (error.status, error.code) == (sent.status, sent.code)
+    assert error.message == f"HTTP {sent.status}: {sent.message}"
     assert all(name in error.headers for name in RATE_HEADERS)
     assert sim.stats.completed == 0
 

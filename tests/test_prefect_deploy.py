@@ -26,11 +26,9 @@ from prefect_api import (
     artifacts,
     child_runs,
     logs,
-    start_process,
-    stop_process,
     table,
 )
-from support import ROOT
+from support import ROOT, start_process, stop_process
 
 from enrich.output.reader import read_dataset
 from enrich.sim.process import SimProcess

@@ -6,8 +6,9 @@ Fixtures stay in ``conftest.py`` and are built from these. One module per concer
 * :mod:`support.simulators` -- a simulator with given settings, the SDK pointed at it.
 * :mod:`support.storage` -- a moto S3 server in a child process, and ``Location`` roots on the
   file, memory and s3 backends.
-* :mod:`support.waiting` -- polling until a condition holds (never sleeping a fixed time),
-  free ports, child-process readiness.
+* :mod:`support.processes` -- free ports, child processes in their own process group,
+  waiting for a server in one to answer.
+* :mod:`support.waiting` -- polling until a condition holds (never sleeping a fixed time).
 """
 
 from support.jobs import (
@@ -22,9 +23,10 @@ from support.jobs import (
     run_config,
     write_jsonl,
 )
+from support.processes import free_port, start_process, stop_process, wait_for_http
 from support.simulators import point_sdk_at, simulator
 from support.storage import AWS_ENV, AWS_UNSET, Location, MotoServer, make_location
-from support.waiting import eventually, free_port, until, wait_for_http
+from support.waiting import eventually, until
 
 __all__ = [
     "API_KEY",
@@ -45,6 +47,8 @@ __all__ = [
     "review_rows",
     "run_config",
     "simulator",
+    "start_process",
+    "stop_process",
     "until",
     "wait_for_http",
     "write_jsonl",

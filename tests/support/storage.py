@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from enrich.storage import Store
-from support.waiting import free_port, wait_for_http
+from support.processes import free_port, start_process, stop_process, wait_for_http
 
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -46,9 +46,7 @@ class MotoServer:
 
     def __enter__(self) -> MotoServer:
         command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
-        self._process = subprocess.Popen(
-            command, env=self._env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        self._process = start_process(command, self._env)
         try:
             wait_for_http(f"{self.endpoint_url}/moto-api/data.json", self._process)
         except RuntimeError:
@@ -59,12 +57,7 @@ class MotoServer:
     def __exit__(self, *exc: object) -> None:
         process, self._process = self._process, None
         if process is not None:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
 
     def client(self, service: str = "s3", **credentials: str) -> Any:
         import boto3

@@ -8,10 +8,7 @@ a hang; no test asserts on how long anything took.
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
 import time
-import urllib.request
 from collections.abc import Callable
 
 # Long enough for two busy cores and several test sessions sharing them.
@@ -36,27 +33,3 @@ def until(predicate: Callable[[], bool], within_s: float = DEADLINE_S, message: 
         if time.monotonic() > deadline:
             raise AssertionError(message or "the condition never held")
         time.sleep(0.01)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_http(url: str, process: subprocess.Popen[bytes], within_s: float = DEADLINE_S) -> None:
-    """Wait until ``url`` answers; fail if ``process`` (the server) exits or time runs out."""
-    deadline = time.monotonic() + within_s
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"the server exited ({process.returncode}) before {url} answered"
-                ) from None
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{url} did not answer within {within_s:.0f} s") from None
-            time.sleep(0.05)
