@@ -99,6 +99,28 @@ def _status_error(exc: APIStatusError) -> CompletionError:
     )
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what caused it, outermost first (cycles cut)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _caused_by_timeout(exc: BaseException) -> bool:
+    return any(isinstance(e, TimeoutError) for e in _causes(exc))
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The first cause below the SDK's and httpx's wrappers that says something."""
+    for e in _causes(exc)[1:]:
+        if str(e):
+            return e
+    return exc
+
+
 class CerebrasCompleter:
     """The :class:`~enrich.completer.Completer` that calls the API through one AsyncCerebras.
 
@@ -143,17 +165,24 @@ class CerebrasCompleter:
             body = orjson.loads(response.content)
         except APIStatusError as exc:
             raise _status_error(exc) from None
-        except APITimeoutError:
-            raise CompletionError(f"timed out after {self.timeout:g} s", code="timeout") from None
-        except APIConnectionError as exc:
-            raise CompletionError(
-                f"connection error: {exc.__cause__ or exc}", code="connection"
-            ) from None
+        except APIConnectionError as exc:  # APITimeoutError included
+            raise self._transport_error(exc) from None
         except orjson.JSONDecodeError as exc:
             raise CompletionError(
                 f"unparseable response body: {exc}", status=502, code="bad_body"
             ) from None
         return parse_completion(body, headers)
+
+    def _transport_error(self, exc: APIConnectionError) -> CompletionError:
+        """A timeout or a connection error, told apart by what really happened.
+
+        The aiohttp transport reports every connection failure (a dropped connection, a refused
+        connect) as ``httpx.ConnectTimeout``, which the SDK raises as APITimeoutError; only a
+        request that really ran out of time has a TimeoutError in its chain of causes.
+        """
+        if isinstance(exc, APITimeoutError) and _caused_by_timeout(exc):
+            return CompletionError(f"timed out after {self.timeout:g} s", code="timeout")
+        return CompletionError(f"connection error: {_root_cause(exc)}", code="connection")
 
     async def _complete_streaming(self, request: CompletionRequest) -> Completion:
         raw = await self._sdk.chat.completions.with_raw_response.create(
