@@ -306,12 +306,8 @@ async def test_a_hung_request_times_out(sim: ThreadedSimulator) -> None:
     assert sim.stats.faults == {"hang": 1}
 
 
-# httpx-aiohttp maps every aiohttp connection error (ServerDisconnectedError, a refused
-# connect) to httpx.ConnectTimeout, which the SDK raises as APITimeoutError: the client tells
-# them from a real timeout by the cause chain.
-
-
 async def test_a_dropped_connection_is_a_connection_error(sim: ThreadedSimulator) -> None:
+    """Not a timeout, though the aiohttp transport raises it as httpx.ConnectTimeout."""
     sim.set_faults(drop=1.0)
     error = await failure(sim.base_url)
     assert (error.status, error.code) == (None, "connection")
