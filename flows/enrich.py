@@ -35,8 +35,8 @@ from enrich.errors import EnrichError
 from enrich.job import Job
 from enrich.partitions import for_partition
 from enrich.planning import ChunkSpec
-from enrich.report import ChunkSummary, JobSummary
 from enrich.run import RunChunk, run_job
+from enrich.summary import ChunkSummary, JobSummary
 from enrich_tasks.chunks import enrich_chunk
 from enrich_tasks.monitoring import (
     ProgressArtifact,

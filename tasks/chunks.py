@@ -16,7 +16,7 @@ from prefect.logging import get_run_logger
 from enrich.engine import Engine
 from enrich.errors import StorageError
 from enrich.planning import ChunkSpec
-from enrich.report import ChunkSummary
+from enrich.summary import ChunkSummary
 
 
 def _storage_fault(task: object, task_run: object, state: object) -> bool:

@@ -38,11 +38,11 @@ from enrich.lease import (
 )
 from enrich.output.reader import output_status, read_dataset
 from enrich.output.records import NewerFormat
-from enrich.report import JobSummary
 from enrich.run import run_job
 from enrich.sim.config import SimConfig
 from enrich.sim.harness import ThreadedSimulator
 from enrich.storage import Store
+from enrich.summary import JobSummary
 
 
 @pytest.fixture(params=["file", "s3"])

@@ -9,8 +9,8 @@ import pytest
 from enrich.engine.fold import fold_results
 from enrich.engine.selection import select_requests
 from enrich.errors import CompletionError
-from enrich.report import ChunkSummary
 from enrich.results import Result
+from enrich.summary import ChunkSummary
 from enrich.usage import Usage
 
 

@@ -22,8 +22,8 @@ from enrich.errors import CompletionError
 from enrich.job import Job
 from enrich.output.reader import read_dataset
 from enrich.ratelimit import RateController
-from enrich.report import ChunkSummary, JobSummary
 from enrich.run import run_job
+from enrich.summary import ChunkSummary, JobSummary
 from enrich.tokens import count_prompt_tokens
 from enrich.usage import Usage
 

@@ -20,7 +20,7 @@ from enrich.output.records import (
     PlannedChunk,
     UnreadableRecord,
 )
-from enrich.report import ChunkSummary
+from enrich.summary import ChunkSummary
 
 WHERE = "s3://bucket/out/_record.json"
 

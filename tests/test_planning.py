@@ -8,7 +8,7 @@ import pytest
 
 from enrich.hashing import RequestHasher, job_fingerprint, request_hash
 from enrich.planning import estimate, plan_chunks
-from enrich.report import ChunkSummary, add_latency, merge, percentile
+from enrich.summary import ChunkSummary, add_latency, merge, percentile
 
 
 @dataclass(frozen=True)

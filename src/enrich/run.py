@@ -28,7 +28,7 @@ from enrich.output.committed import committed_chunk_ids, committed_manifest, is_
 from enrich.planning import ChunkSpec
 from enrich.ratelimit import RateController
 from enrich.reload import reload_on_sighup
-from enrich.report import ChunkSummary, JobSummary
+from enrich.summary import ChunkSummary, JobSummary
 
 RunChunk = Callable[[ChunkSpec, pa.Table], Awaitable[ChunkSummary]]
 

@@ -19,8 +19,8 @@ import yaml
 
 from enrich.config import load_job_config
 from enrich.job import Job
-from enrich.report import JobSummary
 from enrich.run import run_job
+from enrich.summary import JobSummary
 from support.storage import Location
 
 ROOT = Path(__file__).resolve().parents[2]

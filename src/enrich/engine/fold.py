@@ -20,8 +20,8 @@ import copy
 from collections.abc import Container, Mapping, Sequence
 
 from enrich.errors import CompletionError
-from enrich.report import ChunkSummary, add_latency
 from enrich.results import Result
+from enrich.summary import ChunkSummary, add_latency
 
 __all__ = ["fold_results"]
 

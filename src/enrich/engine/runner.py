@@ -35,8 +35,8 @@ from enrich.output.commit import commit_chunk
 from enrich.output.journal import ChunkJournal
 from enrich.planning import ChunkSpec
 from enrich.ratelimit import RateController
-from enrich.report import ChunkSummary
 from enrich.results import Result, encode, output_table
+from enrich.summary import ChunkSummary
 
 __all__ = ["Engine"]
 

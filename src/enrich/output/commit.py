@@ -19,9 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from enrich.output.layout import LAYOUT
 from enrich.output.records import ChunkRecord, Manifest
 from enrich.planning import ChunkSpec
-from enrich.report import ChunkSummary
 from enrich.results import OutputFormat
 from enrich.storage import Store
+from enrich.summary import ChunkSummary
 
 # Reading the chunk records at a commit is one small GET each: a few at once.
 _RECORD_READERS = 8

@@ -11,7 +11,7 @@ checked before it is trusted:
   :class:`UnreadableRecord`, a StorageError naming the file.
 
 The chunk record is what a chunk commit leaves on disk; it is built from the engine's
-run statistics (:class:`enrich.report.ChunkSummary`) but is its own type, so the statistics
+run statistics (:class:`enrich.summary.ChunkSummary`) but is its own type, so the statistics
 can change without changing what is stored.
 """
 
@@ -25,8 +25,8 @@ from typing import Any, Final, cast
 import orjson
 
 from enrich.errors import EnrichError, StorageError
-from enrich.report import ChunkSummary
 from enrich.results import OutputFormat
+from enrich.summary import ChunkSummary
 
 PLAN_FORMAT: Final = 1
 CHUNK_RECORD_FORMAT: Final = 1
