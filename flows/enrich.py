@@ -30,7 +30,7 @@ from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 
 from enrich.config import JobConfig, load_job_config
-from enrich.engine import Engine, ProgressObserver
+from enrich.engine import Engine, ProgressObserver, RunProgress
 from enrich.errors import EnrichError
 from enrich.job import Job
 from enrich.partitions import for_partition
@@ -108,13 +108,18 @@ async def api_key_from_secret_block(config: JobConfig) -> str | None:
     return str(secret.get())
 
 
-def _share_done(engine: Engine) -> float:
-    p = engine.progress
+def _share_done(runs: list[RunProgress]) -> float:
+    """The share of rows done in the run that ``runs`` observed (0 before it starts)."""
+    if not runs:
+        return 0.0
+    p = runs[0]
     return p.rows_done / p.rows_total if p.rows_total else 1.0
 
 
-def _log_progress(engine: Engine) -> None:
-    p = engine.progress
+def _log_progress(runs: list[RunProgress]) -> None:
+    if not runs:
+        return
+    p = runs[0]
     elapsed = time.perf_counter() - p.started
     get_run_logger().info(
         "%d/%d rows (%d failed), %d requests, %.1f rows/s, %d tokens in, %d out",
@@ -164,7 +169,22 @@ async def enrich_dataset(
     )
     key = artifact_key("enrich", cfg.name, partition or "")
     api_key = await api_key_from_secret_block(cfg)
-    progress: list[ProgressArtifact] = []
+    runs: list[RunProgress] = []  # the run's live counters, once it starts sending
+    # Made before the run, not by the monitor: a run that ends while the artifact is still
+    # being created would cancel the monitor before it could show 100 %.
+    shown = (
+        await ProgressArtifact.create(
+            f"{key}-progress", f"Rows enriched for {label}", lambda: _share_done(runs)
+        )
+        if pending
+        else None
+    )
+
+    def observe(progress: RunProgress) -> None:
+        runs.append(progress)
+        caller = _in_process.get().observer
+        if caller is not None:
+            caller(progress)
 
     def in_tasks(engine: Engine) -> RunChunk:
         async def run_chunk(chunk: ChunkSpec, table: pa.Table) -> ChunkSummary:
@@ -172,27 +192,24 @@ async def enrich_dataset(
             try:
                 return await named(engine, chunk, table)
             finally:
-                for p in progress:
-                    p.nudge()
+                if shown is not None:
+                    shown.nudge()
 
         return run_chunk
 
     async def monitor(engine: Engine) -> None:
-        shown = await ProgressArtifact.create(
-            f"{key}-progress", f"Rows enriched for {label}", lambda: _share_done(engine)
-        )
-        progress.append(shown)
-        try:
-            await shown.follow(PROGRESS_EVERY_S, PROGRESS_GAP_S, lambda: _log_progress(engine))
-        finally:
-            await shown.finish()
+        if shown is not None:
+            await shown.follow(PROGRESS_EVERY_S, PROGRESS_GAP_S, lambda: _log_progress(runs))
 
     # Tags go on the flow run only: a tagged task run asks the server for tag concurrency
     # slots before it starts, a round trip per chunk that a busy SQLite server answers late.
-    observer = _in_process.get().observer
-    summary = await run_job(
-        job, api_key=api_key, chunk_runner=in_tasks, monitor=monitor, observer=observer
-    )
+    try:
+        summary = await run_job(
+            job, api_key=api_key, chunk_runner=in_tasks, monitor=monitor, observer=observe
+        )
+    finally:
+        if shown is not None:
+            await shown.finish()
     logger.info(
         "%s: %s; %d ok, %d failed, %.1f rows/s, $%.4f",
         label,
