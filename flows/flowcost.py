@@ -33,7 +33,7 @@ import orjson
 
 from enrich.bench.measure import median
 from enrich.bench.workload import API_KEY, write_input, write_job
-from enrich.sim.process import SimProcess
+from enrich.sim.process import SimProcess, stop_process
 
 SERVER_START_TIMEOUT = 120.0
 RUN_TIMEOUT = 900.0  # one run; a hung flow run must not hang the benchmark
@@ -178,12 +178,7 @@ def main() -> None:
                 )
             _drain_prefect()
         finally:
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            stop_process(server, grace=20)
     result["server_startup_s"] = round(startup, 2)
     result["setup"] = {
         "rows": args.rows,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 DEFAULT_MODELS: tuple[str, ...] = (
     "gpt-oss-120b",
@@ -21,6 +22,22 @@ DEFAULT_MODELS: tuple[str, ...] = (
 
 LIMIT_FIELDS: tuple[str, ...] = ("rpm", "tpm", "rpd", "tpd")
 FAULT_FIELDS: tuple[str, ...] = ("fail_429", "fail_500", "fail_503", "hang", "drop", "error_body")
+
+_Settings = TypeVar("_Settings", "Limits", "Faults")
+
+
+def _replaced(
+    settings: _Settings, kind: str, names: tuple[str, ...], changes: Mapping[str, object]
+) -> _Settings:
+    """`settings` with `changes` applied, as the control routes change them while serving.
+
+    A name outside `names` is a `ValueError` (the routes answer it with a 400); values are
+    checked by the new object's `__post_init__`.
+    """
+    unknown = set(changes) - set(names)
+    if unknown:
+        raise ValueError(f"unknown {kind} field(s): {', '.join(sorted(unknown))}")
+    return dataclasses.replace(settings, **changes)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +57,7 @@ class Limits:
 
     def replace(self, changes: Mapping[str, object]) -> Limits:
         """A copy with `changes` applied; an unknown name is a `ValueError`."""
-        unknown = set(changes) - set(LIMIT_FIELDS)
-        if unknown:
-            raise ValueError(f"unknown limit field(s): {', '.join(sorted(unknown))}")
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+        return _replaced(self, "limit", LIMIT_FIELDS, changes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +102,7 @@ class Faults:
 
     def replace(self, changes: Mapping[str, object]) -> Faults:
         """A copy with `changes` applied; an unknown name is a `ValueError`."""
-        unknown = set(changes) - set(FAULT_FIELDS)
-        if unknown:
-            raise ValueError(f"unknown fault field(s): {', '.join(sorted(unknown))}")
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+        return _replaced(self, "fault", FAULT_FIELDS, changes)
 
 
 @dataclass(frozen=True, slots=True)

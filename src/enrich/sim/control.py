@@ -11,7 +11,8 @@ A body that names an unknown field or an invalid value gets 400 `{"detail": ...}
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
@@ -25,6 +26,20 @@ if TYPE_CHECKING:
 def add_control_routes(app: web.Application, sim: SimulatorApp) -> None:
     """Register the `/_sim` routes of `sim` on `app`."""
 
+    def settings_route(
+        apply: Callable[[Any], object], names: tuple[str, ...]
+    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """A route that applies a JSON body of changes and answers with every setting."""
+
+        async def post(request: web.Request) -> web.Response:
+            try:
+                settings = apply(orjson.loads(await request.read()))
+            except (ValueError, TypeError) as exc:
+                return sim.json_response(400, {"detail": str(exc)})
+            return sim.json_response(200, {name: getattr(settings, name) for name in names})
+
+        return post
+
     async def get_stats(request: web.Request) -> web.Response:
         return sim.json_response(200, sim.counters.snapshot().to_json())
 
@@ -32,21 +47,7 @@ def add_control_routes(app: web.Application, sim: SimulatorApp) -> None:
         sim.reset()
         return sim.json_response(200, {"ok": True})
 
-    async def post_limits(request: web.Request) -> web.Response:
-        try:
-            limits = sim.set_limits(orjson.loads(await request.read()))
-        except (ValueError, TypeError) as exc:
-            return sim.json_response(400, {"detail": str(exc)})
-        return sim.json_response(200, {name: getattr(limits, name) for name in LIMIT_FIELDS})
-
-    async def post_faults(request: web.Request) -> web.Response:
-        try:
-            faults = sim.set_faults(orjson.loads(await request.read()))
-        except (ValueError, TypeError) as exc:
-            return sim.json_response(400, {"detail": str(exc)})
-        return sim.json_response(200, {name: getattr(faults, name) for name in FAULT_FIELDS})
-
     app.router.add_get("/_sim/stats", get_stats)
     app.router.add_post("/_sim/reset", post_reset)
-    app.router.add_post("/_sim/limits", post_limits)
-    app.router.add_post("/_sim/faults", post_faults)
+    app.router.add_post("/_sim/limits", settings_route(sim.set_limits, LIMIT_FIELDS))
+    app.router.add_post("/_sim/faults", settings_route(sim.set_faults, FAULT_FIELDS))

@@ -13,12 +13,12 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
-from types import TracebackType
-from typing import TypeVar
+from typing import Self, TypeVar
 
 from aiohttp import web
 
 from enrich.sim.config import Faults, Limits, SimConfig
+from enrich.sim.handle import SimulatorHandle, running
 from enrich.sim.server import SimulatorApp
 from enrich.sim.stats import SimStats
 
@@ -61,7 +61,7 @@ class LoopSimulator:
             self._runner = None
 
 
-class ThreadedSimulator:
+class ThreadedSimulator(SimulatorHandle):
     """The simulator in a background thread; use as a context manager.
 
     `clock` (monotonic seconds, default `time.monotonic`) drives the quota buckets, so tests can
@@ -84,7 +84,7 @@ class ThreadedSimulator:
         self._ready = threading.Event()
         self._error: BaseException | None = None
 
-    def start(self) -> ThreadedSimulator:
+    def start(self) -> Self:
         """Start serving; returns once the port is open."""
         self._thread = threading.Thread(target=self._run, name="enrich-sim", daemon=True)
         self._thread.start()
@@ -101,29 +101,14 @@ class ThreadedSimulator:
             thread.join()
         self._thread = None
 
-    def __enter__(self) -> ThreadedSimulator:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     @property
     def simulator(self) -> SimulatorApp:
         """The live simulator (touch it only through `call`)."""
-        if self._runner is None:
-            raise RuntimeError("the simulator is not running")
-        return self._runner.simulator
+        return running(self._runner).simulator
 
     def call(self, fn: Callable[[SimulatorApp], T]) -> T:
         """Run `fn(simulator)` on the server's loop and return its result."""
-        loop = self._loop
-        if loop is None:
-            raise RuntimeError("the simulator is not running")
+        loop = running(self._loop)
         simulator = self.simulator
 
         async def run() -> T:

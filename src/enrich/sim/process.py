@@ -12,11 +12,11 @@ import os
 import subprocess
 import sys
 import urllib.request
-from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, Self
 
 import orjson
 
+from enrich.sim.handle import SimulatorHandle, running
 from enrich.sim.stats import SimStats
 
 
@@ -27,7 +27,17 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class SimProcess:
+def stop_process(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """Ask a child to exit (SIGTERM), give it ``grace`` seconds, then kill it; reaps it."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+class SimProcess(SimulatorHandle):
     """``enrich sim`` in a child process; a context manager that stops it on exit.
 
     ``args`` are ``enrich sim`` options (``--ttft 0.3``, ``--tpm 60000``...); ``stderr`` is
@@ -40,7 +50,7 @@ class SimProcess:
         self.base_url = ""
         self._proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> SimProcess:
+    def start(self) -> Self:
         proc = subprocess.Popen(
             [sys.executable, "-m", "enrich.sim", "--port", "0", *self.args],
             stdout=subprocess.PIPE,
@@ -59,29 +69,11 @@ class SimProcess:
     def stop(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-    def __enter__(self) -> SimProcess:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+            stop_process(proc, grace=10)
 
     @property
     def pid(self) -> int:
-        if self._proc is None:
-            raise RuntimeError("the simulator is not running")
-        return self._proc.pid
+        return running(self._proc).pid
 
     def cpu_seconds(self) -> float:
         """CPU seconds the simulator process has used so far."""
