@@ -31,13 +31,11 @@ from prefect.runtime import flow_run
 from enrich.config import JobConfig, load_job_config
 from enrich.partitions import date_range, pending
 from enrich_flows.enrich import api_key_from_secret_block, job_name
+from enrich_flows.partition_report import report_partitions
 from enrich_tasks.monitoring import (
     ProgressArtifact,
     artifact_key,
-    failed_partitions,
     partition_row,
-    partitions_markdown,
-    publish_report,
     read_table_artifact,
     run_tags,
     tag_current_run,
@@ -156,17 +154,10 @@ async def enrich_backfill(
         await asyncio.gather(follower, return_exceptions=True)
         await progress.finish()
 
-    rows.sort(key=lambda r: str(r["partition"]))
-    failed = failed_partitions(rows)
+    def note(failed: list[str]) -> str:
+        if not failed:
+            return ""
+        return f"Failed: {', '.join(failed)}. Run the backfill again to retry them."
+
     title = f"Backfill: {cfg.name} from {start} to {end}"
-    note = f"Failed: {', '.join(failed)}. Run the backfill again to retry them." if failed else ""
-    await publish_report(
-        key,
-        rows,
-        partitions_markdown(title, rows, note),
-        title,
-        secrets=secrets,
-    )
-    if failed:
-        raise RuntimeError(f"{cfg.name}: partitions failed: {', '.join(failed)}")
-    return rows
+    return await report_partitions(cfg.name, key, title, rows, note, secrets)

@@ -24,12 +24,10 @@ from prefect.runtime import flow_run
 from enrich.config import load_job_config
 from enrich.partitions import logical_date, parse_date, pending
 from enrich_flows.enrich import api_key_from_secret_block, enrich_dataset, job_name
+from enrich_flows.partition_report import report_partitions
 from enrich_tasks.monitoring import (
     artifact_key,
-    failed_partitions,
     partition_row,
-    partitions_markdown,
-    publish_report,
     run_tags,
     tag_current_run,
 )
@@ -103,17 +101,7 @@ async def enrich_incremental(
             rows.append(
                 partition_row(partition, state.name or "Failed", flow_run=name, message=message)
             )
-    rows.sort(key=lambda r: str(r["partition"]))
-    failed = failed_partitions(rows)
     title = f"Incremental enrichment: {cfg.name} through {through}"
     note = "Nothing to do: every partition is committed." if not todo else ""
-    await publish_report(
-        artifact_key("incremental", cfg.name),
-        rows,
-        partitions_markdown(title, rows, note),
-        title,
-        secrets=secrets,
-    )
-    if failed:
-        raise RuntimeError(f"{cfg.name}: partitions failed: {', '.join(failed)}")
-    return rows
+    key = artifact_key("incremental", cfg.name)
+    return await report_partitions(cfg.name, key, title, rows, lambda _: note, secrets)
