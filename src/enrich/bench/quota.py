@@ -6,15 +6,17 @@
   headers (as Cerebras does not), and the job is configured with twice as much; share of the
   real quota and the share of 429s after the first seconds.
 
-Each side runs on a fresh account (the simulator is reset: counters zeroed, buckets full) and is
-cut off after the window; the figures are the simulator's own counters (see
-:mod:`enrich.bench.measure`).
+Both run the same way (:func:`_run_sides`): each side on a fresh account (the simulator is
+reset: counters zeroed, buckets full), cut off after the window; the figures are the
+simulator's own counters (see :mod:`enrich.bench.measure`). They differ in the quota, in the
+rate that measures its share, and in how the 429s are counted.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,152 +27,199 @@ from enrich.bench.workload import bare_messages, write_input, write_job
 from enrich.sim.process import SimProcess
 
 
+@dataclass(frozen=True)
+class QuotaSide:
+    """One side on a fresh account: its own summary, the simulator's counters over the whole
+    run (``requests``, ``throttled``), and the ``window`` after the burst."""
+
+    run: SideRun
+    requests: int
+    throttled: int
+    window: Window
+
+    def figures(self, share: float, **rates: float) -> dict[str, Any]:
+        """The side's figures: its share of the quota, the scenario's ``rates``, the counts."""
+        w = self.window
+        return {
+            "share_of_quota": round(share, 4),
+            **rates,
+            "window_s": [round(w.start, 2), round(w.end, 2)],
+            "throttled_in_window": w.throttled,
+            "throttled_total": self.throttled,
+            "requests_total": self.requests,
+            "side": self.run.to_json(),
+        }
+
+
 async def _windowed(
-    sim: SimProcess,
-    run: Callable[[float], Any],
-    warmup: float,
-    span: float,
-) -> tuple[SideRun, dict[str, Any], Window]:
+    sim: SimProcess, run: Callable[[float], Any], warmup: float, span: float
+) -> QuotaSide:
     """Run one side on a fresh account for ``warmup + span`` s; its window after ``warmup``."""
     await asyncio.to_thread(sim.reset)
     async with Sampler(sim.stats, interval=0.5) as sampler:
         side: SideRun = await run(warmup + span + 0.5)
-    w = window(sampler.samples, warmup, warmup + span)
     last = sampler.samples[-1]
-    totals = {"requests": last.requests, "ok": last.ok, "throttled": last.throttled}
-    return side, totals, w
+    return QuotaSide(
+        side, last.requests, last.throttled, window(sampler.samples, warmup, warmup + span)
+    )
 
 
-async def _both_sides(
-    sim: SimProcess,
-    job: Path,
-    messages: list[list[dict[str, str]]],
-    conc: int,
+async def _run_sides(
+    sizes: Sizes,
+    work: Path,
+    rows: int,
+    enforced: tuple[str, int],
     warmup: float,
     span: float,
-) -> AsyncIterator[tuple[str, SideRun, dict[str, Any], Window]]:
-    """The pipeline, then the bare loop, each windowed on a fresh account."""
-    sides: dict[str, Callable[[float], Any]] = {
-        "pipeline": lambda t: run_pipeline(job, stop_after=t),
-        "bare": lambda t: run_bare(
-            sim.base_url, messages, concurrency=conc, retry_throttled=True, stop_after=t
-        ),
-    }
-    for name, run in sides.items():
-        side, totals, w = await _windowed(sim, run, warmup, span)
-        yield name, side, totals, w
-
-
-async def quota_known(sizes: Sizes, work: Path, log: Log) -> Outcome:
-    tpm, conc = sizes.known_tpm, sizes.concurrency
-    warmup, span = sizes.known_warmup_s, sizes.known_window_s
-    # Rows to outlast the run: about 45 tokens a request; the burst plus the window, and more.
-    rows = int(tpm / 40 * (1 + (warmup + span) / 60) * 1.5)
-    source = write_input(work / "b" / "input.jsonl", rows)
+    done: Callable[[str, QuotaSide], None],
+    *,
+    requests_per_minute: int | None = None,
+    tokens_per_minute: int | None = None,
+) -> dict[str, QuotaSide]:
+    """The pipeline, then the bare loop, on a simulator enforcing ``enforced`` (an ``enrich
+    sim`` option and its value); the job is configured with the given quota. ``done`` is
+    called after each side, with its name."""
+    source = write_input(work / "input.jsonl", rows)
     messages = bare_messages(rows)
-    quota_per_s = tpm / 60
-    figures: dict[str, Any] = {}
-    shares: dict[str, float] = {}
-    throttled: dict[str, int] = {}
-    with SimProcess("--ttft", str(sizes.latency_s), "--tpm", str(tpm)) as sim:
+    conc = sizes.concurrency
+    option, limit = enforced
+    sides: dict[str, QuotaSide] = {}
+    with SimProcess("--ttft", str(sizes.latency_s), option, str(limit)) as sim:
         job = write_job(
-            work / "b" / "pipeline",
+            work / "pipeline",
             input_path=source,
             base_url=sim.base_url,
             concurrency=conc,
-            tokens_per_minute=tpm,
+            requests_per_minute=requests_per_minute,
+            tokens_per_minute=tokens_per_minute,
         )
-        async for name, side, totals, w in _both_sides(sim, job, messages, conc, warmup, span):
-            shares[name] = w.tokens_per_s / quota_per_s
-            throttled[name] = totals["throttled"]
-            figures[name] = {
-                "share_of_quota": round(shares[name], 4),
-                "tokens_per_s_in_window": round(w.tokens_per_s, 2),
-                "window_s": [round(w.start, 2), round(w.end, 2)],
-                "throttled_total": totals["throttled"],
-                "throttled_in_window": w.throttled,
-                "requests_total": totals["requests"],
-                "side": side.to_json(),
-            }
-            log(f"b {name}: {pct(shares[name])} of the quota, {totals['throttled']} 429s")
-    met = shares["pipeline"] >= 0.95 and throttled["pipeline"] == 0
+        runs: dict[str, Callable[[float], Any]] = {
+            "pipeline": lambda t: run_pipeline(job, stop_after=t),
+            "bare": lambda t: run_bare(
+                sim.base_url, messages, concurrency=conc, retry_throttled=True, stop_after=t
+            ),
+        }
+        for name, run in runs.items():
+            sides[name] = await _windowed(sim, run, warmup, span)
+            done(name, sides[name])
+    return sides
+
+
+def _setup(sizes: Sizes, warmup: float, span: float, **quota: Any) -> dict[str, Any]:
+    """A quota scenario's setup: its ``quota`` settings, then what both scenarios share."""
+    return {
+        **quota,
+        "latency_s": sizes.latency_s,
+        "concurrency": sizes.concurrency,
+        "window_after_s": warmup,
+        "window_s": span,
+    }
+
+
+def _outcome(
+    key: str,
+    title: str,
+    setup: dict[str, Any],
+    figures: dict[str, Any],
+    said: Mapping[str, str],
+    *,
+    measure: str,
+    reference: str,
+    target: str,
+    met: bool,
+) -> Outcome:
+    """A quota scenario's outcome: its table cells are what ``said`` says of each side (its
+    share of the quota, then its 429s), the pipeline's again as what it reached."""
     return Outcome(
-        key="b",
-        title="quota-bound, known",
-        setup={
-            "simulator_tpm": tpm,
-            "configured_tpm": tpm,
-            "latency_s": sizes.latency_s,
-            "concurrency": conc,
-            "window_after_s": warmup,
-            "window_s": span,
-        },
+        key=key,
+        title=title,
+        setup=setup,
         figures=figures,
-        measure="share of TPM, 429s",
-        pipeline=f"{pct(shares['pipeline'])}, {throttled['pipeline']}",
-        baseline=f"{pct(shares['bare'])}, {throttled['bare']}",
-        reference=f"{tpm} TPM",
-        target=">= 95 %, 0 429s",
-        reached=f"{pct(shares['pipeline'])}, {throttled['pipeline']} 429s",
+        measure=measure,
+        pipeline=said["pipeline"],
+        baseline=said["bare"],
+        reference=reference,
+        target=target,
+        reached=f"{said['pipeline']} 429s",
         met=met,
     )
 
 
+async def quota_known(sizes: Sizes, work: Path, log: Log) -> Outcome:
+    tpm = sizes.known_tpm
+    warmup, span = sizes.known_warmup_s, sizes.known_window_s
+    # Rows to outlast the run: about 45 tokens a request; the burst plus the window, and more.
+    rows = int(tpm / 40 * (1 + (warmup + span) / 60) * 1.5)
+
+    def share(side: QuotaSide) -> float:
+        return side.window.tokens_per_s / (tpm / 60)
+
+    def done(name: str, side: QuotaSide) -> None:
+        log(f"b {name}: {pct(share(side))} of the quota, {side.throttled} 429s")
+
+    sides = await _run_sides(
+        sizes, work / "b", rows, ("--tpm", tpm), warmup, span, done, tokens_per_minute=tpm
+    )
+    said = {name: f"{pct(share(side))}, {side.throttled}" for name, side in sides.items()}
+    pipeline = sides["pipeline"]
+    return _outcome(
+        "b",
+        "quota-bound, known",
+        _setup(sizes, warmup, span, simulator_tpm=tpm, configured_tpm=tpm),
+        {
+            name: side.figures(
+                share(side), tokens_per_s_in_window=round(side.window.tokens_per_s, 2)
+            )
+            for name, side in sides.items()
+        },
+        said,
+        measure="share of TPM, 429s",
+        reference=f"{tpm} TPM",
+        target=">= 95 %, 0 429s",
+        met=share(pipeline) >= 0.95 and pipeline.throttled == 0,
+    )
+
+
 async def quota_unknown(sizes: Sizes, work: Path, log: Log) -> Outcome:
-    rpm, conc = sizes.unknown_rpm, sizes.concurrency
+    rpm = sizes.unknown_rpm
     warmup, span = sizes.unknown_warmup_s, sizes.unknown_window_s
     rows = int(rpm * (1 + (warmup + span) / 60) * 1.5)
-    source = write_input(work / "c" / "input.jsonl", rows)
-    messages = bare_messages(rows)
-    quota_per_s = rpm / 60
-    figures: dict[str, Any] = {}
-    shares: dict[str, float] = {}
-    throttled_share: dict[str, float] = {}
-    with SimProcess("--ttft", str(sizes.latency_s), "--rpm", str(rpm)) as sim:
-        job = write_job(
-            work / "c" / "pipeline",
-            input_path=source,
-            base_url=sim.base_url,
-            concurrency=conc,
-            requests_per_minute=2 * rpm,
+
+    def share(side: QuotaSide) -> float:
+        return side.window.ok_per_s / (rpm / 60)
+
+    def done(name: str, side: QuotaSide) -> None:
+        log(
+            f"c {name}: {pct(share(side))} of the real quota, "
+            f"{pct(side.window.throttled_share)} 429s after {warmup:g} s"
         )
-        async for name, side, totals, w in _both_sides(sim, job, messages, conc, warmup, span):
-            shares[name] = w.ok_per_s / quota_per_s
-            throttled_share[name] = w.throttled_share
-            figures[name] = {
-                "share_of_quota": round(shares[name], 4),
-                "throttled_share_after_warmup": round(w.throttled_share, 4),
-                "ok_per_s_in_window": round(w.ok_per_s, 3),
-                "window_s": [round(w.start, 2), round(w.end, 2)],
-                "throttled_in_window": w.throttled,
-                "requests_in_window": w.requests,
-                "throttled_total": totals["throttled"],
-                "requests_total": totals["requests"],
-                "side": side.to_json(),
-            }
-            log(
-                f"c {name}: {pct(shares[name])} of the real quota, "
-                f"{pct(throttled_share[name])} 429s after {warmup:g} s"
+
+    sides = await _run_sides(
+        sizes, work / "c", rows, ("--rpm", rpm), warmup, span, done, requests_per_minute=2 * rpm
+    )
+    said = {
+        name: f"{pct(share(side))}, {pct(side.window.throttled_share)}"
+        for name, side in sides.items()
+    }
+    pipeline = sides["pipeline"]
+    return _outcome(
+        "c",
+        "quota-bound, unknown",
+        _setup(
+            sizes, warmup, span, simulator_rpm=rpm, configured_rpm=2 * rpm, rpm_in_headers=False
+        ),
+        {
+            name: side.figures(
+                share(side),
+                throttled_share_after_warmup=round(side.window.throttled_share, 4),
+                ok_per_s_in_window=round(side.window.ok_per_s, 3),
+                requests_in_window=side.window.requests,
             )
-    p_share, p_throttled = shares["pipeline"], throttled_share["pipeline"]
-    return Outcome(
-        key="c",
-        title="quota-bound, unknown",
-        setup={
-            "simulator_rpm": rpm,
-            "configured_rpm": 2 * rpm,
-            "rpm_in_headers": False,
-            "latency_s": sizes.latency_s,
-            "concurrency": conc,
-            "window_after_s": warmup,
-            "window_s": span,
+            for name, side in sides.items()
         },
-        figures=figures,
+        said,
         measure="share of real RPM, 429 share after 10 s",
-        pipeline=f"{pct(p_share)}, {pct(p_throttled)}",
-        baseline=f"{pct(shares['bare'])}, {pct(throttled_share['bare'])}",
         reference=f"{rpm} RPM (configured {2 * rpm})",
         target=">= 85 %, <= 2 % 429s",
-        reached=f"{pct(p_share)}, {pct(p_throttled)} 429s",
-        met=p_share >= 0.85 and p_throttled <= 0.02,
+        met=share(pipeline) >= 0.85 and pipeline.window.throttled_share <= 0.02,
     )
