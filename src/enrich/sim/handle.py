@@ -1,4 +1,4 @@
-"""What a simulator started by the program that uses it is: a URL, `start()`, `stop()`, `with`.
+"""A simulator that the program using it starts and stops: its URL, `start()`, `stop()`, `with`.
 
 Two kinds exist: `ThreadedSimulator` serves from a thread of this process (tests, scripts) and
 `SimProcess` from a child process (benchmarks, so that its CPU is not charged to the client
