@@ -77,3 +77,9 @@ def s3(moto_server: MotoServer) -> Location:
 def location(request: pytest.FixtureRequest, tmp_path: Path) -> Location:
     """A fresh root on each backend in turn: file://, memory:// and s3:// (moto)."""
     return make_location(str(request.param), request, tmp_path)
+
+
+@pytest.fixture(params=["file", "s3"])
+def place(request: pytest.FixtureRequest, tmp_path: Path) -> Location:
+    """A fresh root on local disk, then on S3 (moto): the two backends of a real deployment."""
+    return make_location(str(request.param), request, tmp_path)

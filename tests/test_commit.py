@@ -19,13 +19,25 @@ from typing import Any
 
 import orjson
 import pytest
-from support import API_KEY, JobFactory, Location, eventually, make_location, review_rows
+from support import (
+    API_KEY,
+    DEADLINE_S,
+    JobFactory,
+    Location,
+    eventually,
+    job_on,
+    job_reading,
+    jsonl_bytes,
+    prepare_job,
+    review_rows,
+    run_config,
+    simulator,
+    until,
+)
 from typer.testing import CliRunner
 
 from enrich.cli import app
-from enrich.config import load_job_config
 from enrich.errors import StorageError
-from enrich.job import Job
 from enrich.lease import (
     LEASE,
     Lease,
@@ -39,40 +51,24 @@ from enrich.lease import (
 from enrich.output.reader import output_status, read_dataset
 from enrich.output.records import NewerFormat
 from enrich.run import run_job
-from enrich.sim.config import SimConfig
 from enrich.sim.harness import ThreadedSimulator
 from enrich.storage import Store
 from enrich.summary import JobSummary
 
-
-@pytest.fixture(params=["file", "s3"])
-def place(request: pytest.FixtureRequest, tmp_path: Path) -> Location:
-    return make_location(str(request.param), request, tmp_path)
+# Small chunks, a few in flight: a run takes long enough for readers and rivals to see it.
+CHUNKS = {"rows_per_chunk": 10, "max_concurrency": 8, "chunks_in_flight": 2}
+NEW_PROMPT = ["prompt.template=Stars {rating}: {text}"]
 
 
 @pytest.fixture
 def slow_sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[ThreadedSimulator]:
-    with ThreadedSimulator(SimConfig(ttft=0.02, tokens_per_second=800)) as server:
-        monkeypatch.setenv("CEREBRAS_BASE_URL", server.base_url)
-        monkeypatch.setenv("CEREBRAS_API_KEY", API_KEY)
+    with simulator(monkeypatch, ttft=0.02, tokens_per_second=800) as server:
         yield server
 
 
-def job_config(make_job: JobFactory, place: Location, rows: int, **sections: Any) -> Path:
-    options = place.storage_options
-    source = place.put(
-        "in/reviews.jsonl", b"".join(orjson.dumps(r) + b"\n" for r in review_rows(rows))
-    )
-    return make_job(
-        input={"path": source, "storage_options": options},
-        output={"path": place.url("out"), "storage_options": options},
-        execution={"rows_per_chunk": 10, "max_concurrency": 8, "chunks_in_flight": 2},
-        **sections,
-    )
-
-
-def prepare(config: Path, *overrides: str) -> Job:
-    return Job.prepare(load_job_config(config, list(overrides)), where=str(config))
+def job_config(make_job: JobFactory, place: Location, rows: int) -> Path:
+    """A job of ``rows`` reviews in small chunks, all of it under ``place``."""
+    return job_on(place, make_job, review_rows(rows), execution=CHUNKS)
 
 
 class Reader:
@@ -95,12 +91,10 @@ class Reader:
                 self.seen.append(frozenset(table.column("request_hash").to_pylist()))
             time.sleep(0.005)
 
-    def until(self, value: frozenset[str], timeout: float = 30) -> None:
+    def wait_to_see(self, value: frozenset[str]) -> None:
         """Wait until a read sees ``value`` (the run has returned; its commit is visible)."""
-        deadline = time.monotonic() + timeout
-        while not self.seen or self.seen[-1] != value:
-            assert time.monotonic() < deadline, "the committed dataset never became visible"
-            time.sleep(0.01)
+        seen = self.seen
+        until(lambda: bool(seen) and seen[-1] == value, message="the commit never became visible")
 
     def __enter__(self) -> Reader:
         self._thread.start()
@@ -117,24 +111,31 @@ def committed_hashes(place: Location) -> frozenset[str]:
     return frozenset(table.column("request_hash").to_pylist())
 
 
+def rerun_sends_nothing(config: Path, sim: ThreadedSimulator) -> None:
+    """Run a committed job again: it finds its dataset committed and sends no request."""
+    sim.reset()
+    summary = run_config(config).summary
+    assert summary.complete and summary.message == "already committed; nothing to do"
+    assert sim.stats.requests == 0
+
+
 def test_a_reader_never_sees_a_partial_dataset(
     place: Location, slow_sim: ThreadedSimulator, make_job: JobFactory
 ) -> None:
     config = job_config(make_job, place, 60)
     with Reader(place) as reader:
-        assert asyncio.run(run_job(prepare(config))).complete
+        assert run_config(config).summary.complete
         final = committed_hashes(place)
-        reader.until(final)
+        reader.wait_to_see(final)
     assert len(final) == 60
     assert set(reader.seen) == {None, final}  # nothing, then everything
     assert reader.seen[0] is None and reader.seen[-1] == final
 
     # A new prompt on the same output: the old dataset stays whole until the new one replaces it.
     with Reader(place) as reader:
-        job = prepare(config, "prompt.template=Stars {rating}: {text}")
-        assert asyncio.run(run_job(job)).complete
+        assert run_config(config, NEW_PROMPT).summary.complete
         new = committed_hashes(place)
-        reader.until(new)
+        reader.wait_to_see(new)
     assert len(new) == 60 and not new & final
     assert set(reader.seen) == {final, new}
     assert reader.seen[0] == final and reader.seen[-1] == new
@@ -144,7 +145,7 @@ def test_a_second_run_is_refused_while_the_first_runs(
     place: Location, slow_sim: ThreadedSimulator, make_job: JobFactory
 ) -> None:
     config = job_config(make_job, place, 80)
-    first, second = prepare(config), prepare(config)
+    first, second = prepare_job(config), prepare_job(config)
 
     async def both() -> tuple[JobSummary, BaseException | None]:
         running = asyncio.ensure_future(run_job(first))
@@ -194,15 +195,12 @@ def test_a_finished_job_rerun_reads_only(
     place: Location, sim: ThreadedSimulator, make_job: JobFactory
 ) -> None:
     config = job_config(make_job, place, 20)
-    assert asyncio.run(run_job(prepare(config))).complete
+    assert run_config(config).summary.complete
     store = place.store("out")
     before = {k: store.read_bytes(k) for k in store.keys("")}
-    sim.reset()
     # Even with another run's lease in place: a finished job takes no lease and writes nothing.
     Lease(store, job="other", ttl_s=60).acquire()
-    summary = asyncio.run(run_job(prepare(config)))
-    assert summary.complete and summary.message == "already committed; nothing to do"
-    assert sim.stats.requests == 0
+    rerun_sends_nothing(config, sim)
     after = {k: store.read_bytes(k) for k in store.keys("") if k != LEASE}
     assert after == before
 
@@ -211,23 +209,15 @@ def test_new_input_files_are_committed_on_rerun(
     location: Location, sim: ThreadedSimulator, make_job: JobFactory
 ) -> None:
     """Same fingerprint, more input: the committed dataset is not "already committed"."""
-    options = location.storage_options
     rows = review_rows(30)
-
-    def put(name: str, part: list[dict[str, Any]]) -> None:
-        location.put(f"in/{name}.jsonl", b"".join(orjson.dumps(r) + b"\n" for r in part))
-
-    put("a", rows[:20])
-    config = make_job(
-        input={"path": location.url("in/*.jsonl"), "storage_options": options},
-        output={"path": location.url("out"), "storage_options": options},
-    )
-    assert asyncio.run(run_job(prepare(config))).complete
-    put("b", rows[20:])
+    location.put("in/a.jsonl", jsonl_bytes(rows[:20]))
+    config = job_reading(location, make_job, location.url("in/*.jsonl"))
+    assert run_config(config).summary.complete
+    location.put("in/b.jsonl", jsonl_bytes(rows[20:]))
     sim.reset()
-    assert asyncio.run(run_job(prepare(config))).complete
+    assert run_config(config).summary.complete
     assert sim.stats.requests == 10
-    assert read_dataset(location.url("out"), options).num_rows == 30
+    assert read_dataset(location.url("out"), location.storage_options).num_rows == 30
 
 
 def test_an_output_written_before_format_versions_reads_as_version_1(
@@ -235,7 +225,7 @@ def test_an_output_written_before_format_versions_reads_as_version_1(
 ) -> None:
     """Records without ``format_version`` (every output written so far) keep their meaning."""
     config = job_config(make_job, place, 20)
-    assert asyncio.run(run_job(prepare(config))).complete
+    assert run_config(config).summary.complete
     store = place.store("out")
     records = [k for k in store.keys("") if k.endswith(".json") and k != LEASE]
     assert {"_manifest.json", "_plan.json", "_chunks"} <= {k.split("/")[0] for k in records}
@@ -246,10 +236,7 @@ def test_an_output_written_before_format_versions_reads_as_version_1(
     status = output_status(place.url("out"), place.storage_options)
     assert status.complete and status.manifest_rows == 20 and status.committed_chunks == 2
     assert read_dataset(place.url("out"), place.storage_options).num_rows == 20
-    sim.reset()
-    summary = asyncio.run(run_job(prepare(config)))
-    assert summary.complete and summary.message == "already committed; nothing to do"
-    assert sim.stats.requests == 0
+    rerun_sends_nothing(config, sim)
 
 
 def test_an_output_from_a_newer_version_is_left_alone(
@@ -257,7 +244,7 @@ def test_an_output_from_a_newer_version_is_left_alone(
 ) -> None:
     place = Location("file", f"file://{tmp_path}/store", {})
     config = job_config(make_job, place, 5)
-    assert asyncio.run(run_job(prepare(config))).complete
+    assert run_config(config).summary.complete
     store = place.store("out")
     manifest = {**orjson.loads(store.read_bytes("_manifest.json")), "format_version": 2}
     store.write_bytes("_manifest.json", orjson.dumps(manifest))
@@ -267,7 +254,7 @@ def test_an_output_from_a_newer_version_is_left_alone(
         "(format 2, this one reads up to 1); upgrade"
     )
     with pytest.raises(NewerFormat) as raised:
-        asyncio.run(run_job(prepare(config, "prompt.template=Stars {rating}: {text}")))
+        run_config(config, NEW_PROMPT)
     assert str(raised.value) == line
     for command in (["run", str(config), "--direct"], ["status", place.url("out")]):
         result = CliRunner().invoke(app, command)
@@ -283,7 +270,7 @@ def test_status_of_an_s3_output_from_the_command_line(
 ) -> None:
     endpoint = s3.storage_options["endpoint_url"]
     config = job_config(make_job, s3, 25)
-    job = prepare(config)
+    job = prepare_job(config)
     job.write_plan()
     holder = Lease(job.store, job="reviews", ttl_s=60)
     holder.acquire()
@@ -363,7 +350,8 @@ def test_lease_life_cycle(location: Location) -> None:
     with pytest.raises(LeaseLost, match="another run took over the run lease"):
         first.renew()
     first.release()  # not ours any more: left alone
-    assert read_lease(store) is not None
+    held = read_lease(store)
+    assert held is not None and (held.owner, held.pid, held.job) == (second.owner, 2, "j")
     running.discard(2)  # second's process dies: a third takes over at once
     third = lease(store, clock, 3, running.__contains__)
     third.acquire()
@@ -377,7 +365,9 @@ def test_an_unreadable_lease_is_void(location: Location) -> None:
     store.write_bytes(LEASE, b"{not json")
     taker = Lease(store, job="j")
     taker.acquire()
-    assert taker.taken_over is None and read_lease(store) is not None
+    held = read_lease(store)
+    assert taker.taken_over is None
+    assert held is not None and (held.owner, held.job) == (taker.owner, "j")
     taker.release()
 
 
@@ -388,9 +378,9 @@ def test_losing_the_lease_stops_the_run(location: Location) -> None:
         async with hold_lease(store, job="j", renew_s=0.02):
             rival = record(owner="rival", host="elsewhere", expires_at=time.time() + 60)
             await asyncio.to_thread(store.write_bytes, LEASE, rival.to_bytes())
-            await asyncio.sleep(30)  # cancelled at the next heartbeat
+            await asyncio.Event().wait()  # cancelled at the next heartbeat
 
     with pytest.raises(LeaseLost, match="another run took over the run lease"):
-        asyncio.run(asyncio.wait_for(body(), 10))
+        asyncio.run(asyncio.wait_for(body(), DEADLINE_S))  # bounds a hang only
     current = read_lease(store)
     assert current is not None and current.owner == "rival"  # the rival's lease is left alone

@@ -4,38 +4,40 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
-import orjson
 import pyarrow as pa
 import pytest
-from support import JobFactory, Location, eventually, review_rows, write_jsonl
+from support import (
+    JobFactory,
+    Location,
+    eventually,
+    job_on,
+    prepare_job,
+    review_rows,
+    run_config,
+    simulator,
+    write_jsonl,
+)
 
-from enrich.config import load_job_config
 from enrich.errors import QuotaExhausted
 from enrich.job import Job
 from enrich.output.journal import ChunkJournal
 from enrich.output.layout import LAYOUT
 from enrich.output.reader import output_status, read_dataset
 from enrich.run import run_job
-from enrich.sim.config import Limits, SimConfig
+from enrich.sim.config import Limits
 from enrich.sim.harness import ThreadedSimulator
 
 
-def run(config: Path, *overrides: str) -> tuple[Job, object]:
-    job = Job.prepare(load_job_config(config, list(overrides)), where=str(config))
-    return job, asyncio.run(run_job(job))
-
-
-def on(location: Location, make_job: JobFactory, rows: list[dict[str, Any]], **kw: Any) -> Path:
-    """A job whose input, output and checkpoints are all under ``location``."""
-    options = location.storage_options
-    source = location.put("in/reviews.jsonl", b"".join(orjson.dumps(r) + b"\n" for r in rows))
-    return make_job(
-        input={"path": source, "storage_options": options},
-        output={"path": location.url("out"), "storage_options": options},
-        **kw,
-    )
+def journaled(job: Job) -> set[str]:
+    """The request hashes whose results the job's chunks journaled (paid for, not committed)."""
+    known: set[str] = set()
+    for chunk in job.chunks:
+        journal = ChunkJournal(
+            job.store, chunk, "parquet", completion_column="completion", interval_s=1, max_rows=1
+        )
+        known |= set(journal.load())
+    return known
 
 
 def test_every_row_once_and_tokens_match_the_simulator(
@@ -44,9 +46,9 @@ def test_every_row_once_and_tokens_match_the_simulator(
     """Input, output and checkpoints all on one backend: file://, memory:// and s3://."""
     rows = review_rows(40, duplicates=4)
     options = location.storage_options
-    config = on(location, make_job, rows)
-    job, summary = run(config)
-    assert summary.complete  # type: ignore[attr-defined]
+    config = job_on(location, make_job, rows)
+    job, summary = run_config(config)
+    assert summary.complete
     table = read_dataset(job.store.url, options)
     assert table.num_rows == 40
     assert sorted(table.column("row_id").to_pylist()) == sorted(r["review_id"] for r in rows)
@@ -69,11 +71,11 @@ def test_every_row_once_and_tokens_match_the_simulator(
 def test_rerun_of_a_finished_job_sends_nothing(
     sim: ThreadedSimulator, make_job: JobFactory, location: Location
 ) -> None:
-    config = on(location, make_job, review_rows(15))
-    run(config)
+    config = job_on(location, make_job, review_rows(15))
+    run_config(config)
     before = sim.stats.requests
-    _, summary = run(config)
-    assert summary.complete  # type: ignore[attr-defined]
+    _, summary = run_config(config)
+    assert summary.complete
     assert sim.stats.requests == before
 
 
@@ -83,12 +85,12 @@ def test_prompt_change_resends_only_changed_requests(
     rows = review_rows(20)
     for i, row in enumerate(rows):
         row["note"] = "" if i % 2 else " (verified buyer)"
-    config = on(location, make_job, rows, prompt={"system": "Classify.", "template": "{text}"})
-    run(config)
+    config = job_on(location, make_job, rows, prompt={"system": "Classify.", "template": "{text}"})
+    run_config(config)
     assert sim.stats.requests == 20
     sim.reset()
-    job, summary = run(config, "prompt.template={text}{note}")
-    assert summary.complete  # type: ignore[attr-defined]
+    job, summary = run_config(config, ["prompt.template={text}{note}"])
+    assert summary.complete
     assert sim.stats.requests == 10  # only rows whose rendered request changed
     assert read_dataset(job.store.url, location.storage_options).num_rows == 20
 
@@ -96,14 +98,12 @@ def test_prompt_change_resends_only_changed_requests(
 def test_interrupted_run_resumes_without_asking_again(
     make_job: JobFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with ThreadedSimulator(SimConfig(ttft=0.02, tokens_per_second=400)) as slow:
-        monkeypatch.setenv("CEREBRAS_BASE_URL", slow.base_url)
-        monkeypatch.setenv("CEREBRAS_API_KEY", "k")
+    with simulator(monkeypatch, ttft=0.02, tokens_per_second=400) as slow:
         config = make_job(
             review_rows(60),
             execution={"rows_per_chunk": 30, "max_concurrency": 4, "chunks_in_flight": 1},
         )
-        job = Job.prepare(load_job_config(config), where=str(config))
+        job = prepare_job(config)
 
         async def interrupted() -> None:
             task = asyncio.ensure_future(run_job(job))
@@ -113,23 +113,12 @@ def test_interrupted_run_resumes_without_asking_again(
 
         asyncio.run(interrupted())
         first = slow.stats.requests
-        known: set[str] = set()
-        for chunk in job.chunks:
-            known |= set(
-                ChunkJournal(
-                    job.store,
-                    chunk,
-                    "parquet",
-                    completion_column="completion",
-                    interval_s=1,
-                    max_rows=1,
-                ).load()
-            )
+        known = journaled(job)
         assert job.store.keys(LAYOUT.journal), "results were journaled before the interruption"
         assert 0 < len(known) < 60
         slow.reset()
-        _, summary = run(config)
-        assert summary.complete  # type: ignore[attr-defined]
+        _, summary = run_config(config)
+        assert summary.complete
         assert slow.stats.requests == 60 - len(known)
         assert first + slow.stats.requests <= 60 + 4  # at most the requests in flight, twice
 
@@ -140,26 +129,24 @@ def test_permanent_errors_are_rows_transient_ones_are_retried_on_rerun(
     rows = review_rows(10)
     config = make_job(rows)
     sim.set_faults(fail_503=1.0)
-    job, summary = run(config)
-    assert not summary.complete  # type: ignore[attr-defined]
-    assert summary.pending == 10  # type: ignore[attr-defined]
+    job, summary = run_config(config)
+    assert not summary.complete
+    assert summary.pending == 10
     assert not job.store.exists("_SUCCESS")
     sim.set_faults(fail_503=0.0)
-    _, summary = run(config)
-    assert summary.complete  # type: ignore[attr-defined]
+    _, summary = run_config(config)
+    assert summary.complete
     assert read_dataset(job.store.url).num_rows == 10
 
 
 def test_context_overflow_is_an_error_row_not_a_missing_row(
     make_job: JobFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with ThreadedSimulator(SimConfig(context_length=120)) as small:
-        monkeypatch.setenv("CEREBRAS_BASE_URL", small.base_url)
-        monkeypatch.setenv("CEREBRAS_API_KEY", "k")
+    with simulator(monkeypatch, context_length=120) as small:
         rows = review_rows(6)
         rows[2]["text"] = "very long " * 80
-        job, summary = run(make_job(rows))
-        assert summary.complete  # type: ignore[attr-defined]
+        job, summary = run_config(make_job(rows))
+        assert summary.complete
         table = read_dataset(job.store.url)
         statuses = dict(
             zip(table.column("row_id").to_pylist(), table.column("status").to_pylist(), strict=True)
@@ -170,10 +157,10 @@ def test_context_overflow_is_an_error_row_not_a_missing_row(
 
 
 def test_jsonl_output(sim: ThreadedSimulator, make_job: JobFactory, tmp_path: Path) -> None:
-    job, summary = run(
+    job, summary = run_config(
         make_job(review_rows(9), output={"path": str(tmp_path / "o"), "format": "jsonl"})
     )
-    assert summary.complete  # type: ignore[attr-defined]
+    assert summary.complete
     assert read_dataset(job.store.url).num_rows == 9
 
 
@@ -185,8 +172,8 @@ def test_input_glob_of_many_files(
             tmp_path / "many" / f"p{part}.jsonl",
             [{**r, "review_id": f"{part}-{r['review_id']}"} for r in review_rows(5)],
         )
-    job, summary = run(make_job(input_path=str(tmp_path / "many" / "*.jsonl")))
-    assert summary.complete  # type: ignore[attr-defined]
+    job, summary = run_config(make_job(input_path=str(tmp_path / "many" / "*.jsonl")))
+    assert summary.complete
     assert read_dataset(job.store.url).num_rows == 15
 
 
@@ -196,12 +183,12 @@ def test_a_fixed_input_file_resends_only_the_rows_that_changed(
     rows = review_rows(20)
     source = write_jsonl(tmp_path / "in" / "reviews.jsonl", rows)
     config = make_job(input_path=str(source))
-    run(config)
+    run_config(config)
     sim.reset()
     rows[5]["text"] = "Corrected: the product did well after all."
     write_jsonl(source, rows)  # a new version of the same file
-    job, summary = run(config)
-    assert summary.complete  # type: ignore[attr-defined]
+    job, summary = run_config(config)
+    assert summary.complete
     assert sim.stats.requests == 1
     table = read_dataset(job.store.url)
     assert table.num_rows == 20
@@ -214,25 +201,13 @@ def test_a_fixed_input_file_resends_only_the_rows_that_changed(
 def test_a_spent_daily_quota_stops_the_run_and_keeps_every_paid_result(
     make_job: JobFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with ThreadedSimulator(SimConfig(ttft=0.02, limits=Limits(rpd=25))) as limited:
-        monkeypatch.setenv("CEREBRAS_BASE_URL", limited.base_url)
-        monkeypatch.setenv("CEREBRAS_API_KEY", "k")
+    with simulator(monkeypatch, ttft=0.02, limits=Limits(rpd=25)) as limited:
         execution = {"rows_per_chunk": 10, "chunks_in_flight": 3, "max_concurrency": 8}
         config = make_job(review_rows(60), execution=execution)
-        job = Job.prepare(load_job_config(config), where=str(config))
+        job = prepare_job(config)
         with pytest.raises(QuotaExhausted, match="resets in"):
             asyncio.run(run_job(job))
-        known: set[str] = set()
-        for chunk in job.chunks:
-            journal = ChunkJournal(
-                job.store,
-                chunk,
-                "parquet",
-                completion_column="completion",
-                interval_s=1,
-                max_rows=1,
-            )
-            known |= set(journal.load())
+        known = journaled(job)
         # Every request the server answered (and charged) left a result behind.
         assert len(known) == limited.stats.by_status[200] == 25
         assert not job.store.exists("_SUCCESS")

@@ -15,7 +15,9 @@ from support.jobs import (
     API_KEY,
     ROOT,
     JobFactory,
+    Ran,
     job_on,
+    job_reading,
     job_writer,
     jsonl_bytes,
     prepare_job,
@@ -26,19 +28,22 @@ from support.jobs import (
 from support.processes import free_port, start_process, stop_process, wait_for_http
 from support.simulators import point_sdk_at, simulator
 from support.storage import AWS_ENV, AWS_UNSET, Location, MotoServer, make_location
-from support.waiting import eventually, until
+from support.waiting import DEADLINE_S, eventually, until
 
 __all__ = [
     "API_KEY",
     "AWS_ENV",
     "AWS_UNSET",
+    "DEADLINE_S",
     "ROOT",
     "JobFactory",
     "Location",
     "MotoServer",
+    "Ran",
     "eventually",
     "free_port",
     "job_on",
+    "job_reading",
     "job_writer",
     "jsonl_bytes",
     "make_location",

@@ -3,8 +3,9 @@
 ``job_writer(tmp_path)`` is the body of the ``make_job`` fixture: it writes a small, valid job
 config (reviews in, a classification prompt, a fast retry policy) and returns its path; keyword
 sections are merged over the defaults. ``job_on`` puts the input and the output of such a job
-on one storage location. ``run_config`` prepares and runs a config the way ``enrich run
---direct`` does.
+on one storage location (``job_reading`` when the input is already there). ``run_config``
+prepares and runs a config the way ``enrich run --direct`` does and returns the job with its
+summary.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import yaml
@@ -96,12 +97,9 @@ def job_writer(tmp_path: Path) -> JobFactory:
     return make
 
 
-def job_on(
-    location: Location, make_job: JobFactory, rows: list[dict[str, Any]], **sections: Any
-) -> Path:
-    """A job whose input, output and checkpoints are all under ``location``."""
+def job_reading(location: Location, make_job: JobFactory, source: str, **sections: Any) -> Path:
+    """A job that reads ``source`` and writes its output and checkpoints under ``location``."""
     options = location.storage_options
-    source = location.put("in/reviews.jsonl", jsonl_bytes(rows))
     return make_job(
         input={"path": source, "storage_options": options},
         output={"path": location.url("out"), "storage_options": options},
@@ -109,11 +107,29 @@ def job_on(
     )
 
 
+def job_on(
+    location: Location, make_job: JobFactory, rows: list[dict[str, Any]], **sections: Any
+) -> Path:
+    """A job whose input (``rows`` as JSONL), output and checkpoints are all under ``location``."""
+    source = location.put("in/reviews.jsonl", jsonl_bytes(rows))
+    return job_reading(location, make_job, source, **sections)
+
+
 def prepare_job(config: Path, overrides: Sequence[str] | Mapping[str, Any] = ()) -> Job:
     """The job ``enrich run CONFIG`` would run, with ``KEY.PATH=VALUE`` overrides."""
     return Job.prepare(load_job_config(config, overrides), where=str(config))
 
 
-def run_config(config: Path, overrides: Sequence[str] | Mapping[str, Any] = ()) -> JobSummary:
-    """Prepare and run ``config`` to the end, without Prefect."""
-    return asyncio.run(run_job(prepare_job(config, overrides)))
+class Ran(NamedTuple):
+    """A job run to its end, and the summary the run returned."""
+
+    job: Job
+    summary: JobSummary
+
+
+def run_config(
+    config: Path, overrides: Sequence[str] | Mapping[str, Any] = (), **options: Any
+) -> Ran:
+    """Prepare and run ``config`` without Prefect; ``options`` go to ``run_job``."""
+    job = prepare_job(config, overrides)
+    return Ran(job, asyncio.run(run_job(job, **options)))
