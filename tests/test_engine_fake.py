@@ -13,16 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from support import JobFactory, eventually, review_rows
+from support import JobFactory, eventually, prepare_job, review_rows, run_config
 
 from enrich.completer import Completion, CompletionRequest, FakeCompleter, Handler
-from enrich.config import load_job_config
 from enrich.engine import Engine, RunProgress
 from enrich.errors import CompletionError
 from enrich.job import Job
 from enrich.output.reader import read_dataset
 from enrich.ratelimit import RateController
-from enrich.run import run_job
 from enrich.summary import ChunkSummary, JobSummary
 from enrich.tokens import count_prompt_tokens
 from enrich.usage import Usage
@@ -45,9 +43,9 @@ def answer(request: CompletionRequest) -> Completion:
 
 
 def run(config: Path, handler: Handler, **kw: Any) -> tuple[Job, JobSummary, FakeCompleter]:
-    job = Job.prepare(load_job_config(config), where=str(config))
+    """Run ``config`` with a FakeCompleter answering by ``handler``."""
     completer = FakeCompleter(handler)
-    summary = asyncio.run(run_job(job, completer=completer, **kw))
+    job, summary = run_config(config, completer=completer, **kw)
     return job, summary, completer
 
 
@@ -145,7 +143,7 @@ def test_chunks_in_flight_share_one_request(make_job: JobFactory) -> None:
     rows = review_rows(14)
     rows[7] = {**rows[0], "review_id": "r-late"}  # the second chunk's first row repeats row 0
     config = make_job(rows, execution={"dedupe_window": 0})  # no recent window: only in flight
-    job = Job.prepare(load_job_config(config), where=str(config))
+    job = prepare_job(config)
     release = asyncio.Event()
 
     async def slow_first(request: CompletionRequest) -> Completion:

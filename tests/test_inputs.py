@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from support import jsonl_bytes
 
 from enrich import storage
 from enrich.config import InputSpec
@@ -29,10 +29,6 @@ from enrich.inputs.jsonl import JsonlReader
 from enrich.inputs.parquet import ParquetReader
 
 ROWS = [{"id": f"r-{i:03d}", "n": i, "text": f"row {i}", "score": i / 2} for i in range(23)]
-
-
-def jsonl_bytes(rows: list[dict[str, Any]]) -> bytes:
-    return b"".join(orjson.dumps(r) + b"\n" for r in rows)
 
 
 def write(path: Path, data: bytes) -> Path:

@@ -6,7 +6,6 @@ one that checks signatures against its own IAM users).
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 import uuid
@@ -15,18 +14,22 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
-import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from support import JobFactory, Location, MotoServer, review_rows
+from support import (
+    JobFactory,
+    Location,
+    MotoServer,
+    job_reading,
+    jsonl_bytes,
+    review_rows,
+    run_config,
+)
 
-from enrich.config import load_job_config
 from enrich.errors import EnrichError, InputError, StorageError
 from enrich.inputs.jsonl import SAMPLE_ROWS
-from enrich.job import Job
 from enrich.output.reader import output_status, read_dataset
-from enrich.run import run_job
 from enrich.sim.harness import ThreadedSimulator
 from enrich.storage import Store, Versioned, list_inputs, redact_secrets
 from enrich.storage.cas import (
@@ -174,17 +177,8 @@ def test_redact_secrets(text: str, options: dict[str, Any], expected: str | None
 # -- bad input: a clear error naming the object, nothing sent, nothing written -------------------
 
 
-def run(config: Path) -> Any:
-    job = Job.prepare(load_job_config(config), where=str(config))
-    return asyncio.run(run_job(job))
-
-
 def written(location: Location) -> list[str]:
     return location.store("out").keys("")
-
-
-def jsonl(rows: list[dict[str, Any]]) -> bytes:
-    return b"".join(orjson.dumps(r) + b"\n" for r in rows)
 
 
 def parquet(
@@ -197,23 +191,11 @@ def parquet(
 
 
 def job_at(make_job: JobFactory, location: Location, source: str) -> Path:
-    options = location.storage_options
-    return make_job(
-        input={"path": source, "storage_options": options},
-        output={"path": location.url("out"), "storage_options": options},
-        execution={"rows_per_chunk": 400},
-    )
-
-
-@pytest.fixture(params=["file", "s3"])
-def place(request: pytest.FixtureRequest, tmp_path: Path) -> Location:
-    from support import make_location
-
-    return make_location(str(request.param), request, tmp_path)
+    return job_reading(location, make_job, source, execution={"rows_per_chunk": 400})
 
 
 def not_ascii(rows: list[dict[str, Any]], line: int) -> bytes:
-    lines = jsonl(rows).splitlines(keepends=True)
+    lines = jsonl_bytes(rows).splitlines(keepends=True)
     lines[line - 1] = lines[line - 1].replace(b"Review", b"R\xff\xfeview")
     return b"".join(lines)
 
@@ -257,14 +239,14 @@ def test_bad_input_fails_before_anything_is_sent_and_resumes_once_fixed(
     source = place.put(key, make(rows))
     config = job_at(make_job, place, source)
     with pytest.raises(error, match=message) as raised:
-        run(config)
+        run_config(config)
     assert "\n" not in str(raised.value)
     assert source.split("://")[-1] in str(raised.value)  # names the object
     assert sim.stats.requests == 0
     assert written(place) == []
-    fixed = parquet(rows) if key.endswith(".parquet") else jsonl(rows)
+    fixed = parquet(rows) if key.endswith(".parquet") else jsonl_bytes(rows)
     place.put(key, fixed)
-    assert run(config).complete
+    assert run_config(config).summary.complete
     assert read_dataset(place.url("out"), place.storage_options).num_rows == len(rows)
 
 
@@ -280,14 +262,14 @@ def test_corrupt_row_group_mid_run_commits_nothing_partial(
     source = place.put("in/reviews.parquet", bad)
     config = job_at(make_job, place, source)
     with pytest.raises(InputError, match=r"in/reviews\.parquet: row group 2 unreadable"):
-        run(config)
+        run_config(config)
     url, options = place.url("out"), place.storage_options
     status = output_status(url, options)
     assert not status.complete and status.committed_rows < 60 and status.lease is None
     with pytest.raises(StorageError, match="no committed dataset"):
         read_dataset(url, options)
     place.put("in/reviews.parquet", good)
-    assert run(config).complete
+    assert run_config(config).summary.complete
     table = read_dataset(url, options)
     assert sorted(table.column("row_id").to_pylist()) == sorted(r["review_id"] for r in rows)
 
@@ -299,12 +281,12 @@ def test_missing_bucket_for_input_and_output(
     missing = "s3://no-such-bucket-for-enrich"
     config = make_job(input={"path": f"{missing}/in/reviews.jsonl", "storage_options": options})
     with pytest.raises(StorageError) as raised:
-        run(config)
+        run_config(config)
     assert str(raised.value) == (
         f"{missing}/in/reviews.jsonl: not found (The specified bucket does not exist)"
     )
 
-    source = s3.put("in/reviews.jsonl", jsonl(review_rows(12)))
+    source = s3.put("in/reviews.jsonl", jsonl_bytes(review_rows(12)))
     config = make_job(
         input={"path": source, "storage_options": options},
         output={"path": f"{missing}/out", "storage_options": options},
@@ -312,10 +294,10 @@ def test_missing_bucket_for_input_and_output(
     with pytest.raises(
         StorageError, match=rf"^{missing}/out/\S+: not found \(The specified bucket"
     ):
-        run(config)
+        run_config(config)
     assert sim.stats.requests == 0
     moto_server.client().create_bucket(Bucket=missing.removeprefix("s3://"))
-    assert run(config).complete
+    assert run_config(config).summary.complete
     assert read_dataset(f"{missing}/out", options).num_rows == 12
 
 
@@ -358,7 +340,7 @@ def test_denied_credentials_fail_before_spending_and_resume_once_fixed(
     valid = {**base, **good}
     denied = {**base, "key": "AKIAUNKNOWNKEY000000", "secret": SECRET}
     prefix = f"s3://strict-bucket/{side}-{tmp_path.name}"
-    source = Location("s3", prefix, valid).put("in/reviews.jsonl", jsonl(review_rows(10)))
+    source = Location("s3", prefix, valid).put("in/reviews.jsonl", jsonl_bytes(review_rows(10)))
     output = f"{prefix}/out"
 
     def config(options: dict[str, str]) -> Path:
@@ -370,7 +352,7 @@ def test_denied_credentials_fail_before_spending_and_resume_once_fixed(
 
     caplog.set_level(logging.DEBUG)
     with pytest.raises(StorageError) as raised:
-        run(config(denied))
+        run_config(config(denied))
     message = str(raised.value)
     assert message.startswith(source if side == "input" else output)
     # A GET names the reason ("The AWS Access Key Id you provided does not exist in our
@@ -381,7 +363,7 @@ def test_denied_credentials_fail_before_spending_and_resume_once_fixed(
     assert sim.stats.requests == 0
     assert Store(output, valid).keys("") == []
 
-    assert run(config(valid)).complete
+    assert run_config(config(valid)).summary.complete
     assert read_dataset(output, valid).num_rows == 10
     objects = Store(prefix, valid)
     for key in objects.keys(""):
