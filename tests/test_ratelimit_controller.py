@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from support import eventually
 
 from enrich.errors import QuotaExhausted
 from enrich.ratelimit import Permit, RateController
@@ -112,7 +113,8 @@ async def test_in_flight_cap_blocks_until_a_release() -> None:
     await settle()
     assert not third.done()
     ctl.release(first, used_tokens=1)
-    await asyncio.wait_for(third, 1)
+    await eventually(third.done, message="the release admitted no waiter")
+    await third
     assert ctl.stats.in_flight == 2
 
 
@@ -238,47 +240,72 @@ async def test_daily_bucket_raises_instead_of_waiting_for_hours() -> None:
     assert exc.value.resets_in == pytest.approx(43_200)  # no reset known: the refill estimate
 
 
-async def test_daily_headers_say_when_the_quota_resets() -> None:
-    ctl = controller(FakeClock(), requests_per_minute=100)
-    permit = await ctl.acquire(1)
-    headers = {
-        "x-ratelimit-limit-requests-day": "14400",
-        "x-ratelimit-remaining-requests-day": "0",
-        "x-ratelimit-reset-requests-day": "3600",
-    }
-    ctl.release(permit, used_tokens=1, headers=headers)
+@pytest.mark.parametrize(
+    ("limits", "tokens", "release", "which", "resets_in"),
+    [
+        (  # a success whose headers say the day's requests are spent
+            {"requests_per_minute": 100},
+            1,
+            {
+                "used_tokens": 1,
+                "headers": {
+                    "x-ratelimit-limit-requests-day": "14400",
+                    "x-ratelimit-remaining-requests-day": "0",
+                    "x-ratelimit-reset-requests-day": "3600",
+                },
+            },
+            "requests",
+            3600,
+        ),
+        (  # a 429 on the day's requests: it says nothing about the minute's
+            {"requests_per_minute": 100},
+            1,
+            {
+                "used_tokens": None,
+                "status": 429,
+                "code": "request_quota_exceeded",
+                "headers": {
+                    "x-ratelimit-remaining-requests-day": "0",
+                    "x-ratelimit-reset-requests-day": "500",
+                },
+            },
+            "requests",
+            500,
+        ),
+        (  # a 429 on the day's tokens while the minute's are plenty
+            {"tokens_per_minute": 100_000},
+            1000,
+            {
+                "used_tokens": None,
+                "status": 429,
+                "code": "token_quota_exceeded",
+                "headers": {
+                    "x-ratelimit-limit-tokens-minute": "100000",
+                    "x-ratelimit-remaining-tokens-minute": "95000",
+                    "x-ratelimit-reset-requests-day": "7200",
+                },
+            },
+            "tokens",
+            7200,
+        ),
+    ],
+)
+async def test_a_spent_daily_quota_raises_with_its_reset_and_keeps_the_minute_limits(
+    limits: dict[str, float],
+    tokens: int,
+    release: dict[str, Any],
+    which: str,
+    resets_in: float,
+) -> None:
+    ctl = controller(FakeClock(), **limits)
+    minute_limits = (ctl.stats.effective_rpm, ctl.stats.effective_tpm)
+    permit = await ctl.acquire(tokens)
+    ctl.release(permit, **release)
+    assert (ctl.stats.effective_rpm, ctl.stats.effective_tpm) == minute_limits
     with pytest.raises(QuotaExhausted) as exc:
-        await ctl.acquire(1)
-    assert exc.value.which == "requests"
-    assert exc.value.resets_in == pytest.approx(3600)
-
-
-async def test_daily_429_raises_without_lowering_the_minute_limit() -> None:
-    ctl = controller(FakeClock(), requests_per_minute=100)
-    permit = await ctl.acquire(1)
-    headers = {"x-ratelimit-remaining-requests-day": "0", "x-ratelimit-reset-requests-day": "500"}
-    ctl.release(
-        permit, used_tokens=None, status=429, code="request_quota_exceeded", headers=headers
-    )
-    assert ctl.stats.effective_rpm == 100
-    with pytest.raises(QuotaExhausted) as exc:
-        await ctl.acquire(1)
-    assert exc.value.resets_in == pytest.approx(500)
-
-
-async def test_daily_token_429_raises() -> None:
-    ctl = controller(FakeClock(), tokens_per_minute=100_000)
-    permit = await ctl.acquire(1000)
-    headers = {
-        "x-ratelimit-limit-tokens-minute": "100000",
-        "x-ratelimit-remaining-tokens-minute": "95000",
-        "x-ratelimit-reset-requests-day": "7200",
-    }
-    ctl.release(permit, used_tokens=None, status=429, code="token_quota_exceeded", headers=headers)
-    with pytest.raises(QuotaExhausted) as exc:
-        await ctl.acquire(1000)
-    assert exc.value.which == "tokens"
-    assert exc.value.resets_in == pytest.approx(7200)
+        await ctl.acquire(tokens)
+    assert exc.value.which == which
+    assert exc.value.resets_in == pytest.approx(resets_in)
 
 
 @pytest.mark.parametrize(("retry_after", "raises"), [(119.0, False), (121.0, True)])
@@ -313,7 +340,8 @@ async def test_update_limits_raises_the_in_flight_cap() -> None:
     await settle()
     assert not waiter.done()
     ctl.update_limits(max_in_flight=2)
-    await asyncio.wait_for(waiter, 1)
+    await eventually(waiter.done, message="the raised cap admitted no waiter")
+    await waiter
 
 
 async def test_update_limits_can_remove_and_keep_limits() -> None:
