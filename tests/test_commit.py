@@ -111,6 +111,13 @@ def committed_hashes(place: Location) -> frozenset[str]:
     return frozenset(table.column("request_hash").to_pylist())
 
 
+def committed_job(make_job: JobFactory, place: Location, rows: int) -> tuple[Path, Store]:
+    """A job of ``rows`` reviews run to its commit: its config, and its output's store."""
+    config = job_config(make_job, place, rows)
+    assert run_config(config).summary.complete
+    return config, place.store("out")
+
+
 def rerun_sends_nothing(config: Path, sim: ThreadedSimulator) -> None:
     """Run a committed job again: it finds its dataset committed and sends no request."""
     sim.reset()
@@ -194,9 +201,7 @@ def test_enrich_run_exits_nonzero_while_another_run_holds_the_lease(
 def test_a_finished_job_rerun_reads_only(
     place: Location, sim: ThreadedSimulator, make_job: JobFactory
 ) -> None:
-    config = job_config(make_job, place, 20)
-    assert run_config(config).summary.complete
-    store = place.store("out")
+    config, store = committed_job(make_job, place, 20)
     before = {k: store.read_bytes(k) for k in store.keys("")}
     # Even with another run's lease in place: a finished job takes no lease and writes nothing.
     Lease(store, job="other", ttl_s=60).acquire()
@@ -224,9 +229,7 @@ def test_an_output_written_before_format_versions_reads_as_version_1(
     place: Location, sim: ThreadedSimulator, make_job: JobFactory
 ) -> None:
     """Records without ``format_version`` (every output written so far) keep their meaning."""
-    config = job_config(make_job, place, 20)
-    assert run_config(config).summary.complete
-    store = place.store("out")
+    config, store = committed_job(make_job, place, 20)
     records = [k for k in store.keys("") if k.endswith(".json") and k != LEASE]
     assert {"_manifest.json", "_plan.json", "_chunks"} <= {k.split("/")[0] for k in records}
     for key in records:
@@ -243,9 +246,7 @@ def test_an_output_from_a_newer_version_is_left_alone(
     sim: ThreadedSimulator, make_job: JobFactory, tmp_path: Path
 ) -> None:
     place = Location("file", f"file://{tmp_path}/store", {})
-    config = job_config(make_job, place, 5)
-    assert run_config(config).summary.complete
-    store = place.store("out")
+    config, store = committed_job(make_job, place, 5)
     manifest = {**orjson.loads(store.read_bytes("_manifest.json")), "format_version": 2}
     store.write_bytes("_manifest.json", orjson.dumps(manifest))
     before = {k: store.read_bytes(k) for k in store.keys("")}

@@ -27,8 +27,11 @@ WHERE = "s3://bucket/out/_record.json"
 # -- keys -------------------------------------------------------------------------------------
 
 
+Kind = PartKey | JournalKey | str | None  # a str is a chunk record's chunk id
+
+
 @pytest.mark.parametrize(
-    ("key", "parsed"),
+    ("key", "kind"),
     [
         ("parts/s1/s1-c1.parquet", PartKey("s1", "s1-c1", "parquet")),
         ("parts/s1/s1-c1.jsonl", PartKey("s1", "s1-c1", "jsonl")),
@@ -36,37 +39,13 @@ WHERE = "s3://bucket/out/_record.json"
         ("parts/s1/s1-c1", None),
         ("parts/s1-c1.parquet", None),  # no slot
         ("parts/s1/x/s1-c1.parquet", None),
-        ("_chunks/s1-c1.json", None),
         ("partsx/s1/s1-c1.parquet", None),
-    ],
-)
-def test_part_keys(key: str, parsed: PartKey | None) -> None:
-    assert LAYOUT.parse_part(key) == parsed
-    if parsed is not None:
-        assert LAYOUT.part(parsed.slot_id, parsed.chunk_id, parsed.fmt) == key
-        assert key.startswith(LAYOUT.slot_parts(parsed.slot_id) + "/")
-
-
-@pytest.mark.parametrize(
-    ("key", "chunk_id"),
-    [
+        ("parts/s1/s1-c1.json", None),
         ("_chunks/s1-c1.json", "s1-c1"),
         ("_chunks/.json", None),
         ("_chunks/s1-c1.txt", None),
         ("_chunks/a/s1-c1.json", None),
-        ("parts/s1/s1-c1.json", None),
         ("_chunks", None),
-    ],
-)
-def test_chunk_record_keys(key: str, chunk_id: str | None) -> None:
-    assert LAYOUT.parse_chunk_record(key) == chunk_id
-    if chunk_id is not None:
-        assert LAYOUT.chunk_record(chunk_id) == key
-
-
-@pytest.mark.parametrize(
-    ("key", "parsed"),
-    [
         ("_journal/s1/s1-c1-0123456789ab.arrow", JournalKey("s1", "s1-c1", "0123456789ab")),
         ("_journal/s1/c1-n.arrow", JournalKey("s1", "c1", "n")),
         ("_journal/s1/c1.arrow", None),  # no nonce
@@ -75,11 +54,26 @@ def test_chunk_record_keys(key: str, chunk_id: str | None) -> None:
         ("parts/s1/c1-n.arrow", None),
     ],
 )
-def test_journal_keys(key: str, parsed: JournalKey | None) -> None:
-    assert LAYOUT.parse_journal_entry(key) == parsed
-    if parsed is not None:
-        assert LAYOUT.journal_entry(parsed.slot_id, parsed.chunk_id, parsed.nonce) == key
-        assert key.startswith(LAYOUT.slot_journal(parsed.slot_id) + "/")
+def test_a_key_parses_as_one_kind_at_most_and_builds_back(key: str, kind: Kind) -> None:
+    """Each parser takes its own keys only; what it parses, its builder writes back."""
+    parsed = (
+        LAYOUT.parse_part(key),
+        LAYOUT.parse_chunk_record(key),
+        LAYOUT.parse_journal_entry(key),
+    )
+    assert parsed == (
+        kind if isinstance(kind, PartKey) else None,
+        kind if isinstance(kind, str) else None,
+        kind if isinstance(kind, JournalKey) else None,
+    )
+    if isinstance(kind, PartKey):
+        assert LAYOUT.part(kind.slot_id, kind.chunk_id, kind.fmt) == key
+        assert key.startswith(LAYOUT.slot_parts(kind.slot_id) + "/")
+    elif isinstance(kind, str):
+        assert LAYOUT.chunk_record(kind) == key
+    elif isinstance(kind, JournalKey):
+        assert LAYOUT.journal_entry(kind.slot_id, kind.chunk_id, kind.nonce) == key
+        assert key.startswith(LAYOUT.slot_journal(kind.slot_id) + "/")
 
 
 def test_the_file_names_are_those_on_disk() -> None:

@@ -130,33 +130,27 @@ def test_latency_percentiles_within_a_few_percent(
     assert percentile({}, q) is None
 
 
+def committed_chunk(
+    name: str, error: str, tokens: tuple[int, int], cost_usd: float, **counts: int
+) -> ChunkSummary:
+    """A committed chunk with ``counts`` of rows and requests that met one bad request."""
+    prompt, completion = tokens
+    chunk = ChunkSummary(
+        name,
+        f"chunk-{name}",
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cost_usd=cost_usd,
+        committed=True,
+        **counts,  # type: ignore[arg-type]
+    )
+    chunk.add_error("http_400", error)
+    return chunk
+
+
 def test_chunk_summaries_merge_into_the_job() -> None:
-    a = ChunkSummary(
-        "a",
-        "chunk-a",
-        rows=3,
-        ok=2,
-        failed=1,
-        requests=3,
-        prompt_tokens=10,
-        completion_tokens=5,
-        cost_usd=0.5,
-        committed=True,
-    )
-    a.add_error("http_400", "bad request")
-    b = ChunkSummary(
-        "b",
-        "chunk-b",
-        rows=2,
-        ok=2,
-        requests=1,
-        reused=1,
-        prompt_tokens=4,
-        completion_tokens=2,
-        cost_usd=0.25,
-        committed=True,
-    )
-    b.add_error("http_400", "another")
+    a = committed_chunk("a", "bad request", (10, 5), 0.5, rows=3, ok=2, failed=1, requests=3)
+    b = committed_chunk("b", "another", (4, 2), 0.25, rows=2, ok=2, requests=1, reused=1)
     skipped = ChunkSummary("c", "chunk-c", rows=5, committed=True, skipped=True)
     job = merge("job", "out", [a, b, skipped])
     assert (job.rows, job.ok, job.failed, job.requests, job.reused) == (10, 4, 1, 4, 1)
