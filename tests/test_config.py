@@ -122,58 +122,48 @@ def test_override_creates_missing_sections(write_config: WriteConfig) -> None:
     assert config.execution.retry.attempts == 1
 
 
+# What a file says wrong, and the error's message (after the file's directory).
+FILE_ERRORS = [
+    (
+        MINIMAL + "execution:\n  max_concurency: 4\n",
+        "job.yaml: execution.max_concurency: unknown key (did you mean 'max_concurrency'?)",
+    ),
+    (MINIMAL + "colour: red\n", "job.yaml: colour: unknown key"),
+    (
+        MINIMAL + "params:\n  temperature: 3\n",
+        "job.yaml: params.temperature: Input should be less than or equal to 2",
+    ),
+    ("input: [1, 2\n", "job.yaml:2: invalid YAML"),
+    ("- a\n- b\n", "job.yaml: expected a mapping of keys at the top level"),
+    ("", "job.yaml: the file is empty"),
+    (MINIMAL + "execution: 5\n", "job.yaml: execution: Input should be"),
+]
+# What an override of a good file says wrong, and the error's message.
+OVERRIDE_ERRORS = {
+    "execution.max_concurrency=lots": "job.yaml: execution.max_concurrency: Input should be a "
+    "valid integer, unable to parse string as an integer (set by an override)",
+    "params.stop=[a, b, c, d, e]": "job.yaml: params.stop: must be a string or a list of at "
+    "most 4 strings",
+    "params.stop=[1]": "job.yaml: params.stop: must be a string",
+    "execution.rows_per_chunk=0": "job.yaml: execution.rows_per_chunk: ",
+    "execution.retry.backoff_max=0.1": "job.yaml: execution.retry: backoff_max must be at least "
+    "backoff_initial",
+    "name=Bad Name": "job.yaml: name: 'Bad Name' must be lowercase",
+    "prompt.template=Hi {row.text}": "job.yaml: prompt.template: field {row.text}: only bare "
+    "column names are supported",
+    "prompt.system=You review {product}": "job.yaml: prompt.system: field {product}: the system "
+    "message is static text",
+    "model": "job.yaml: override 'model': expected KEY.PATH=VALUE",
+    "=x": "job.yaml: override '=x': expected KEY.PATH=VALUE",
+    "a..b=1": "job.yaml: override 'a..b': empty key in the path",
+    "model.name=x": "job.yaml: override 'model.name': model is not a mapping",
+}
+
+
 @pytest.mark.parametrize(
     ("text", "overrides", "message"),
-    [
-        (
-            MINIMAL + "execution:\n  max_concurency: 4\n",
-            [],
-            "job.yaml: execution.max_concurency: unknown key (did you mean 'max_concurrency'?)",
-        ),
-        (MINIMAL + "colour: red\n", [], "job.yaml: colour: unknown key"),
-        (
-            MINIMAL + "params:\n  temperature: 3\n",
-            [],
-            "job.yaml: params.temperature: Input should be less than or equal to 2",
-        ),
-        (
-            MINIMAL,
-            ["execution.max_concurrency=lots"],
-            "job.yaml: execution.max_concurrency: Input should be a valid integer, unable to "
-            "parse string as an integer (set by an override)",
-        ),
-        (
-            MINIMAL,
-            ["params.stop=[a, b, c, d, e]"],
-            "job.yaml: params.stop: must be a string or a list of at most 4 strings",
-        ),
-        (MINIMAL, ["params.stop=[1]"], "job.yaml: params.stop: must be a string"),
-        (MINIMAL, ["execution.rows_per_chunk=0"], "job.yaml: execution.rows_per_chunk: "),
-        (
-            MINIMAL,
-            ["execution.retry.backoff_max=0.1"],
-            "job.yaml: execution.retry: backoff_max must be at least backoff_initial",
-        ),
-        (MINIMAL, ["name=Bad Name"], "job.yaml: name: 'Bad Name' must be lowercase"),
-        (
-            MINIMAL,
-            ["prompt.template=Hi {row.text}"],
-            "job.yaml: prompt.template: field {row.text}: only bare column names are supported",
-        ),
-        (
-            MINIMAL,
-            ["prompt.system=You review {product}"],
-            "job.yaml: prompt.system: field {product}: the system message is static text",
-        ),
-        (MINIMAL, ["model"], "job.yaml: override 'model': expected KEY.PATH=VALUE"),
-        (MINIMAL, ["=x"], "job.yaml: override '=x': expected KEY.PATH=VALUE"),
-        (MINIMAL, ["a..b=1"], "job.yaml: override 'a..b': empty key in the path"),
-        (MINIMAL, ["model.name=x"], "job.yaml: override 'model.name': model is not a mapping"),
-        ("input: [1, 2\n", [], "job.yaml:2: invalid YAML"),
-        ("- a\n- b\n", [], "job.yaml: expected a mapping of keys at the top level"),
-        ("", [], "job.yaml: the file is empty"),
-        (MINIMAL + "execution: 5\n", [], "job.yaml: execution: Input should be"),
-    ],
+    [(text, [], message) for text, message in FILE_ERRORS]
+    + [(MINIMAL, [override], message) for override, message in OVERRIDE_ERRORS.items()],
 )
 def test_errors_are_one_line_naming_file_and_key(
     write_config: WriteConfig, text: str, overrides: list[str], message: str
