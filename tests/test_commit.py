@@ -24,6 +24,7 @@ from support import (
     DEADLINE_S,
     JobFactory,
     Location,
+    answer,
     eventually,
     job_on,
     job_reading,
@@ -37,6 +38,7 @@ from support import (
 from typer.testing import CliRunner
 
 from enrich.cli import app
+from enrich.completer import Completion, CompletionRequest, FakeCompleter
 from enrich.errors import StorageError
 from enrich.lease import (
     LEASE,
@@ -149,19 +151,29 @@ def test_a_reader_never_sees_a_partial_dataset(
 
 
 def test_a_second_run_is_refused_while_the_first_runs(
-    place: Location, slow_sim: ThreadedSimulator, make_job: JobFactory
+    place: Location, make_job: JobFactory
 ) -> None:
     config = job_config(make_job, place, 80)
     first, second = prepare_job(config), prepare_job(config)
+    refused_yet = asyncio.Event()
+
+    async def held_until_refused(request: CompletionRequest) -> Completion:
+        await refused_yet.wait()  # the first run stays mid-flight, whatever the machine's load
+        return answer(request)
+
+    first_api = FakeCompleter(held_until_refused)
+    second_api = FakeCompleter(answer)
 
     async def both() -> tuple[JobSummary, BaseException | None]:
-        running = asyncio.ensure_future(run_job(first))
-        await eventually(lambda: slow_sim.stats.requests >= 10)
+        running = asyncio.ensure_future(run_job(first, completer=first_api))
+        await eventually(lambda: bool(first_api.requests), message="the first run sent nothing")
         refused: BaseException | None = None
         try:
-            await run_job(second)
+            await run_job(second, completer=second_api)
         except LeaseHeld as exc:
             refused = exc
+        finally:
+            refused_yet.set()
         return await running, refused
 
     summary, refused = asyncio.run(both())
@@ -171,7 +183,7 @@ def test_a_second_run_is_refused_while_the_first_runs(
     assert f"host {socket.gethostname()}, pid {os.getpid()}" in message and "\n" not in message
     assert summary.complete
     assert len(committed_hashes(place)) == 80
-    assert slow_sim.stats.requests == 80  # the refused run sent nothing
+    assert (len(first_api.requests), second_api.requests) == (80, [])  # the refused sent nothing
     assert read_lease(place.store("out")) is None  # released at the end
 
 

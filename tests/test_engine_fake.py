@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from support import JobFactory, eventually, prepare_job, review_rows, run_config
+from support import (
+    JobFactory,
+    answer,
+    eventually,
+    prepare_job,
+    review_rows,
+    run_config,
+    user_text,
+)
 
 from enrich.completer import Completion, CompletionRequest, FakeCompleter, Handler
 from enrich.engine import Engine, RunProgress
@@ -23,23 +31,6 @@ from enrich.output.reader import read_dataset
 from enrich.ratelimit import RateController
 from enrich.summary import ChunkSummary, JobSummary
 from enrich.tokens import count_prompt_tokens
-from enrich.usage import Usage
-
-
-def user_text(request: CompletionRequest) -> str:
-    return request.messages[-1]["content"]
-
-
-def answer(request: CompletionRequest) -> Completion:
-    """A completion whose usage is what the rate controller reserved for the prompt."""
-    prompt = count_prompt_tokens(request.messages)
-    return Completion(
-        content=f"label for {user_text(request)}",
-        finish_reason="stop",
-        usage=Usage(prompt_tokens=prompt, completion_tokens=3, total_tokens=prompt + 3),
-        model=request.model,
-        request_id=f"req-{abs(hash(user_text(request)))}",
-    )
 
 
 def run(config: Path, handler: Handler, **kw: Any) -> tuple[Job, JobSummary, FakeCompleter]:

@@ -4,6 +4,7 @@ Fixtures stay in ``conftest.py`` and are built from these. One module per concer
 
 * :mod:`support.jobs` -- input rows, a job config on a location, preparing and running it.
 * :mod:`support.simulators` -- a simulator with given settings, the SDK pointed at it.
+* :mod:`support.completions` -- answers a ``FakeCompleter`` gives in place of the API.
 * :mod:`support.storage` -- a moto S3 server in a child process, and ``Location`` roots on the
   file, memory and s3 backends.
 * :mod:`support.processes` -- free ports, child processes in their own process group,
@@ -11,6 +12,7 @@ Fixtures stay in ``conftest.py`` and are built from these. One module per concer
 * :mod:`support.waiting` -- polling until a condition holds (never sleeping a fixed time).
 """
 
+from support.completions import answer, user_text
 from support.jobs import (
     API_KEY,
     ROOT,
@@ -40,6 +42,7 @@ __all__ = [
     "Location",
     "MotoServer",
     "Ran",
+    "answer",
     "eventually",
     "free_port",
     "job_on",
@@ -55,6 +58,7 @@ __all__ = [
     "start_process",
     "stop_process",
     "until",
+    "user_text",
     "wait_for_http",
     "write_jsonl",
 ]
