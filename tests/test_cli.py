@@ -6,26 +6,14 @@ command is :mod:`enrich_flows.cli`, the same commands with ``run`` through the P
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from support import JobFactory, review_rows, write_jsonl
+from support import JobFactory, review_rows, run_enrich, write_jsonl
 
 from enrich.sim.harness import ThreadedSimulator
-
-
-def enrich(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "enrich.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=dict(os.environ),
-        cwd=cwd,
-    )
 
 
 def test_importing_the_engine_does_not_import_prefect() -> None:
@@ -40,7 +28,7 @@ def test_importing_the_engine_does_not_import_prefect() -> None:
 
 
 def test_run_direct_commits_and_exits_zero(sim: ThreadedSimulator, make_job: JobFactory) -> None:
-    result = enrich(
+    result = run_enrich(
         "run", str(make_job(review_rows(12))), "--direct", "--set", "execution.max_concurrency=8"
     )
     assert result.returncode == 0, result.stderr
@@ -52,7 +40,7 @@ def test_run_exits_non_zero_when_the_run_did_not_complete(
     sim: ThreadedSimulator, make_job: JobFactory
 ) -> None:
     sim.set_faults(fail_500=1.0)
-    result = enrich("run", str(make_job(review_rows(5))), "--direct")
+    result = run_enrich("run", str(make_job(review_rows(5))), "--direct")
     assert result.returncode != 0
     assert "rerun to resume" in result.stderr
 
@@ -69,7 +57,7 @@ def test_run_exits_non_zero_when_the_run_did_not_complete(
 def test_bad_input_is_one_line_before_any_request(
     sim: ThreadedSimulator, make_job: JobFactory, change: dict[str, object], expected: str
 ) -> None:
-    result = enrich("run", str(make_job(**change)), "--direct")
+    result = run_enrich("run", str(make_job(**change)), "--direct")
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
@@ -83,7 +71,7 @@ def test_malformed_jsonl_names_file_and_line(
     path = write_jsonl(tmp_path / "bad" / "in.jsonl", review_rows(5))
     with path.open("a") as fh:
         fh.write('{"review_id": "r-x", "rating": 3, "text": "oops"\n')
-    result = enrich("run", str(make_job(input_path=str(path))), "--direct")
+    result = run_enrich("run", str(make_job(input_path=str(path))), "--direct")
     assert result.returncode != 0
     assert f"{path}:6" in result.stderr
     assert sim.stats.requests == 0
@@ -92,7 +80,7 @@ def test_malformed_jsonl_names_file_and_line(
 def test_the_engine_command_line_runs_only_direct(
     sim: ThreadedSimulator, make_job: JobFactory
 ) -> None:
-    result = enrich("run", str(make_job(review_rows(5))))
+    result = run_enrich("run", str(make_job(review_rows(5))))
     assert result.returncode == 2
     assert "--direct" in result.stderr
     assert sim.stats.requests == 0
@@ -116,7 +104,7 @@ def test_enrich_run_rejects_bad_input_before_importing_prefect(
 
 
 def test_plan_estimates_before_spending(sim: ThreadedSimulator, make_job: JobFactory) -> None:
-    result = enrich(
+    result = run_enrich(
         "plan", str(make_job(review_rows(30))), "--set", "execution.requests_per_minute=10"
     )
     assert result.returncode == 0, result.stderr
@@ -129,9 +117,9 @@ def test_status_reports_committed_and_pending(
 ) -> None:
     config = make_job(review_rows(14))
     out = str(tmp_path / "out")
-    result = enrich("status", out)
+    result = run_enrich("status", out)
     assert "no run has started here" in result.stdout
-    assert enrich("run", str(config), "--direct").returncode == 0
-    result = enrich("status", out)
+    assert run_enrich("run", str(config), "--direct").returncode == 0
+    result = run_enrich("status", out)
     assert result.returncode == 0
     assert "complete" in result.stdout and "2/2 chunks" in result.stdout

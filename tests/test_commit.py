@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +18,6 @@ from typing import Any
 import orjson
 import pytest
 from support import (
-    API_KEY,
     DEADLINE_S,
     JobFactory,
     Location,
@@ -32,6 +29,7 @@ from support import (
     prepare_job,
     review_rows,
     run_config,
+    run_enrich,
     simulator,
     until,
 )
@@ -194,20 +192,14 @@ def test_enrich_run_exits_nonzero_while_another_run_holds_the_lease(
     config = job_config(make_job, place, 5)
     holder = Lease(place.store("out"), job="other", ttl_s=60)
     holder.acquire()  # a live run: this process
-    env = {**os.environ, "CEREBRAS_BASE_URL": sim.base_url, "CEREBRAS_API_KEY": API_KEY}
-    done = subprocess.run(
-        [sys.executable, "-m", "enrich.cli", "run", str(config), "--direct"],
-        env=env,
-        capture_output=True,
-        timeout=60,
-    )
+    done = run_enrich("run", str(config), "--direct")  # the sim fixture points the SDK at it
     assert done.returncode == 1
-    lines = done.stderr.decode().strip().splitlines()
+    lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "another run is writing here (job other" in lines[0], lines
     assert sim.stats.requests == 0
     assert place.store("out").keys("") == [LEASE]
     holder.release()
-    assert CliRunner().invoke(app, ["run", str(config), "--direct"], env=env).exit_code == 0
+    assert CliRunner().invoke(app, ["run", str(config), "--direct"]).exit_code == 0
 
 
 def test_a_finished_job_rerun_reads_only(

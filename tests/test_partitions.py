@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from support import JobFactory, review_rows, write_jsonl
+from support import JobFactory, review_rows, run_enrich, write_jsonl
 
 from enrich.config import load_job_config
 from enrich.errors import ConfigError
@@ -282,9 +280,7 @@ def test_the_command_line_runs_and_lists_partitions(
     path = str(make_job(input_path=template, output_path=str(tmp_path / "out")))
 
     def enrich(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "enrich.cli", *args]
-        env = {**os.environ, "COLUMNS": "200"}
-        return subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+        return run_enrich(*args, env={"COLUMNS": "200"})  # a table wide enough to read
 
     unnamed = enrich("run", path, "--direct")
     assert unnamed.returncode == 2 and "name a partition" in unnamed.stderr

@@ -8,7 +8,7 @@ Fixtures stay in ``conftest.py`` and are built from these. One module per concer
 * :mod:`support.storage` -- a moto S3 server in a child process, and ``Location`` roots on the
   file, memory and s3 backends.
 * :mod:`support.processes` -- free ports, child processes in their own process group,
-  waiting for a server in one to answer.
+  waiting for a server in one to answer, the ``enrich`` command in a child.
 * :mod:`support.waiting` -- polling until a condition holds (never sleeping a fixed time).
 """
 
@@ -27,7 +27,13 @@ from support.jobs import (
     run_config,
     write_jsonl,
 )
-from support.processes import free_port, start_process, stop_process, wait_for_http
+from support.processes import (
+    free_port,
+    run_enrich,
+    start_process,
+    stop_process,
+    wait_for_http,
+)
 from support.simulators import point_sdk_at, simulator
 from support.storage import AWS_ENV, AWS_UNSET, Location, MotoServer, make_location
 from support.waiting import DEADLINE_S, eventually, until
@@ -54,6 +60,7 @@ __all__ = [
     "prepare_job",
     "review_rows",
     "run_config",
+    "run_enrich",
     "simulator",
     "start_process",
     "stop_process",

@@ -1,4 +1,5 @@
-"""Child processes for tests: free ports, starting a server, waiting for it, stopping it.
+"""Child processes for tests: free ports, starting a server, waiting for it, stopping it, and
+running the ``enrich`` command line the way a user does.
 
 A child runs in its own session (process group), so stopping it also stops whatever it
 started (a Prefect worker's flow runs, a server's workers). Waiting for readiness polls
@@ -12,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Mapping
@@ -68,3 +70,16 @@ def wait_for_http(url: str, process: subprocess.Popen[bytes], within_s: float = 
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{url} did not answer within {within_s:.0f} s") from None
             time.sleep(0.05)
+
+
+def run_enrich(
+    *args: str, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``enrich ARGS`` in a child process (this environment, plus ``env``), run to its end."""
+    return subprocess.run(
+        [sys.executable, "-m", "enrich.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,  # bounds a hang only
+        env={**os.environ, **(env or {})},
+    )
