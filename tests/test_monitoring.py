@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from support import eventually
+from support import DEADLINE_S, eventually
 
 from enrich_tasks.monitoring import (
     PARTITION_COLUMNS,
@@ -147,5 +147,5 @@ async def test_progress_stops_when_cancelled_as_a_chunk_finishes() -> None:
         await asyncio.sleep(0)
         progress.nudge()
         follower.cancel()
-        done, _ = await asyncio.wait({follower}, timeout=30)
+        done, _ = await asyncio.wait({follower}, timeout=DEADLINE_S)  # bounds a hang only
         assert follower in done and follower.cancelled()
