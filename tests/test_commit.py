@@ -19,6 +19,7 @@ import orjson
 import pytest
 from support import (
     DEADLINE_S,
+    FakeClock,
     JobFactory,
     Location,
     answer,
@@ -324,20 +325,12 @@ def test_holder_state(holder: LeaseRecord, now: float, alive: bool, state: str) 
     assert holder_state(holder, now=now, host="here", alive=lambda pid: alive) == state
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def lease(store: Store, clock: Clock, pid: int, alive: Callable[[int], bool]) -> Lease:
+def lease(store: Store, clock: FakeClock, pid: int, alive: Callable[[int], bool]) -> Lease:
     return Lease(store, job="j", ttl_s=30, clock=clock, host="here", pid=pid, alive=alive)
 
 
 def test_lease_life_cycle(location: Location) -> None:
-    store, clock = location.store("out"), Clock()
+    store, clock = location.store("out"), FakeClock()
     running = {1, 2}
     first = lease(store, clock, 1, running.__contains__)
     second = lease(store, clock, 2, running.__contains__)

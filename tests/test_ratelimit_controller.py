@@ -6,26 +6,10 @@ import asyncio
 from typing import Any
 
 import pytest
-from support import eventually
+from support import FakeClock, eventually
 
 from enrich.errors import QuotaExhausted
 from enrich.ratelimit import Permit, RateController
-
-
-class FakeClock:
-    """A clock that only moves when someone sleeps on it."""
-
-    def __init__(self, t: float = 1000.0) -> None:
-        self.t = t
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.t += seconds
-        await asyncio.sleep(0)
 
 
 def controller(clock: FakeClock, **kwargs: Any) -> RateController:
@@ -56,10 +40,10 @@ async def test_first_minute_goes_out_at_once_then_paced() -> None:
     for _ in range(60):
         await ctl.acquire(1)
     assert clock.sleeps == []  # the bucket starts full
-    start = clock.t
+    start = clock.now
     await ctl.acquire(1)
     await ctl.acquire(1)
-    assert clock.t - start == pytest.approx(2.0)  # then one a second
+    assert clock.now - start == pytest.approx(2.0)  # then one a second
     assert (ctl.stats.acquired, ctl.stats.waited_s) == (62, pytest.approx(2.0))
 
 
@@ -99,10 +83,10 @@ async def test_failed_attempt_refunds_when_the_server_did_no_work(
     permit = await ctl.acquire(1000)
     code = "queue_exceeded" if status == 429 else None
     ctl.release(permit, used_tokens=None, status=status, code=code)
-    start = clock.t
+    start = clock.now
     blocked = 1.0 if status == 429 else 0.0  # queue_exceeded pauses everyone briefly
     await ctl.acquire(1000)
-    assert clock.t - start == pytest.approx(blocked if refunded else 60.0)
+    assert clock.now - start == pytest.approx(blocked if refunded else 60.0)
 
 
 async def test_in_flight_cap_blocks_until_a_release() -> None:
@@ -150,10 +134,10 @@ async def test_429_pauses_every_acquirer(code: str, headers: dict[str, str], pau
     ctl = controller(clock, tokens_per_minute=10**9, adaptive=False)
     permit = await ctl.acquire(10)
     ctl.release(permit, used_tokens=None, status=429, code=code, headers=headers)
-    start = clock.t
+    start = clock.now
     waiting = [asyncio.create_task(ctl.acquire(10)) for _ in range(3)]
     await asyncio.gather(*waiting)
-    assert clock.t - start == pytest.approx(pause)
+    assert clock.now - start == pytest.approx(pause)
 
 
 async def test_explicit_retry_after_overrides_headers() -> None:
@@ -161,9 +145,9 @@ async def test_explicit_retry_after_overrides_headers() -> None:
     ctl = controller(clock)
     permit = await ctl.acquire(1)
     ctl.release(permit, used_tokens=None, status=429, retry_after=2.0, headers={"retry-after": "9"})
-    start = clock.t
+    start = clock.now
     await ctl.acquire(1)
-    assert clock.t - start == pytest.approx(2.0)
+    assert clock.now - start == pytest.approx(2.0)
 
 
 async def test_request_quota_429_empties_the_bucket_and_lowers_the_limit() -> None:
@@ -176,9 +160,9 @@ async def test_request_quota_429_empties_the_bucket_and_lowers_the_limit() -> No
     stats = ctl.stats
     assert (stats.throttled, stats.backoffs) == (1, 1)
     assert stats.effective_rpm == pytest.approx(60)  # halved at most, toward 59 accepted
-    start = clock.t
+    start = clock.now
     await ctl.acquire(1)
-    assert clock.t - start == pytest.approx(1.0)  # the server's bucket is empty: one refill
+    assert clock.now - start == pytest.approx(1.0)  # the server's bucket is empty: one refill
 
 
 async def test_fixed_limits_stay_fixed() -> None:
@@ -225,9 +209,9 @@ async def test_remaining_header_resyncs_the_bucket() -> None:
     permit = await ctl.acquire(1000)
     headers = {"x-ratelimit-remaining-tokens-minute": "0"}  # another client used it all
     ctl.release(permit, used_tokens=1000, headers=headers)
-    start = clock.t
+    start = clock.now
     await ctl.acquire(1000)
-    assert clock.t - start == pytest.approx(1.0)
+    assert clock.now - start == pytest.approx(1.0)
 
 
 async def test_daily_bucket_raises_instead_of_waiting_for_hours() -> None:
@@ -327,10 +311,10 @@ async def test_update_limits_wakes_a_waiter() -> None:
     waiter = asyncio.create_task(ctl.acquire(1))
     await settle()  # asleep: the next request is a minute away
     assert not waiter.done()
-    start = clock.t
+    start = clock.now
     ctl.update_limits(requests_per_minute=600)
     await waiter
-    assert clock.t - start < 1.0
+    assert clock.now - start < 1.0
 
 
 async def test_update_limits_raises_the_in_flight_cap() -> None:

@@ -40,7 +40,7 @@ from cerebras.cloud.sdk.types.chat.chat_completion import (
     ChatCompletionResponse,
     ErrorChunkResponse,
 )
-from support import eventually
+from support import FakeClock, eventually
 
 from enrich.sim import Faults, Limits, SimConfig, ThreadedSimulator
 from enrich.sim.buckets import AccountQuotas, QuotaBucket, go_duration
@@ -61,19 +61,6 @@ RATE_LIMIT_HEADERS = (
     "x-ratelimit-reset-requests-day",
     "x-ratelimit-reset-tokens-minute",
 )
-
-
-class FakeClock:
-    """Monotonic seconds that move only when told to."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture(scope="module")

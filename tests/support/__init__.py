@@ -4,6 +4,7 @@ Fixtures stay in ``conftest.py`` and are built from these. One module per concer
 
 * :mod:`support.jobs` -- input rows, a job config on a location, preparing and running it.
 * :mod:`support.simulators` -- a simulator with given settings, the SDK pointed at it.
+* :mod:`support.clocks` -- a fake clock (and its sleep) for the time-driven cores.
 * :mod:`support.completions` -- answers a ``FakeCompleter`` gives in place of the API.
 * :mod:`support.storage` -- a moto S3 server in a child process, and ``Location`` roots on the
   file, memory and s3 backends.
@@ -12,6 +13,7 @@ Fixtures stay in ``conftest.py`` and are built from these. One module per concer
 * :mod:`support.waiting` -- polling until a condition holds (never sleeping a fixed time).
 """
 
+from support.clocks import FakeClock
 from support.completions import answer, user_text
 from support.jobs import (
     API_KEY,
@@ -44,6 +46,7 @@ __all__ = [
     "AWS_UNSET",
     "DEADLINE_S",
     "ROOT",
+    "FakeClock",
     "JobFactory",
     "Location",
     "MotoServer",
