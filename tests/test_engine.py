@@ -10,6 +10,7 @@ import pytest
 from support import (
     JobFactory,
     Location,
+    by_row,
     eventually,
     job_on,
     prepare_job,
@@ -148,9 +149,7 @@ def test_context_overflow_is_an_error_row_not_a_missing_row(
         job, summary = run_config(make_job(rows))
         assert summary.complete
         table = read_dataset(job.store.url)
-        statuses = dict(
-            zip(table.column("row_id").to_pylist(), table.column("status").to_pylist(), strict=True)
-        )
+        statuses = by_row(table, "status")
         assert statuses.pop("r-00002") == "error"
         assert set(statuses.values()) == {"ok"}
         assert small.stats.requests == 6  # a 400 is not retried
@@ -192,9 +191,7 @@ def test_a_fixed_input_file_resends_only_the_rows_that_changed(
     assert sim.stats.requests == 1
     table = read_dataset(job.store.url)
     assert table.num_rows == 20
-    texts = dict(
-        zip(table.column("row_id").to_pylist(), table.column("text").to_pylist(), strict=True)
-    )
+    texts = by_row(table, "text")
     assert texts["r-00005"].startswith("Corrected")
 
 

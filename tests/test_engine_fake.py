@@ -12,10 +12,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 from support import (
     JobFactory,
     answer,
+    by_row,
     eventually,
     prepare_job,
     review_rows,
@@ -38,12 +38,6 @@ def run(config: Path, handler: Handler, **kw: Any) -> tuple[Job, JobSummary, Fak
     completer = FakeCompleter(handler)
     job, summary = run_config(config, completer=completer, **kw)
     return job, summary, completer
-
-
-def by_row(table: pa.Table, column: str) -> dict[str, Any]:
-    return dict(
-        zip(table.column("row_id").to_pylist(), table.column(column).to_pylist(), strict=True)
-    )
 
 
 def test_a_repeated_request_is_sent_once_and_fills_every_row(make_job: JobFactory) -> None:

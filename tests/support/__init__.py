@@ -5,6 +5,7 @@ Fixtures stay in ``conftest.py`` and are built from these. One module per concer
 * :mod:`support.jobs` -- input rows, a job config on a location, preparing and running it.
 * :mod:`support.simulators` -- a simulator with given settings, the SDK pointed at it.
 * :mod:`support.clocks` -- a fake clock (and its sleep) for the time-driven cores.
+* :mod:`support.datasets` -- reading a job's output for assertions.
 * :mod:`support.completions` -- answers a ``FakeCompleter`` gives in place of the API.
 * :mod:`support.storage` -- a moto S3 server in a child process, and ``Location`` roots on the
   file, memory and s3 backends.
@@ -15,6 +16,7 @@ Fixtures stay in ``conftest.py`` and are built from these. One module per concer
 
 from support.clocks import FakeClock
 from support.completions import answer, user_text
+from support.datasets import by_row
 from support.jobs import (
     API_KEY,
     ROOT,
@@ -52,6 +54,7 @@ __all__ = [
     "MotoServer",
     "Ran",
     "answer",
+    "by_row",
     "eventually",
     "free_port",
     "job_on",
