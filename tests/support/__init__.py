@@ -3,10 +3,10 @@
 Fixtures stay in ``conftest.py`` and are built from these. One module per concern:
 
 * :mod:`support.jobs` -- input rows, a job config on a location, preparing and running it.
-* :mod:`support.simulators` -- a simulator with given settings, the SDK pointed at it.
-* :mod:`support.clocks` -- a fake clock (and its sleep) for the time-driven cores.
 * :mod:`support.datasets` -- reading a job's output for assertions.
+* :mod:`support.simulators` -- a simulator with given settings, the SDK pointed at it.
 * :mod:`support.completions` -- answers a ``FakeCompleter`` gives in place of the API.
+* :mod:`support.clocks` -- a fake clock (and its sleep) for the time-driven cores.
 * :mod:`support.storage` -- a moto S3 server in a child process, and ``Location`` roots on the
   file, memory and s3 backends.
 * :mod:`support.processes` -- free ports, child processes in their own process group,
