@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from enrich.config import ApiSpec, ModelParams, load_job_config
+from enrich.config import load_job_config
+from enrich.config.schema import ApiSpec, ModelParams
 from enrich.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ import pytest
 from support import jsonl_bytes
 
 from enrich import storage
-from enrich.config import InputSpec
+from enrich.config.schema import InputSpec
 from enrich.errors import InputError, StorageError
 from enrich.inputs import (
     InputReader,

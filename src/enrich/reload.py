@@ -28,7 +28,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from enrich.config import ExecutionSpec, JobConfig, load_job_config
+from enrich.config import JobConfig, load_job_config
+from enrich.config.schema import ExecutionSpec
 from enrich.errors import EnrichError
 from enrich.ratelimit import RateController
 

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from enrich.completer import Completer, Completion, CompletionRequest
-from enrich.config import PricingSpec, RetrySpec
+from enrich.config.schema import PricingSpec, RetrySpec
 from enrich.engine.progress import RunProgress
 from enrich.errors import CompletionError
 from enrich.ratelimit import RateController

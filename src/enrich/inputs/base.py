@@ -20,7 +20,7 @@ from typing import IO, Literal
 
 import pyarrow as pa
 
-from enrich.config import InputSpec
+from enrich.config.schema import InputSpec
 from enrich.storage import open_input
 
 __all__ = ["Bounds", "Format", "InputReader", "Slices", "SourceFile", "first_line", "no_columns"]

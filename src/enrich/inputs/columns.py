@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from enrich.config import InputSpec
+from enrich.config.schema import InputSpec
 from enrich.errors import InputError
 
 __all__ = ["kept_columns", "needed_columns", "require_columns"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from enrich.config import InputSpec
+from enrich.config.schema import InputSpec
 from enrich.errors import InputError
 from enrich.inputs.base import Format, InputReader, SourceFile
 from enrich.inputs.jsonl import JsonlReader
