@@ -138,7 +138,7 @@ def test_fold_results(
     rows: list[str],
     counts: dict[str, object],
 ) -> None:
-    start = ChunkSummary("c1", "chunk 1", rows=len(hashes), requests=len(sent))
+    start = ChunkSummary(chunk_id="c1", label="chunk 1", rows=len(hashes), requests=len(sent))
     before = copy.deepcopy(start)
     out, summary = fold_results(start, hashes, results, sent=sent, known=known, transient=transient)
     assert start == before, "the starting counters are not modified"
@@ -160,12 +160,17 @@ def test_fold_results(
 def test_fold_counts_latency_only_for_requests_this_chunk_sent() -> None:
     results = {"a": ok(), "k": ok(), "r": ok()}
     _, summary = fold_results(
-        ChunkSummary("c", "c"), ["a", "k", "r", "a"], results, sent={"a"}, known={"k"}, transient={}
+        ChunkSummary(chunk_id="c", label="c"),
+        ["a", "k", "r", "a"],
+        results,
+        sent={"a"},
+        known={"k"},
+        transient={},
     )
     assert sum(summary.latency.values()) == 1
 
 
 def test_fold_adds_to_the_starting_counters() -> None:
-    start = ChunkSummary("c", "c", ok=3, prompt_tokens=7)
+    start = ChunkSummary(chunk_id="c", label="c", ok=3, prompt_tokens=7)
     _, summary = fold_results(start, ["a"], {"a": ok()}, sent={"a"}, known=set(), transient={})
     assert (summary.ok, summary.prompt_tokens) == (4, 17)

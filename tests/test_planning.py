@@ -136,8 +136,8 @@ def committed_chunk(
     """A committed chunk with ``counts`` of rows and requests that met one bad request."""
     prompt, completion = tokens
     chunk = ChunkSummary(
-        name,
-        f"chunk-{name}",
+        chunk_id=name,
+        label=f"chunk-{name}",
         prompt_tokens=prompt,
         completion_tokens=completion,
         cost_usd=cost_usd,
@@ -151,7 +151,7 @@ def committed_chunk(
 def test_chunk_summaries_merge_into_the_job() -> None:
     a = committed_chunk("a", "bad request", (10, 5), 0.5, rows=3, ok=2, failed=1, requests=3)
     b = committed_chunk("b", "another", (4, 2), 0.25, rows=2, ok=2, requests=1, reused=1)
-    skipped = ChunkSummary("c", "chunk-c", rows=5, committed=True, skipped=True)
+    skipped = ChunkSummary(chunk_id="c", label="chunk-c", rows=5, committed=True, skipped=True)
     job = merge("job", "out", [a, b, skipped])
     assert (job.rows, job.ok, job.failed, job.requests, job.reused) == (10, 4, 1, 4, 1)
     assert (job.prompt_tokens, job.completion_tokens, job.cost_usd) == (14, 7, 0.75)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 _BUCKETS_PER_DECADE = 20
@@ -44,13 +44,14 @@ def percentile(histogram: Mapping[str, int], q: float) -> float | None:
     return _bucket_value(max(int(k) for k in histogram))
 
 
-@dataclass
-class ChunkSummary:
-    """What one chunk did. ``pending`` rows failed transiently and were not committed."""
+@dataclass(kw_only=True)
+class Tally:
+    """What chunks add up to: row outcomes, requests, tokens, cost, latencies and errors.
 
-    chunk_id: str
-    label: str
-    rows: int = 0
+    ``pending`` rows failed transiently and were not committed; ``reused`` rows were filled
+    from a result paid for earlier (by another row, another chunk or an earlier run).
+    """
+
     ok: int = 0
     failed: int = 0
     pending: int = 0
@@ -60,27 +61,44 @@ class ChunkSummary:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    latency: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, list[Any]] = field(default_factory=dict)
+
+    def add_error(self, kind: str, message: str, count: int = 1) -> None:
+        """Count ``count`` rows of error ``kind``; the first message seen is its sample."""
+        entry = self.errors.setdefault(kind, [0, message])
+        entry[0] += count
+
+    def add_tally(self, other: Tally) -> None:
+        """Add ``other``'s figures to these."""
+        for name in TALLY_COUNTS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.cost_usd += other.cost_usd
+        for key, count in other.latency.items():
+            self.latency[key] = self.latency.get(key, 0) + count
+        for kind, (count, sample) in other.errors.items():
+            self.add_error(kind, sample, count)
+
+
+#: The integer figures of a :class:`Tally`, which add up across chunks.
+TALLY_COUNTS: tuple[str, ...] = tuple(f.name for f in fields(Tally) if f.type in (int, "int"))
+
+
+@dataclass(kw_only=True)
+class ChunkSummary(Tally):
+    """What one chunk did."""
+
+    chunk_id: str
+    label: str
+    rows: int = 0
     elapsed_s: float = 0.0
     committed: bool = False
     skipped: bool = False
     part: str | None = None
-    latency: dict[str, int] = field(default_factory=dict)
-    errors: dict[str, list[Any]] = field(default_factory=dict)
-
-    def add_error(self, kind: str, message: str) -> None:
-        entry = self.errors.setdefault(kind, [0, message])
-        entry[0] += 1
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ChunkSummary:
-        return cls(**dict(data))
 
 
-@dataclass
-class JobSummary:
+@dataclass(kw_only=True)
+class JobSummary(Tally):
     """The whole run: what was committed, what it cost, how fast it went."""
 
     job: str
@@ -89,20 +107,9 @@ class JobSummary:
     chunks_committed: int = 0
     chunks_skipped: int = 0
     rows: int = 0
-    ok: int = 0
-    failed: int = 0
-    pending: int = 0
-    requests: int = 0
-    attempts: int = 0
-    reused: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
     elapsed_s: float = 0.0
     complete: bool = False
     message: str = ""
-    latency: dict[str, int] = field(default_factory=dict)
-    errors: dict[str, list[Any]] = field(default_factory=dict)
 
     @property
     def rows_per_s(self) -> float:
@@ -113,25 +120,8 @@ class JobSummary:
         """Fold one chunk in (skipped chunks count as committed rows, not as work)."""
         self.chunks_committed += chunk.committed
         self.chunks_skipped += chunk.skipped
-        if chunk.skipped:
-            return
-        for name in (
-            "ok",
-            "failed",
-            "pending",
-            "requests",
-            "attempts",
-            "reused",
-            "prompt_tokens",
-            "completion_tokens",
-        ):
-            setattr(self, name, getattr(self, name) + getattr(chunk, name))
-        self.cost_usd += chunk.cost_usd
-        for key, count in chunk.latency.items():
-            self.latency[key] = self.latency.get(key, 0) + count
-        for kind, (count, sample) in chunk.errors.items():
-            entry = self.errors.setdefault(kind, [0, sample])
-            entry[0] += count
+        if not chunk.skipped:
+            self.add_tally(chunk)
 
     def table(self) -> list[dict[str, Any]]:
         """One row of figures, the shape of a Prefect table artifact."""

@@ -26,7 +26,7 @@ import orjson
 
 from enrich.errors import EnrichError, StorageError
 from enrich.results import OutputFormat
-from enrich.summary import ChunkSummary
+from enrich.summary import TALLY_COUNTS, ChunkSummary
 
 PLAN_FORMAT: Final = 1
 CHUNK_RECORD_FORMAT: Final = 1
@@ -123,17 +123,7 @@ class Plan:
 # -- the chunk record -------------------------------------------------------------------------
 
 
-_COUNTS = (
-    "rows",
-    "ok",
-    "failed",
-    "pending",
-    "requests",
-    "attempts",
-    "reused",
-    "prompt_tokens",
-    "completion_tokens",
-)
+_COUNTS = ("rows", *TALLY_COUNTS)
 
 
 # kw_only: the fields keep the order chunk records have always had on disk.
