@@ -73,7 +73,12 @@ def test_check_names_the_missing_column_and_what_exists() -> None:
         ("{a}{a}", {"a": ["ab"]}, ["abab"]),
         ("static {{text}}", {}, ["static {text}", "static {text}"]),
         ("{a}", {"a": ["x", "y", "z"]}, ["x", "y"]),
-        ("{a}", {"a": ({"k": 1},)}, ["{'k': 1}"]),
+        ("{a}", {"a": ({"k": 1},)}, ['{"k":1}']),
+        (
+            "{a}",
+            {"a": [[1, "x", None], {"k": {"n": [2.5]}}]},
+            ['[1,"x",null]', '{"k":{"n":[2.5]}}'],
+        ),
     ],
 )
 def test_render_users(template: str, columns: dict[str, Any], expected: list[str]) -> None:

@@ -6,7 +6,9 @@ The user message is a Python format-style template: ``{column}`` inserts a colum
 positional fields (``{}``) are rejected when the template is compiled, so a template either
 renders every row the same way or fails before any request is sent.
 
-A value renders as ``str(value)``; ``None`` (a null cell) renders as the empty string.
+A value renders as ``str(value)``; ``None`` (a null cell) renders as the empty string; a nested
+value (a struct, list or map column) renders as compact JSON, the text a JSONL input holds for it,
+so the same rows render the same prompt from Parquet or JSONL.
 
 The system message is static text. It follows the same brace syntax (``{{`` is a literal
 ``{``) but may not contain fields: row data belongs in the user message, and a static system
@@ -20,6 +22,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from string import Formatter
 from typing import Any
+
+import orjson
 
 from enrich.errors import ConfigError
 
@@ -63,8 +67,18 @@ def _parse(text: str, key: str, where: str) -> tuple[list[str], list[str]]:
 
 
 def _as_text(values: Sequence[Any], n: int) -> list[str]:
-    """The first ``n`` values of a column as text (``None`` -> ``""``)."""
-    return [v if type(v) is str else ("" if v is None else str(v)) for v in values[:n]]
+    """The first ``n`` values of a column as text (``None`` -> ``""``, nested -> JSON)."""
+    return [v if type(v) is str else _text(v) for v in values[:n]]
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list, tuple)):
+        # As the JSONL reader writes a nested value (compact, keys in order); values JSON has
+        # no type for (bytes, decimals, times in a struct) as their str().
+        return orjson.dumps(value, default=str).decode()
+    return str(value)
 
 
 @dataclass(frozen=True, slots=True)
