@@ -10,11 +10,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from support import JobFactory, prepare_job, write_jsonl
+from support import JobFactory, prepare_job, review_rows, write_jsonl
 
 # -- b. nested values render as JSON whatever the input format --------------------------------
 
@@ -41,3 +45,48 @@ def test_a_nested_value_renders_the_same_json_from_parquet_and_jsonl(
         prompts[fmt] = [m[-1]["content"] for m in job.render(chunk, table)[2]]
     assert prompts["parquet"] == prompts["jsonl"]
     assert prompts["parquet"][0] == 'meta={"lang":"en","tags":["a","b"],"score":1.5} n=[1,2]'
+
+
+# -- d. SIGHUP outside the engine's life ------------------------------------------------------
+
+# ``enrich run --direct`` with its run wrapped so the process signals itself just before the
+# run starts (no engine yet) and just after it returned (the engine closed); the completer is
+# a FakeCompleter so that nothing else is needed.
+SIGHUP_RUN = """
+import os, signal
+import enrich.run
+from enrich.cli import app
+from enrich.completer import FakeCompleter
+from support import answer
+
+real_run_job = enrich.run.run_job
+
+
+async def run_job(job, **options):
+    os.kill(os.getpid(), signal.SIGHUP)
+    summary = await real_run_job(job, completer=FakeCompleter(answer), **options)
+    os.kill(os.getpid(), signal.SIGHUP)
+    return summary
+
+
+enrich.run.run_job = run_job
+app(["run", "--direct", {config!r}])
+"""
+
+
+def test_sighup_before_and_after_the_engine_does_not_end_the_run(make_job: JobFactory) -> None:
+    config = make_job(review_rows(9))
+    tests = str(Path(__file__).parent)
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(SIGHUP_RUN.format(config=str(config)))],
+        capture_output=True,
+        text=True,
+        timeout=300,  # bounds a hang only
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")]),
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("nothing to reload") == 2, result.stderr
+    assert "committed 9 rows" in result.stderr

@@ -27,6 +27,7 @@ from rich.table import Table
 from enrich.bench.cli import bench_command
 from enrich.config import JobConfig, load_job_config
 from enrich.errors import EnrichError
+from enrich.reload import sighup_logged
 from enrich.sim.cli import sim_command
 
 if TYPE_CHECKING:
@@ -101,6 +102,7 @@ DIRECT_RUN_HELP = "Enrich a dataset with the engine (--direct); exit 0 only when
 def run_command(flow_runner: FlowRunner | None) -> Callable[..., None]:
     """The ``run`` command: the engine with ``--direct``, else ``flow_runner``."""
 
+    @sighup_logged()  # kill -HUP never ends a run, before the engine opens or after it closes
     def run(
         config: str = typer.Argument(..., help="Job config YAML."),
         set_: list[str] = typer.Option([], "--set", help=SET_HELP),

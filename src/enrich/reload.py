@@ -16,6 +16,10 @@ requests see the new limits within half a second; nothing in flight is interrupt
 
 The decisions are pure functions (:func:`overridden`, :func:`changes`); :class:`LimitReloader`
 does the reading and applying, and :func:`reload_on_sighup` wires it to the running event loop.
+
+A SIGHUP outside that window (while the job is prepared, after the engine closed, or with no
+file to reload from) must not end the process, as the default action would: ``enrich run``
+holds :func:`sighup_logged` for its whole life, which logs that there was nothing to reload.
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from enrich.config import JobConfig, load_job_config
@@ -41,6 +47,7 @@ __all__ = [
     "live_limits",
     "overridden",
     "reload_on_sighup",
+    "sighup_logged",
 ]
 
 log = logging.getLogger("enrich.reload")
@@ -134,6 +141,28 @@ class LimitReloader:
         return diff
 
 
+def _nothing_to_reload(signum: int, frame: FrameType | None) -> None:
+    log.warning("SIGHUP: no job is running in this process, nothing to reload")
+
+
+@contextmanager
+def sighup_logged() -> Iterator[None]:
+    """While the block runs, a SIGHUP that no run's reloader takes is logged, not fatal.
+
+    :func:`reload_on_sighup` takes the signal over while a run's engine is open and hands it
+    back after. Outside the main thread (where no handler can be set) this does nothing.
+    """
+    sighup = getattr(signal, "SIGHUP", None)
+    if sighup is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(sighup, _nothing_to_reload)
+    try:
+        yield
+    finally:
+        signal.signal(sighup, previous)
+
+
 @contextmanager
 def reload_on_sighup(
     controller: RateController, config: JobConfig, where: str
@@ -151,7 +180,8 @@ def reload_on_sighup(
     if sighup is None or not path.is_file():
         yield None
         return
-    if signal.getsignal(sighup) not in (signal.SIG_DFL, signal.SIG_IGN, None):
+    previous = signal.getsignal(sighup)
+    if previous not in (signal.SIG_DFL, signal.SIG_IGN, None, _nothing_to_reload):
         log.warning("limits of %s do not reload on SIGHUP: another run in this process does", path)
         yield None
         return
@@ -170,4 +200,6 @@ def reload_on_sighup(
     try:
         yield reloader
     finally:
-        loop.remove_signal_handler(sighup)
+        loop.remove_signal_handler(sighup)  # which leaves the default action: restore ours
+        if previous is not None:
+            signal.signal(sighup, previous)
