@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from support import JobFactory, prepare_job, review_rows, write_jsonl
+import pytest
+from support import JobFactory, prepare_job, review_rows, run_enrich, write_jsonl
 
 # -- b. nested values render as JSON whatever the input format --------------------------------
 
@@ -90,3 +91,16 @@ def test_sighup_before_and_after_the_engine_does_not_end_the_run(make_job: JobFa
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("nothing to reload") == 2, result.stderr
     assert "committed 9 rows" in result.stderr
+
+
+# -- e. a malformed --storage-option ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("option", ["foo", "=bar"])
+def test_a_malformed_storage_option_is_a_one_line_error(option: str, tmp_path: Path) -> None:
+    result = run_enrich("status", str(tmp_path / "out"), "--storage-option", option)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"--storage-option {option!r}" in lines[0] and "KEY=VALUE" in lines[0]
+    assert "Traceback" not in result.stderr

@@ -227,13 +227,24 @@ def status(
     """What is committed under an output location and what is pending."""
     from enrich.output.reader import output_status
 
-    options = dict(o.split("=", 1) for o in option)
+    options = _storage_options(option)
     try:
         result = output_status(output_url, options)
     except EnrichError as exc:
         _fail(exc)
     for line in result.lines():
         print(line)
+
+
+def _storage_options(given: list[str]) -> dict[str, str]:
+    """``--storage-option KEY=VALUE`` values as a dict; a malformed one is a one-line error."""
+    options: dict[str, str] = {}
+    for option in given:
+        key, equals, value = option.partition("=")
+        if not (equals and key.strip()):
+            _fail(ValueError(f"--storage-option {option!r}: expected KEY=VALUE"))
+        options[key] = value
+    return options
 
 
 def partitions(
