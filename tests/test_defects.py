@@ -10,16 +10,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from support import JobFactory, prepare_job, review_rows, run_enrich, write_jsonl
+
+from enrich.planning import ChunkSpec
+from enrich.run import drive
+from enrich.summary import ChunkSummary
 
 # -- b. nested values render as JSON whatever the input format --------------------------------
 
@@ -104,3 +111,29 @@ def test_a_malformed_storage_option_is_a_one_line_error(option: str, tmp_path: P
     assert len(lines) == 1, result.stderr
     assert f"--storage-option {option!r}" in lines[0] and "KEY=VALUE" in lines[0]
     assert "Traceback" not in result.stderr
+
+
+# -- f. several chunks fail -------------------------------------------------------------------
+
+
+def test_every_failing_chunk_is_logged_and_counted(
+    make_job: JobFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    job = prepare_job(make_job(review_rows(21)))  # three chunks of 7
+    assert len(job.chunks) == 3
+    failing = {job.chunks[0].chunk_id, job.chunks[2].chunk_id}
+
+    async def run_chunk(chunk: ChunkSpec, table: Any) -> ChunkSummary:
+        await asyncio.sleep(0)
+        if chunk.chunk_id in failing:
+            raise RuntimeError(f"storage down for {chunk.label}\nsecond line")
+        return ChunkSummary(chunk_id=chunk.chunk_id, label=chunk.label, rows=chunk.rows)
+
+    with caplog.at_level(logging.ERROR, logger="enrich.run"), pytest.raises(RuntimeError) as raised:
+        asyncio.run(drive(job, job.chunks, run_chunk, chunks_in_flight=3))
+    logged = [r.getMessage() for r in caplog.records]
+    for chunk in (job.chunks[0], job.chunks[2]):
+        assert f"chunk {chunk.label} failed: RuntimeError: storage down for {chunk.label}" in logged
+    assert not any("second line" in line for line in logged)
+    assert any(line.startswith("2 of 3 chunks failed") for line in logged)
+    assert any(note.startswith("2 of 3 chunks failed") for note in raised.value.__notes__)

@@ -10,6 +10,7 @@ run on the same event loop. :func:`finalize` commits the dataset once every chun
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -29,6 +30,8 @@ from enrich.planning import ChunkSpec
 from enrich.ratelimit import RateController
 from enrich.reload import reload_on_sighup
 from enrich.summary import ChunkSummary, JobSummary
+
+log = logging.getLogger("enrich.run")
 
 RunChunk = Callable[[ChunkSpec, pa.Table], Awaitable[ChunkSummary]]
 
@@ -78,13 +81,16 @@ async def drive(
     The first chunk that raises (a daily quota, a storage failure) stops the run: no new
     chunk starts, the chunks in flight finish what they have already sent (a request paid for
     is journaled, not thrown away; their next admission fails fast on a spent quota), and the
-    first error is re-raised. Cancelling ``drive`` itself (Ctrl+C, a cancelled flow run)
-    cancels the chunks at once; their journals keep what had arrived.
+    first error is re-raised. Every chunk that fails is logged (its label and the error, one
+    line); when several did, their count is logged and noted on the error raised. Cancelling
+    ``drive`` itself (Ctrl+C, a cancelled flow run) cancels the chunks at once; their journals
+    keep what had arrived.
     """
     tables = job.iter_tables(chunks)
     order = {c.chunk_id: i for i, c in enumerate(chunks)}
-    running: set[asyncio.Task[ChunkSummary]] = set()
+    running: dict[asyncio.Future[ChunkSummary], ChunkSpec] = {}
     done: list[ChunkSummary] = []
+    failures: list[tuple[ChunkSpec, BaseException]] = []
     failure: BaseException | None = None
     exhausted = False
     try:
@@ -94,15 +100,19 @@ async def drive(
                 if item is None:
                     exhausted = True
                     break
-                running.add(asyncio.ensure_future(run_chunk(*item)))
+                running[asyncio.ensure_future(run_chunk(*item))] = item[0]
             if not running:
                 break
-            finished, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             for task in finished:
+                chunk = running.pop(task)
                 error = task.exception()
                 if error is None:
                     done.append(task.result())
-                elif failure is None:
+                    continue
+                log.error("chunk %s failed: %s", chunk.label, _one_line(error))
+                failures.append((chunk, error))
+                if failure is None:
                     failure = error
     finally:
         for task in running:
@@ -110,8 +120,19 @@ async def drive(
         if running:
             await asyncio.gather(*running, return_exceptions=True)
     if failure is not None:
+        if len(failures) > 1:
+            count = f"{len(failures)} of {len(chunks)} chunks failed"
+            log.error("%s (each logged above); the first error stops the run", count)
+            failure.add_note(f"{count}: {', '.join(c.label for c, _ in failures)}")
         raise failure
     return sorted(done, key=lambda s: order[s.chunk_id])
+
+
+def _one_line(error: BaseException) -> str:
+    """An error as one log line: its type and the first line of its message."""
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
 def finalize(job: Job, summaries: Sequence[ChunkSummary], elapsed_s: float) -> JobSummary:
