@@ -22,11 +22,23 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from support import JobFactory, prepare_job, review_rows, run_enrich, write_jsonl
+from support import (
+    JobFactory,
+    answer,
+    by_row,
+    prepare_job,
+    review_rows,
+    run_config,
+    run_enrich,
+    write_jsonl,
+)
 
+from enrich.completer import FakeCompleter
+from enrich.output.reader import read_dataset
 from enrich.planning import ChunkSpec
 from enrich.run import drive
 from enrich.summary import ChunkSummary
+from enrich.tokens import count_prompt_tokens
 
 # -- b. nested values render as JSON whatever the input format --------------------------------
 
@@ -137,3 +149,25 @@ def test_every_failing_chunk_is_logged_and_counted(
     assert not any("second line" in line for line in logged)
     assert any(line.startswith("2 of 3 chunks failed") for line in logged)
     assert any(note.startswith("2 of 3 chunks failed") for note in raised.value.__notes__)
+
+
+# -- a. a renamed output.completion_column ----------------------------------------------------
+
+
+def test_renaming_the_completion_column_reuses_every_result(make_job: JobFactory) -> None:
+    config = make_job(review_rows(14))
+    first = FakeCompleter(answer)
+    job, summary = run_config(config, completer=first)
+    assert summary.complete and len(first.requests) == 14
+    before = by_row(read_dataset(job.store.url), "completion")
+
+    again = FakeCompleter(answer)
+    job, summary = run_config(config, ["output.completion_column=label"], completer=again)
+    assert summary.complete, summary.message
+    assert again.requests == []
+    table = read_dataset(job.store.url)
+    assert "completion" not in table.column_names
+    assert by_row(table, "label") == before
+    assert sum(table.column("prompt_tokens").to_pylist()) == sum(
+        count_prompt_tokens(r.messages) for r in first.requests
+    )

@@ -80,6 +80,7 @@ _GET: dict[str, Callable[[Result], Any]] = {
     name: attrgetter(f"usage.{name}" if name in USAGE_TYPES else name) for name in RESULT_FIELDS
 }
 IDENTITY_COLUMNS = ("row_id", "request_hash")
+_NOT_COMPLETION = frozenset(IDENTITY_COLUMNS + RESULT_FIELDS) - {"completion"}
 
 
 def added_columns(completion_column: str) -> list[str]:
@@ -107,8 +108,19 @@ def results_table(hashes: Sequence[str], results: Sequence[Result]) -> pa.Table:
 
 
 def results_from_table(table: pa.Table, completion_column: str = "completion") -> dict[str, Result]:
-    """Read ``request_hash -> Result`` back from a journal table or an output part."""
+    """Read ``request_hash -> Result`` back from a journal table or an output part.
+
+    A part written under another ``output.completion_column`` is read as well: its completion
+    is the column after ``request_hash``, where :func:`output_table` puts it. A table with no
+    completion column at all yields nothing (its requests are asked again).
+    """
     names = set(table.column_names)
+    if completion_column not in names:
+        order = table.column_names
+        at = order.index("request_hash") + 1 if "request_hash" in names else len(order)
+        if at >= len(order) or order[at] in _NOT_COMPLETION:
+            return {}
+        completion_column = order[at]
     source = {f: completion_column if f == "completion" else f for f in RESULT_FIELDS}
     columns = {f: table.column(c).to_pylist() for f, c in source.items() if c in names}
     usage = {f: v for f, v in columns.items() if f in USAGE_TYPES}
