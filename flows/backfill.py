@@ -28,7 +28,7 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import arun_deployment
 from prefect.runtime import flow_run
 
-from enrich.config import JobConfig, load_job_config
+from enrich.config import JobConfig, load_job_config, refuse_api_overrides
 from enrich.partitions import date_range, pending
 from enrich_flows.enrich import api_key_from_secret_block, job_name
 from enrich_flows.partition_report import report_partitions
@@ -110,6 +110,7 @@ async def enrich_backfill(
     logger = get_run_logger()
     if parallelism < 1:
         raise ValueError(f"parallelism {parallelism}: must be at least 1")
+    refuse_api_overrides(overrides or [], config)  # anyone who may start a run sets these
     cfg = load_job_config(config, overrides or [])
     dates = date_range(start, end)
     await tag_current_run([*run_tags(cfg), "backfill"])

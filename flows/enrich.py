@@ -29,7 +29,7 @@ from prefect import flow, get_run_logger
 from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 
-from enrich.config import JobConfig, load_job_config
+from enrich.config import JobConfig, load_job_config, refuse_api_overrides
 from enrich.engine import Engine, ProgressObserver, RunProgress
 from enrich.errors import EnrichError
 from enrich.job import Job
@@ -154,6 +154,7 @@ async def enrich_dataset(
     A rerun of a committed dataset or partition sends nothing.
     """
     logger = get_run_logger()
+    refuse_api_overrides(overrides or [], config)  # anyone who may start a run sets these
     cfg = for_partition(load_job_config(config, overrides or []), partition)
     label = f"{cfg.name} {partition}" if partition else cfg.name
     await tag_current_run(run_tags(cfg))

@@ -21,7 +21,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from enrich.config import load_job_config
+from enrich.config import load_job_config, refuse_api_overrides
 from enrich.partitions import logical_date, parse_date, pending
 from enrich_flows.enrich import api_key_from_secret_block, enrich_dataset, job_name
 from enrich_flows.partition_report import report_partitions
@@ -76,6 +76,7 @@ async def enrich_incremental(
     partition failed; the next run retries only what is still not committed.
     """
     logger = get_run_logger()
+    refuse_api_overrides(overrides or [], config)  # anyone who may start a run sets these
     cfg = load_job_config(config, overrides or [])
     through = through_date(date, timezone, lag_days)
     since = None

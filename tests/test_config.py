@@ -229,8 +229,8 @@ def test_request_fields_are_the_set_params(params: dict[str, Any], fields: dict[
     ("base_url", "environ", "expected"),
     [
         (None, {}, None),
-        (None, {"CEREBRAS_BASE_URL": "http://sim:8000"}, "http://sim:8000"),
-        ("http://cfg", {"CEREBRAS_BASE_URL": "http://sim:8000"}, "http://cfg"),
+        (None, {"CEREBRAS_BASE_URL": "https://sim:8000"}, "https://sim:8000"),
+        ("https://cfg", {"CEREBRAS_BASE_URL": "https://sim:8000"}, "https://cfg"),
         (None, {"CEREBRAS_BASE_URL": ""}, None),
     ],
 )

@@ -203,11 +203,16 @@ async def test_the_api_key_from_a_secret_block_never_shows(
         await Secret(value=key).asave("test-cerebras-key", overwrite=True)
         monkeypatch.delenv("CEREBRAS_API_KEY", raising=False)  # only the block has it
         monkeypatch.setenv("CEREBRAS_BASE_URL", sim.base_url)
-        overrides = [f"output.path={tmp_path}/daily", "api.secret_block=test-cerebras-key"]
-        state = await enrich_dataset(DAILY, overrides, "2026-11-22", return_state=True)
+        # The block is named by the job file: a run's overrides may not name one.
+        config = tmp_path / "reviews_daily.yaml"
+        config.write_text(
+            (ROOT / DAILY).read_text() + "\napi:\n  secret_block: test-cerebras-key\n"
+        )
+        overrides = [f"output.path={tmp_path}/daily"]
+        state = await enrich_dataset(str(config), overrides, "2026-11-22", return_state=True)
         assert state.is_completed(), state.message
         assert sim.stats.completed == SAMPLE_ROWS["2026-11-22"]
-    cfg = for_partition(load_job_config(DAILY, overrides), "2026-11-22")
+    cfg = for_partition(load_job_config(config, overrides), "2026-11-22")
     data = read_dataset(cfg.output.path)
     assert set(data.column("status").to_pylist()) == {"ok"}
 

@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from enrich.config.guard import insecure_reason
 from enrich.errors import ConfigError
 from enrich.template import PromptTemplate
 
@@ -185,15 +186,40 @@ class ApiSpec(_Spec):
     otherwise the SDK's default endpoint. The key is read from the environment variable named by
     ``api_key_env``, or from the Prefect Secret block ``secret_block`` (resolved by the flow,
     never by the engine).
+
+    The key is sent to an ``https`` endpoint only, or over ``http`` to a loopback host (the
+    bundled simulator), unless ``allow_insecure`` says otherwise (see :mod:`enrich.config.guard`).
     """
 
+    # Declared first: the base_url check reads it.
+    allow_insecure: bool = False
     base_url: str | None = None
     api_key_env: str = Field(default="CEREBRAS_API_KEY", min_length=1)
     secret_block: str | None = None
 
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            reason = insecure_reason(value, allow_insecure=info.data.get("allow_insecure", False))
+            if reason is not None:
+                raise ValueError(reason)
+        return value
+
     def resolve_base_url(self, environ: Mapping[str, str]) -> str | None:
-        """The endpoint to use: this config's ``base_url``, else ``CEREBRAS_BASE_URL``."""
-        return self.base_url or environ.get("CEREBRAS_BASE_URL") or None
+        """The endpoint to use: this config's ``base_url``, else ``CEREBRAS_BASE_URL``.
+
+        Raises:
+            ConfigError: ``CEREBRAS_BASE_URL`` is an endpoint the key must not be sent to.
+        """
+        if self.base_url:
+            return self.base_url
+        url = environ.get("CEREBRAS_BASE_URL") or None
+        if url is not None:
+            reason = insecure_reason(url, allow_insecure=self.allow_insecure)
+            if reason is not None:
+                raise ConfigError(f"CEREBRAS_BASE_URL: {reason}")
+        return url
 
 
 class JobConfig(_Spec):
