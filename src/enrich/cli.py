@@ -5,6 +5,11 @@ Scripts and schedulers depend on this surface: ``enrich run CONFIG --set KEY=VAL
 ``enrich status OUTPUT_URL``, ``enrich partitions CONFIG``; ``run`` and ``plan`` take
 ``--partition DATE`` for a job whose input path has a ``{date}`` field.
 
+A failure the commands expect (a bad config, unreadable input, a refused override) ends as one
+line and exit code 2 (1 for a run that failed); anything else as one line
+``error: <Type>: <message>`` and exit code 1, with the traceback only under ``--debug`` (before
+the command, or on ``run``), and never the local variables of its frames (they hold keys).
+
 The engine knows nothing of Prefect: :func:`build_app` makes the commands, and ``run`` goes
 through a flow only when the layer above hands it a :class:`FlowRunner`. The ``enrich`` command
 is that layer's (:mod:`enrich_flows.cli`: these commands, ``run`` through the flow unless
@@ -14,6 +19,7 @@ is that layer's (:mod:`enrich_flows.cli`: these commands, ``run`` through the fl
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 import threading
 from collections.abc import Callable
@@ -25,10 +31,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from enrich.bench.cli import bench_command
-from enrich.config import JobConfig, load_job_config
+from enrich.config import JobConfig, load_job_config, refuse_api_overrides
 from enrich.errors import EnrichError
 from enrich.reload import sighup_logged
 from enrich.sim.cli import sim_command
+from enrich.storage.errors import redact_secrets
 
 if TYPE_CHECKING:
     from enrich.engine import ProgressObserver, RunProgress
@@ -38,12 +45,46 @@ console = Console(stderr=True)
 
 SET_HELP = "Override a config key, e.g. --set execution.max_concurrency=128 (repeatable)."
 PARTITION_HELP = "The partition (YYYY-MM-DD) of a job whose input.path has a {date} field."
+DEBUG_HELP = "Show the traceback of an unexpected error."
+
+
+@dataclasses.dataclass
+class _Options:
+    """What the global options of this invocation chose (reset by each invocation)."""
+
+    debug: bool = False
+
+
+_options = _Options()
+
+
+class _App(typer.Typer):
+    """The command line: an unexpected error ends as one line, its traceback only with --debug."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except Exception as exc:
+            if _options.debug:
+                raise  # Typer prints it, without locals (see build_app)
+            text = " ".join(redact_secrets(str(exc)).split())
+            name = type(exc).__name__
+            console.print(f"error: {escape(name)}: {escape(text)}", highlight=False, soft_wrap=True)
+            raise SystemExit(1) from None
+
+
+def _global_options(
+    debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
+) -> None:
+    """Enrich Parquet/JSONL datasets with Cerebras chat completions."""
+    _options.debug = debug
 
 
 def _load(config: str, overrides: list[str], partition: str | None = None) -> JobConfig:
     from enrich.partitions import for_partition
 
     try:
+        refuse_api_overrides(overrides, config)
         return for_partition(load_job_config(config, overrides), partition)
     except EnrichError as exc:
         _fail(exc)
@@ -108,9 +149,11 @@ def run_command(flow_runner: FlowRunner | None) -> Callable[..., None]:
         set_: list[str] = typer.Option([], "--set", help=SET_HELP),
         direct: bool = typer.Option(False, "--direct", help="Run the engine without Prefect."),
         partition: str | None = typer.Option(None, "--partition", help=PARTITION_HELP),
+        debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
     ) -> None:
         from enrich.job import Job
 
+        _options.debug = _options.debug or debug
         if not direct and flow_runner is None:
             raise typer.BadParameter(
                 "this command runs the engine only: pass --direct, or use `enrich run` "
@@ -257,6 +300,7 @@ def partitions(
     from enrich.partitions import list_partitions, partition_state, select
 
     try:
+        refuse_api_overrides(set_, config)
         cfg = load_job_config(config, set_)
         states = [partition_state(cfg, d) for d in select(list_partitions(cfg), start, end)]
     except EnrichError as exc:
@@ -272,11 +316,14 @@ def partitions(
 
 def build_app(flow_runner: FlowRunner | None = None) -> typer.Typer:
     """The command line; ``run`` goes through ``flow_runner`` unless ``--direct``."""
-    app = typer.Typer(
+    app = _App(
         add_completion=False,
         no_args_is_help=True,
         help="Enrich Parquet/JSONL datasets with Cerebras chat completions.",
+        # A frame's locals hold API keys and storage credentials: never print them.
+        pretty_exceptions_show_locals=False,
     )
+    app.callback()(_global_options)
     app.command("sim")(sim_command)
     app.command("bench")(bench_command)
     app.command("run", help=DIRECT_RUN_HELP if flow_runner is None else RUN_HELP)(
