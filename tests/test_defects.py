@@ -36,9 +36,11 @@ from support import (
 from enrich.completer import FakeCompleter
 from enrich.output.reader import read_dataset
 from enrich.planning import ChunkSpec
+from enrich.results import Result, results_from_table, results_table
 from enrich.run import drive
 from enrich.summary import ChunkSummary
 from enrich.tokens import count_prompt_tokens
+from enrich.usage import Usage
 
 # -- b. nested values render as JSON whatever the input format --------------------------------
 
@@ -171,3 +173,38 @@ def test_renaming_the_completion_column_reuses_every_result(make_job: JobFactory
     assert sum(table.column("prompt_tokens").to_pylist()) == sum(
         count_prompt_tokens(r.messages) for r in first.requests
     )
+
+
+# -- c. token and cost columns sum to what was paid ----------------------------------------
+
+
+def test_a_recommitted_dataset_still_sums_to_what_was_paid(make_job: JobFactory) -> None:
+    # Rows 3-5 repeat rows 0-2 in the same chunk (7 rows a chunk): one request each, paid once.
+    rows = review_rows(14, duplicates=3)
+    rows = [rows[i] for i in (0, 1, 2, 11, 12, 13, 3, 4, 5, 6, 7, 8, 9, 10)]
+    config = make_job(rows)
+    completer = FakeCompleter(answer)
+    job, summary = run_config(config, completer=completer)
+    assert summary.complete and len(completer.requests) == 11
+    paid = sum(count_prompt_tokens(r.messages) for r in completer.requests)
+    first = read_dataset(job.store.url)
+    cost = sum(first.column("cost_usd").to_pylist())
+
+    # A change of the job's identity that asks nothing again: every chunk is committed anew
+    # from the results its slot already has.
+    for change in ("output.format=jsonl", "output.completion_column=label"):
+        again = FakeCompleter(answer)
+        job, summary = run_config(config, [change], completer=again)
+        assert summary.complete and again.requests == []
+        table = read_dataset(job.store.url)
+        assert sum(table.column("prompt_tokens").to_pylist()) == paid
+        assert sum(table.column("completion_tokens").to_pylist()) == 3 * 11
+        assert sum(table.column("cost_usd").to_pylist()) == pytest.approx(cost)
+
+
+def test_a_part_read_back_keeps_the_copy_that_carried_the_cost() -> None:
+    paid = Result("yes", usage=Usage(prompt_tokens=20, completion_tokens=3), attempts=1)
+    paid.cost_usd = 0.5
+    part = results_table(["h1", "h2", "h1"], [paid, paid, paid.shared()])
+    known = results_from_table(part)
+    assert known["h1"] == paid and known["h2"] == paid

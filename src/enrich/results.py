@@ -110,6 +110,9 @@ def results_table(hashes: Sequence[str], results: Sequence[Result]) -> pa.Table:
 def results_from_table(table: pa.Table, completion_column: str = "completion") -> dict[str, Result]:
     """Read ``request_hash -> Result`` back from a journal table or an output part.
 
+    Of the rows of one request, the first is read: the fold puts the copy that carried the
+    request's tokens and cost there (:mod:`enrich.engine.fold`).
+
     A part written under another ``output.completion_column`` is read as well: its completion
     is the column after ``request_hash``, where :func:`output_table` puts it. A table with no
     completion column at all yields nothing (its requests are asked again).
@@ -127,6 +130,10 @@ def results_from_table(table: pa.Table, completion_column: str = "completion") -
     own = {f: v for f, v in columns.items() if f not in USAGE_TYPES}
     out: dict[str, Result] = {}
     for i, h in enumerate(table.column("request_hash").to_pylist()):
+        if h in out:
+            # A later row of the same request holds a shared copy (zero tokens and cost);
+            # the first holds the one that carried the cost, which a re-commit must keep.
+            continue
         out[h] = Result(
             usage=Usage(**{f: values[i] for f, values in usage.items()}),
             **{f: values[i] for f, values in own.items()},

@@ -12,6 +12,13 @@ request, and the chunk's counters. The rules it keeps:
   tokens, zero cost, zero attempts, and counts as reused;
 * a row whose request still failed **transiently** after every retry gets no result: it is
   pending, and the chunk is not committed.
+
+So the token and cost columns of a committed dataset add up to what was paid for the results
+it holds, each request once: a chunk committed anew from its slot's parts (after a change of
+output format or column name, say) reads back the copy that carried the cost, which is the
+first row of the request (:func:`enrich.results.results_from_table`). One case is not covered:
+a row whose result was shared from another chunk keeps its zero copy when that chunk's paying
+row has since changed (an edited input), so no row carries that cost any more.
 """
 
 from __future__ import annotations
