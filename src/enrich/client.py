@@ -5,7 +5,9 @@ caller needs it: no blocking TCP warm-up in the constructor, SDK retries off (re
 :mod:`enrich.retry`), and the SDK's aiohttp transport. A call returns a
 :class:`~enrich.completer.Completion` parsed once from the raw body with orjson, plus the
 response headers the rate controller re-syncs from. Every failure becomes a
-:class:`~enrich.errors.CompletionError`, including a 200 whose body is an error object.
+:class:`~enrich.errors.CompletionError`, including a 200 whose body is an error object or
+not a chat completion at all (code ``not_a_completion``) and a stream cut short (code
+``stream_cut``): nothing the server sends is trusted before it is checked.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from cerebras.cloud.sdk import (
 
 from enrich.completer import Completion, CompletionRequest
 from enrich.errors import CompletionError, ConfigError
-from enrich.usage import Usage
+from enrich.usage import Usage, usage_problem
 
 DEFAULT_BASE_URL = "https://api.cerebras.ai"
 CHAT_PATH = "/v1/chat/completions"
@@ -63,10 +65,19 @@ def api_key_from_env(env_var: str = "CEREBRAS_API_KEY") -> str:
     return key
 
 
-def parse_completion(body: Mapping[str, Any], headers: Mapping[str, str]) -> Completion:
-    """Flatten a ``chat.completion`` body. Raises CompletionError for an error-shaped body."""
-    if "error" in body or "choices" not in body:
-        error = body.get("error")
+NOT_A_COMPLETION = "not_a_completion"
+STREAM_CUT = "stream_cut"
+
+
+def parse_completion(body: Any, headers: Mapping[str, str]) -> Completion:
+    """Flatten a ``chat.completion`` body, parsed JSON; anything else is a CompletionError.
+
+    A body with an ``error`` is the server's error (its ``status_code``, else 500). A body that
+    is not a chat completion (:func:`completion_problem`) is code ``not_a_completion``, with
+    no status: the server answered 200 with something we cannot trust.
+    """
+    if isinstance(body, dict) and body.get("error") is not None:
+        error = body["error"]
         detail = error if isinstance(error, Mapping) else body
         status = body.get("status_code")
         raise CompletionError(
@@ -75,16 +86,50 @@ def parse_completion(body: Mapping[str, Any], headers: Mapping[str, str]) -> Com
             code=str(detail.get("code") or "error_body"),
             headers=headers,
         )
+    problem = completion_problem(body)
+    if problem is not None:
+        raise CompletionError(
+            f"not a chat completion: {problem}", code=NOT_A_COMPLETION, headers=headers
+        )
     choice = body["choices"][0]
-    message = choice.get("message") or {}
+    model, request_id = body.get("model"), body.get("id")
     return Completion(
-        content=message.get("content") or "",
+        content=choice["message"].get("content") or "",
         finish_reason=choice.get("finish_reason"),
         usage=Usage.from_body(body),
-        model=body.get("model"),
-        request_id=body.get("id"),
+        model=model if isinstance(model, str) else None,
+        request_id=request_id if isinstance(request_id, str) else None,
         headers=headers,
     )
+
+
+def completion_problem(body: Any) -> str | None:
+    """What makes ``body`` not a chat completion, or None when it is one.
+
+    A completion has a first choice with a ``message`` object whose ``content`` is a string
+    (or null: no text), a string ``finish_reason`` or none, and the usage it was charged
+    (:func:`~enrich.usage.usage_problem`).
+    """
+    if not isinstance(body, dict):
+        return f"the body is a JSON {type(body).__name__}, not an object"
+    choices = body.get("choices")
+    if not isinstance(choices, list):
+        return "no choices" if choices is None else "choices is not a list"
+    if not choices:
+        return "empty choices"
+    choice = choices[0]
+    if not isinstance(choice, dict):
+        return "choices[0] is not an object"
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        return "no message" if message is None else "the message is not an object"
+    content = message.get("content")
+    if content is not None and not isinstance(content, str):
+        return f"the content is a {type(content).__name__}, not a string"
+    finish_reason = choice.get("finish_reason")
+    if finish_reason is not None and not isinstance(finish_reason, str):
+        return "finish_reason is not a string"
+    return usage_problem(body)
 
 
 def _status_error(exc: APIStatusError) -> CompletionError:
@@ -185,6 +230,12 @@ class CerebrasCompleter:
         return CompletionError(f"connection error: {_root_cause(exc)}", code="connection")
 
     async def _complete_streaming(self, request: CompletionRequest) -> Completion:
+        """Join a stream's deltas into one completion; a stream cut short is an error.
+
+        The final chunk carries ``finish_reason`` and the usage: a stream that ends without one
+        (the connection dropped, or the server closed it early) is code ``stream_cut``, retried
+        like a connection error, never a completion made of the deltas that did arrive.
+        """
         raw = await self._sdk.chat.completions.with_raw_response.create(
             model=request.model,
             messages=request.messages,  # type: ignore[arg-type]
@@ -193,16 +244,31 @@ class CerebrasCompleter:
         parts: list[str] = []
         last: dict[str, Any] = {}
         finish: str | None = None
-        async for chunk in await raw.parse():  # type: ignore[union-attr]
-            data = chunk.model_dump() if hasattr(chunk, "model_dump") else dict(chunk)
-            if data.get("error"):
-                return parse_completion(data, raw.headers)
-            for choice in data.get("choices") or []:
-                delta = choice.get("delta") or {}
-                if delta.get("content"):
-                    parts.append(delta["content"])
-                finish = choice.get("finish_reason") or finish
-            last = data
+        try:
+            async for chunk in await raw.parse():  # type: ignore[union-attr]
+                data = chunk.model_dump() if hasattr(chunk, "model_dump") else dict(chunk)
+                if data.get("error"):
+                    return parse_completion(data, raw.headers)
+                for choice in data.get("choices") or []:
+                    delta = choice.get("delta") or {}
+                    if delta.get("content"):
+                        parts.append(delta["content"])
+                    finish = choice.get("finish_reason") or finish
+                last = data
+        except (httpx.TransportError, APIConnectionError) as exc:
+            if _caused_by_timeout(exc):
+                raise CompletionError(
+                    f"timed out after {self.timeout:g} s", code="timeout"
+                ) from None
+            raise CompletionError(
+                f"stream dropped: {_root_cause(exc)}", code=STREAM_CUT, headers=raw.headers
+            ) from None
+        if finish is None:
+            raise CompletionError(
+                "stream ended before its last chunk (no finish_reason)",
+                code=STREAM_CUT,
+                headers=raw.headers,
+            )
         body = {
             "id": last.get("id"),
             "model": last.get("model"),

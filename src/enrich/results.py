@@ -65,6 +65,32 @@ _OWN_TYPES: dict[str, pa.DataType] = {
 }
 
 
+def completion_status(content: str, finish_reason: str | None) -> tuple[str, str | None]:
+    """``(status, error_kind)`` of a completion the provider returned and billed.
+
+    Only an answer the model finished is ``ok``. ``length`` with no content (a reasoning model
+    that spent ``max_completion_tokens`` thinking) is ``empty_length``; ``length`` with content
+    is ``truncated`` and ``content_filter`` is ``content_filter``: the partial text is kept in
+    the completion column, but the row is an error, not a complete answer. Any other reason
+    (``stop``, ``tool_calls``...) is ``ok``, and so is none at all: a server that omits it
+    in a body that is otherwise whole (a stream without its last chunk never gets here).
+    """
+    if finish_reason == "length":
+        return "error", "truncated" if content else "empty_length"
+    if finish_reason == "content_filter":
+        return "error", "content_filter"
+    return "ok", None
+
+
+#: What an error row of each :func:`completion_status` kind says.
+COMPLETION_ERRORS: dict[str, str] = {
+    "empty_length": "finish_reason length with no content: max_completion_tokens ran out "
+    "(reasoning tokens count against it)",
+    "truncated": "finish_reason length: the completion was cut at max_completion_tokens",
+    "content_filter": "finish_reason content_filter: the provider filtered the completion",
+}
+
+
 def _column_types() -> dict[str, pa.DataType]:
     """Each result column and its Arrow type, in Result's field order, usage expanded."""
     types: dict[str, pa.DataType] = {}

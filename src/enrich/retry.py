@@ -1,8 +1,11 @@
 """The retry policy for chat completions, in one place, built on tenacity.
 
 What is retried (:func:`is_retryable`): 408, 409, 429 and 5xx responses, timeouts and connection
-failures, as the Cerebras SDK itself does (its own retries are off). Other 4xx, a context that
-is too long and output that does not parse are the request's fault: they become row errors.
+failures (a stream cut short included), as the Cerebras SDK itself does (its own retries are
+off), and a 200 whose body is not a chat completion (a proxy's glitch, like a 5xx). Other 4xx,
+a context that is too long and output that does not parse are the request's fault: they become
+row errors. What a retryable error that outlived every retry becomes is
+:func:`leaves_rows_pending`.
 
 How long to wait (:func:`retrying`): jittered exponential backoff (:func:`backoff`), but never
 less than what the server asked for (:func:`retry_after`: its ``retry-after`` headers, or for a
@@ -29,14 +32,26 @@ from tenacity import (
 from enrich.errors import CompletionError
 from enrich.ratelimit import classify_429, parse_rate_headers, parse_retry_after
 
-__all__ = ["MAX_RETRY_AFTER", "backoff", "is_retryable", "retry_after", "retrying"]
+__all__ = [
+    "MAX_RETRY_AFTER",
+    "backoff",
+    "is_retryable",
+    "leaves_rows_pending",
+    "retry_after",
+    "retrying",
+]
 
 # A server hint longer than this is not followed by one request's retry loop; quotas that reset
 # hours away are the rate controller's business (it raises QuotaExhausted).
 MAX_RETRY_AFTER = 60.0
 
 _RETRY_STATUSES = frozenset({408, 409, 429})
-_TRANSPORT_CODES = frozenset({"timeout", "connection"})
+# No whole response: the server may yet answer; ``stream_cut`` is a stream that ended (dropped
+# or closed) before its last chunk.
+_TRANSPORT_CODES = frozenset({"timeout", "connection", "stream_cut"})
+# A whole response that is not a chat completion: retried, but a server that keeps answering
+# so is not a chat API, and its rows become errors rather than waiting for a next run.
+_NOT_A_COMPLETION_CODES = frozenset({"not_a_completion"})
 _NEVER_RETRY_CODES = frozenset({"context_length_exceeded", "invalid_output"})
 
 
@@ -44,18 +59,31 @@ def is_retryable(error: BaseException) -> bool:
     """Whether another attempt could succeed where this one failed.
 
     Only a :class:`~enrich.errors.CompletionError` is: with status 408, 409, 429 or >= 500, or
-    without status (no response) and code ``timeout`` or ``connection``; never with code
-    ``context_length_exceeded`` or ``invalid_output``. A server's ``x-should-retry: true|false``
-    header overrides the status, as in the SDK.
+    without status and code ``timeout``, ``connection``, ``stream_cut`` or
+    ``not_a_completion``; never with code ``context_length_exceeded`` or ``invalid_output``.
+    A server's ``x-should-retry: true|false`` header overrides the status, as in the SDK.
     """
     if not isinstance(error, CompletionError) or error.code in _NEVER_RETRY_CODES:
         return False
     if error.status is None:
-        return error.code in _TRANSPORT_CODES
+        return error.code in _TRANSPORT_CODES or error.code in _NOT_A_COMPLETION_CODES
     should = _header(error, "x-should-retry")
     if should in ("true", "false"):
         return should == "true"
     return error.status in _RETRY_STATUSES or error.status >= 500
+
+
+def leaves_rows_pending(error: BaseException) -> bool:
+    """Whether rows whose request failed with ``error``, after every retry, wait for a next run.
+
+    A retryable error does (the server was unreachable, busy or failing: a later run may get
+    an answer), except a 200 that is not a chat completion: the server answered, so its rows
+    become error rows (kind ``not_a_completion``) instead of being asked for on every run.
+    Any other error is an error row at once.
+    """
+    return is_retryable(error) and not (
+        isinstance(error, CompletionError) and error.code in _NOT_A_COMPLETION_CODES
+    )
 
 
 def retry_after(

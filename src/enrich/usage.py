@@ -18,13 +18,24 @@ from typing import Any
 
 import pyarrow as pa
 
-__all__ = ["NO_USAGE", "USAGE_FIELDS", "USAGE_TYPES", "Usage"]
+__all__ = ["NO_USAGE", "USAGE_FIELDS", "USAGE_TYPES", "Usage", "usage_problem"]
 
 
-def _count(*path: str) -> Any:
-    """A token count read from ``path`` in the body; 0 when absent. Charged per request."""
+def _count(*path: str, required: bool = False) -> Any:
+    """A token count read from ``path`` in the body; 0 when absent. Charged per request.
+
+    A ``required`` count must be in every completion body (:func:`usage_problem`): without it
+    the row's cost is unknown.
+    """
     return field(
-        default=0, metadata={"arrow": pa.int64(), "parse": int, "path": path, "charged": True}
+        default=0,
+        metadata={
+            "arrow": pa.int64(),
+            "parse": int,
+            "path": path,
+            "charged": True,
+            "required": required,
+        },
     )
 
 
@@ -32,7 +43,13 @@ def _seconds(*path: str) -> Any:
     """A duration in seconds read from ``path`` in the body; None when absent."""
     return field(
         default=None,
-        metadata={"arrow": pa.float64(), "parse": float, "path": path, "charged": False},
+        metadata={
+            "arrow": pa.float64(),
+            "parse": float,
+            "path": path,
+            "charged": False,
+            "required": False,
+        },
     )
 
 
@@ -40,9 +57,9 @@ def _seconds(*path: str) -> Any:
 class Usage:
     """Tokens and timings of one chat completion, as the provider reported them."""
 
-    prompt_tokens: int = _count("usage", "prompt_tokens")
-    completion_tokens: int = _count("usage", "completion_tokens")
-    total_tokens: int = _count("usage", "total_tokens")
+    prompt_tokens: int = _count("usage", "prompt_tokens", required=True)
+    completion_tokens: int = _count("usage", "completion_tokens", required=True)
+    total_tokens: int = _count("usage", "total_tokens", required=True)
     cached_tokens: int = _count("usage", "prompt_tokens_details", "cached_tokens")
     queue_time: float | None = _seconds("time_info", "queue_time")
     prompt_time: float | None = _seconds("time_info", "prompt_time")
@@ -55,6 +72,7 @@ class Usage:
 
         A missing section or field, or a value of the wrong type, reads as the default: the
         provider omits ``time_info`` on some paths and OpenAI-compatible servers omit more.
+        The counts a completion must carry are checked first, by :func:`usage_problem`.
         """
         # Once per request on the hot path: each section is looked up once, fields by position.
         values = list(_DEFAULTS)
@@ -92,6 +110,27 @@ def _sections() -> tuple[tuple[tuple[str, ...], tuple[_Entry, ...]], ...]:
 
 
 _SECTIONS = _sections()
+_REQUIRED: tuple[tuple[str, ...], ...] = tuple(
+    f.metadata["path"] for f in fields(Usage) if f.metadata["required"]
+)
+
+
+def usage_problem(body: Mapping[str, Any]) -> str | None:
+    """Why ``body`` does not report what the request was charged, or None when it does.
+
+    Every required count (``usage.prompt_tokens``, ``usage.completion_tokens``,
+    ``usage.total_tokens``) must be a whole number: a completion without them would be
+    committed at zero tokens and zero cost, though the provider billed it.
+    """
+    for path in _REQUIRED:
+        node: Any = body
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(node, int) or isinstance(node, bool):
+            where = ".".join(path)
+            return f"no {where}" if node is None else f"{where} is not an integer: {node!r}"
+    return None
+
 
 #: The usage of a request that never completed (an error row).
 NO_USAGE = Usage()

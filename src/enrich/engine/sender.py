@@ -7,11 +7,15 @@ permit back with what the attempt reported, so the controller re-syncs from ever
 
 Outcomes:
 
-* a completion: an ``ok`` Result with its usage, cost, attempts and latency;
-* a failure that another attempt cannot fix (a 400, a context overflow): an ``error`` Result,
-  a row error like any other;
-* a retryable failure that survived every retry: :class:`GaveUp` is raised, and the rows that
-  need the request stay pending until the next run.
+* a completion: a Result with its usage, cost, attempts and latency, ``ok`` or not as
+  :func:`~enrich.results.completion_status` decides from its ``finish_reason`` (a truncated or
+  filtered answer is an ``error`` row that keeps its partial text and what it cost);
+* a failure that another attempt cannot fix (a 400, a context overflow), or a body that was
+  still not a chat completion after every retry: an ``error`` Result, a row error like any
+  other;
+* a retryable failure that survived every retry (:func:`~enrich.retry.leaves_rows_pending`):
+  :class:`GaveUp` is raised, and the rows that need the request stay pending until the next
+  run.
 """
 
 from __future__ import annotations
@@ -25,8 +29,8 @@ from enrich.config.schema import PricingSpec, RetrySpec
 from enrich.engine.progress import RunProgress
 from enrich.errors import CompletionError
 from enrich.ratelimit import RateController
-from enrich.results import Result
-from enrich.retry import is_retryable, retrying
+from enrich.results import COMPLETION_ERRORS, Result, completion_status
+from enrich.retry import is_retryable, leaves_rows_pending, retrying
 from enrich.tokens import count_prompt_tokens
 
 __all__ = ["GaveUp", "RequestSender"]
@@ -85,7 +89,7 @@ class RequestSender:
         except CompletionError as first:
             attempts, outcome = await self._retry_request(request, reserve, first)
             if isinstance(outcome, CompletionError):
-                if is_retryable(outcome):
+                if leaves_rows_pending(outcome):
                     raise GaveUp(outcome, attempts) from None
                 return Result(
                     completion=None,
@@ -99,6 +103,7 @@ class RequestSender:
         usage = completion.usage
         self.progress.prompt_tokens += usage.prompt_tokens
         self.progress.completion_tokens += usage.completion_tokens
+        status, kind = completion_status(completion.content, completion.finish_reason)
         return Result(
             completion=completion.content,
             finish_reason=completion.finish_reason,
@@ -109,6 +114,9 @@ class RequestSender:
             latency_s=time.perf_counter() - started,
             cost_usd=usage.prompt_tokens * self._price_in
             + usage.completion_tokens * self._price_out,
+            status=status,
+            error=COMPLETION_ERRORS[kind] if kind else None,
+            error_kind=kind,
         )
 
     async def _attempt(self, request: CompletionRequest, reserve: int) -> Completion:

@@ -21,7 +21,18 @@ DEFAULT_MODELS: tuple[str, ...] = (
 )
 
 LIMIT_FIELDS: tuple[str, ...] = ("rpm", "tpm", "rpd", "tpd")
-FAULT_FIELDS: tuple[str, ...] = ("fail_429", "fail_500", "fail_503", "hang", "drop", "error_body")
+FAULT_FIELDS: tuple[str, ...] = (
+    "fail_429",
+    "fail_500",
+    "fail_503",
+    "hang",
+    "drop",
+    "error_body",
+    "stream_drop",
+    "stream_cut",
+)
+# Faults that break a stream after its first deltas; a request that does not stream meets none.
+STREAM_FAULTS = frozenset({"stream_drop", "stream_cut"})
 
 _Settings = TypeVar("_Settings", "Limits", "Faults")
 
@@ -69,6 +80,12 @@ class Faults:
     * hang -- no response until the client gives up (or the server stops)
     * drop -- the connection is aborted without a response
     * error_body -- 200 whose body is `{"error": {...}, "status_code": 500}`
+    * stream_drop -- a stream's connection is aborted after its first deltas
+    * stream_cut -- a stream ends cleanly after its first deltas, with no final chunk (no
+      finish_reason, no usage, no `[DONE]`)
+
+    The two stream faults apply to streamed requests only: a request that does not stream and
+    draws one is answered normally (and not counted as a fault).
     """
 
     fail_429: float = 0.0
@@ -77,6 +94,8 @@ class Faults:
     hang: float = 0.0
     drop: float = 0.0
     error_body: float = 0.0
+    stream_drop: float = 0.0
+    stream_cut: float = 0.0
 
     def __post_init__(self) -> None:
         for name in FAULT_FIELDS:

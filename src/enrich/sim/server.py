@@ -25,7 +25,7 @@ import orjson
 from aiohttp import web
 
 from enrich.sim.buckets import AccountQuotas, Refusal
-from enrich.sim.config import Faults, Limits, SimConfig
+from enrich.sim.config import STREAM_FAULTS, Faults, Limits, SimConfig
 from enrich.sim.control import add_control_routes
 from enrich.sim.model import Generation, chunk_content, generate, request_digest
 from enrich.sim.protocol import (
@@ -196,11 +196,13 @@ class SimulatorApp:
         except ApiError as error:
             return self._error(error)
         fault = self.faults.pick(self._rng.random()) if self.faults.total else None
+        if fault in STREAM_FAULTS and not chat.stream:
+            fault = None  # nothing to break in a body sent whole
         if fault is not None:
             counters.faults[fault] = counters.faults.get(fault, 0) + 1
             if fault in ("hang", "drop"):
                 return await self._abandon(request, hang=fault == "hang")
-            if fault != "error_body":
+            elif fault not in STREAM_FAULTS and fault != "error_body":
                 return self._error(FAULT_ERRORS[fault])
         refusal = self.quotas.admit(chat.reserve)
         if refusal is not None:
@@ -289,6 +291,18 @@ class SimulatorApp:
             await response.write_eof()
             return response
         pieces = chunk_content(generation.content)
+        if fault in STREAM_FAULTS:
+            # The first deltas, then nothing more: a drop aborts the connection, a cut ends
+            # the stream as if it were whole.
+            events.extend(
+                chunk_event(*ids, {"delta": {"content": p}, "index": 0})
+                for p in pieces[: max(1, len(pieces) // 2)]
+            )
+            await response.write(b"".join(events))
+            if fault == "stream_cut":
+                await response.write_eof()
+                return response
+            return await self._abandon(request, hang=False)
         tps = self.config.tokens_per_second
         if self.config.ttft or tps:
             # Pace each delta to ttft + (tokens so far) / speed from the start of the stream.

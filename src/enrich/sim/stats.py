@@ -18,7 +18,7 @@ class SimStats:
         requests: chat completion requests received (every outcome).
         by_status: responses sent, by HTTP status (dropped and hung requests have none).
         faults: injected faults, by kind (`fail_429`, `fail_500`, `fail_503`, `hang`, `drop`,
-            `error_body`).
+            `error_body`, `stream_drop`, `stream_cut`).
         prompt_tokens, completion_tokens: usage summed over successful completions.
         distinct_requests: distinct request bodies among the requests received.
         retried: requests whose `x-stainless-retry-count` header was above zero.
@@ -37,8 +37,12 @@ class SimStats:
 
     @property
     def completed(self) -> int:
-        """Successful completions (200 responses, not counting 200s with an error body)."""
-        return self.by_status.get(200, 0) - self.faults.get("error_body", 0)
+        """Successful completions (200 responses, not counting error bodies or cut streams)."""
+        return (
+            self.by_status.get(200, 0)
+            - self.faults.get("error_body", 0)
+            - self.faults.get("stream_cut", 0)
+        )
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (status codes become string keys)."""
