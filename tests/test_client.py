@@ -21,7 +21,8 @@ from support import API_KEY, simulator
 from enrich.client import CerebrasCompleter, parse_completion
 from enrich.completer import Completion, CompletionRequest
 from enrich.errors import CompletionError
-from enrich.sim.config import SimConfig
+from enrich.retry import is_retryable, leaves_rows_pending
+from enrich.sim.config import Faults, SimConfig
 from enrich.sim.harness import ThreadedSimulator
 from enrich.sim.model import Generation, chunk_content, generate
 from enrich.sim.protocol import FAULT_ERRORS, ApiError, invalid, model_not_found
@@ -249,9 +250,9 @@ async def serving(handler: Handler) -> AsyncIterator[str]:
         ),
         (
             b'{"id": "x", "object": "chat.completion"}',
-            500,
-            "error_body",
-            "error in a 200 response: ",
+            None,
+            "not_a_completion",
+            "not a chat completion: no choices",
         ),
         (
             b'{"error": {"message": "overloaded", "code": "busy"}, "status_code": 503}',
@@ -263,7 +264,7 @@ async def serving(handler: Handler) -> AsyncIterator[str]:
     ids=["html", "truncated-json", "no-choices", "error-with-status"],
 )
 async def test_a_200_with_a_body_that_is_not_a_completion(
-    body: bytes, status: int, code: str, message: str
+    body: bytes, status: int | None, code: str, message: str
 ) -> None:
     async def answer(request: web.Request) -> web.Response:
         return web.Response(
@@ -276,12 +277,70 @@ async def test_a_200_with_a_body_that_is_not_a_completion(
     assert error.message.startswith(message)
 
 
+USAGE = {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}
+STOP = {"message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ([], "the body is a JSON list, not an object"),
+        ({"choices": [], "usage": USAGE}, "empty choices"),
+        ({"choices": None, "usage": USAGE}, "no choices"),
+        ({"choices": [None], "usage": USAGE}, "choices[0] is not an object"),
+        ({"choices": [{"message": None, "finish_reason": "stop"}], "usage": USAGE}, "no message"),
+        (
+            {
+                "choices": [{"message": {"content": ["hi"]}, "finish_reason": "stop"}],
+                "usage": USAGE,
+            },
+            "the content is a list, not a string",
+        ),
+        (
+            {"choices": [{"message": {"content": 7}, "finish_reason": "stop"}], "usage": USAGE},
+            "the content is a int, not a string",
+        ),
+        ({"choices": [STOP]}, "no usage.prompt_tokens"),
+        (
+            {"choices": [STOP], "usage": {**USAGE, "completion_tokens": "2"}},
+            "usage.completion_tokens is not an integer: '2'",
+        ),
+    ],
+    ids=[
+        "list-body",
+        "empty-choices",
+        "null-choices",
+        "null-choice",
+        "null-message",
+        "list-content",
+        "number-content",
+        "no-usage",
+        "string-tokens",
+    ],
+)
+async def test_a_200_that_is_not_a_chat_completion_is_a_classified_error(
+    body: Any, reason: str
+) -> None:
+    """Never an exception of another kind, never a completion: an error the engine can file."""
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.json_response(body, headers={"x-request-id": "req-1"})
+
+    async with serving(answer) as base_url:
+        error = await failure(base_url)
+    assert (error.status, error.code, error.kind) == (None, "not_a_completion", "not_a_completion")
+    assert error.message == f"not a chat completion: {reason}"
+    assert error.headers["x-request-id"] == "req-1"
+    assert is_retryable(error) and not leaves_rows_pending(error)
+
+
 async def test_response_headers_reach_the_completion() -> None:
     """The rate controller re-syncs from whatever headers the response had."""
 
     async def answer(request: web.Request) -> web.Response:
         body = (
-            b'{"id": "c-1", "choices": [{"message": {"content": "ok"}, "finish_reason": "stop"}]}'
+            b'{"id": "c-1", "choices": [{"message": {"content": "ok"}, "finish_reason": "stop"}],'
+            b' "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}}'
         )
         headers = {"x-ratelimit-remaining-tokens-minute": "1234", "x-custom": "kept"}
         return web.Response(body=body, content_type="application/json", headers=headers)
@@ -291,8 +350,8 @@ async def test_response_headers_reach_the_completion() -> None:
     assert completion.content == "ok"
     assert completion.headers["x-ratelimit-remaining-tokens-minute"] == "1234"
     assert completion.headers["x-custom"] == "kept"
-    # No usage or time_info in the body: zero tokens and unknown timings, not a crash.
-    assert completion.usage == Usage()
+    # No time_info or cached tokens in the body: unknown timings and zero cached, not a crash.
+    assert completion.usage == Usage(5, 1, 6)
 
 
 # -- transport failures ---------------------------------------------------------------------------
@@ -313,6 +372,26 @@ async def test_a_dropped_connection_is_a_connection_error(sim: ThreadedSimulator
     assert (error.status, error.code) == (None, "connection")
     assert error.message.startswith("connection error: ")
     assert sim.stats.faults == {"drop": 1}
+
+
+@pytest.mark.parametrize("fault", ["stream_drop", "stream_cut"])
+async def test_a_stream_cut_short_is_a_retryable_stream_cut_error(fault: str) -> None:
+    """Dropped mid-stream, or closed before the last chunk: the deltas so far are no answer."""
+    with simulator(faults=Faults(**{fault: 1.0})) as cut:
+        error = await failure(cut.base_url, {**PARAMS, "stream": True})
+        assert cut.stats.faults == {fault: 1}
+    assert (error.status, error.code) == (None, "stream_cut")
+    assert error.message.startswith(
+        "stream dropped: " if fault == "stream_drop" else "stream ended"
+    )
+    assert is_retryable(error) and leaves_rows_pending(error)
+
+
+async def test_stream_faults_spare_a_request_that_does_not_stream() -> None:
+    with simulator(faults=Faults(stream_drop=0.5, stream_cut=0.5)) as cut:
+        completion = await complete(cut.base_url)
+        assert cut.stats.faults == {}
+    assert completion.content == expected_generation(PARAMS).content
 
 
 async def test_nothing_listening_is_a_connection_error() -> None:
@@ -353,15 +432,27 @@ async def test_nothing_listening_is_a_connection_error() -> None:
             ),
         ),
         (
-            {"choices": [{"message": {"content": None}, "finish_reason": "length"}]},
-            Completion("", "length"),
+            {
+                "choices": [{"message": {"content": None}, "finish_reason": "length"}],
+                "usage": {"prompt_tokens": 7, "completion_tokens": 9, "total_tokens": 16},
+            },
+            Completion("", "length", Usage(7, 9, 16)),
         ),
         (
-            {"choices": [{"message": {"content": "x"}}], "usage": {"prompt_tokens": "7"}},
-            Completion("x", None, Usage()),
+            {
+                "choices": [{"message": {"content": "x"}}],
+                "usage": {
+                    "prompt_tokens": 7,
+                    "completion_tokens": 1,
+                    "total_tokens": 8,
+                    "prompt_tokens_details": {"cached_tokens": "4"},
+                },
+                "time_info": {"queue_time": "slow"},
+            },
+            Completion("x", None, Usage(7, 1, 8)),
         ),
     ],
-    ids=["full", "null-content", "malformed-usage"],
+    ids=["full", "null-content", "malformed-optional-usage"],
 )
 def test_parse_completion(body: dict[str, Any], expected: Completion) -> None:
     assert parse_completion(body, {"h": "v"}) == replace(expected, headers={"h": "v"})
@@ -373,12 +464,12 @@ def test_parse_completion(body: dict[str, Any], expected: Completion) -> None:
         ({"error": {"message": "boom", "code": "x"}}, 500, "x", "error in a 200 response: boom"),
         ({"error": {"message": "busy"}, "status_code": 503}, 503, "error_body", None),
         ({"error": "flat string"}, 500, "error_body", None),
-        ({"object": "chat.completion"}, 500, "error_body", None),
+        ({"object": "chat.completion"}, None, "not_a_completion", None),
     ],
     ids=["error-object", "status-code", "error-string", "no-choices"],
 )
 def test_parse_completion_refuses_error_shaped_bodies(
-    body: dict[str, Any], status: int, code: str, message: str | None
+    body: dict[str, Any], status: int | None, code: str, message: str | None
 ) -> None:
     with pytest.raises(CompletionError) as raised:
         parse_completion(body, {"h": "v"})

@@ -58,7 +58,8 @@ def write_config(path: Path, location: Location, source: str) -> Path:
         "input": {"path": source, "id_column": "review_id", "storage_options": options},
         "prompt": {"system": "Classify the review.", "template": "Rating {rating}: {text}"},
         "model": "gpt-oss-120b",
-        "params": {"max_completion_tokens": 32, "temperature": 0},
+        # Above the simulator's longest answer (48 tokens): every row finishes ("stop").
+        "params": {"max_completion_tokens": 64, "temperature": 0},
         "output": {"path": location.url("out"), "storage_options": options},
         "execution": EXECUTION,
     }

@@ -73,7 +73,8 @@ def job_writer(tmp_path: Path) -> JobFactory:
             "input": {"path": input_path, "id_column": "review_id"},
             "prompt": {"system": "Classify the review.", "template": "Rating {rating}: {text}"},
             "model": "gpt-oss-120b",
-            "params": {"max_completion_tokens": 32, "temperature": 0},
+            # Above the simulator's longest answer (48 tokens): every row finishes ("stop").
+            "params": {"max_completion_tokens": 64, "temperature": 0},
             "output": {"path": output_path or str(tmp_path / "out")},
             "execution": {
                 "rows_per_chunk": 7,
