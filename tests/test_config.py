@@ -84,7 +84,7 @@ def test_example_job_in_repo_is_valid() -> None:
         ("params.stop=END", "params.stop", "END"),
         ("params.temperature=0", "params.temperature", 0.0),
         ("params.seed=null", "params.seed", None),
-        ("model=llama3.1-8b", "model", "llama3.1-8b"),
+        ("model=zai-glm-4.7", "model", "zai-glm-4.7"),
         ("input.path=s3://bucket/in/*.parquet", "input.path", "s3://bucket/in/*.parquet"),
         ("output.path=memory://out", "output.path", "memory://out"),
         ("input.columns=[a, b]", "input.columns", ["a", "b"]),

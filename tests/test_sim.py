@@ -350,12 +350,12 @@ async def test_paced_stream_has_the_same_content(
 def test_models_and_warming(server: ThreadedSimulator) -> None:
     with sync_client(server) as client:
         listed = [m.id for m in client.models.list().data]
-        one = client.models.retrieve("llama3.1-8b")
+        one = client.models.retrieve("zai-glm-4.7")
         with pytest.raises(NotFoundError):
             client.models.retrieve("no-such-model")
     assert listed == list(SimConfig().models)
     assert one.model_dump() == {
-        "id": "llama3.1-8b",
+        "id": "zai-glm-4.7",
         "object": "model",
         "created": 0,
         "owned_by": "Cerebras",
@@ -615,7 +615,7 @@ def test_fault_rates_are_seeded(make_server: Callable[..., ThreadedSimulator]) -
         ({"seed": 2}, False),
         ({"temperature": 0.5}, False),
         ({"messages": [{"role": "user", "content": "Something else."}]}, False),
-        ({"model": "llama3.1-8b"}, False),
+        ({"model": "zai-glm-4.7"}, False),
     ],
 )
 def test_completions_are_deterministic(

@@ -13,12 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-DEFAULT_MODELS: tuple[str, ...] = (
-    "gpt-oss-120b",
-    "llama3.1-8b",
-    "qwen-3-235b-a22b-instruct-2507",
-    "zai-glm-4.7",
-)
+# The public catalogue, less the models Cerebras retired (llama3.1-8b and
+# qwen-3-235b-a22b-instruct-2507 on 2026-05-27).
+DEFAULT_MODELS: tuple[str, ...] = ("gpt-oss-120b", "zai-glm-4.7")
 
 LIMIT_FIELDS: tuple[str, ...] = ("rpm", "tpm", "rpd", "tpd")
 FAULT_FIELDS: tuple[str, ...] = (
