@@ -74,7 +74,7 @@ def write_config(path: Path, source: Path, output: Path, overrides: list[str]) -
         "input": {"path": str(source), "id_column": "review_id"},
         "prompt": {"system": "Classify the review.", "template": "Rating {rating}: {text}"},
         "model": "gpt-oss-120b",
-        "params": {"max_completion_tokens": 32, "temperature": 0},
+        "params": {"max_completion_tokens": 64, "temperature": 0},
         "output": {"path": str(output)},
         "execution": {
             "rows_per_chunk": 5000,

@@ -5,6 +5,7 @@ The helpers behind them live in the ``support`` package; tests import those from
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ from support import (
     point_sdk_at,
 )
 
-from enrich.sim.config import SimConfig
+from enrich.sim.config import Faults, SimConfig
 from enrich.sim.harness import ThreadedSimulator
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -39,7 +40,7 @@ def sim(sim_server: ThreadedSimulator, monkeypatch: pytest.MonkeyPatch) -> Threa
     """The shared simulator, counters zeroed, limits and faults cleared, SDK pointed at it."""
     sim_server.reset()
     sim_server.set_limits(rpm=None, tpm=None, rpd=None, tpd=None)
-    sim_server.set_faults(fail_429=0, fail_500=0, fail_503=0, hang=0, drop=0, error_body=0)
+    sim_server.set_faults(**{fault.name: 0 for fault in dataclasses.fields(Faults)})
     point_sdk_at(sim_server, monkeypatch)
     return sim_server
 
