@@ -56,6 +56,7 @@ def test_plan_rejects_empty_chunks() -> None:
 
 
 MESSAGES = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
+SIM = "http://127.0.0.1:8000"
 
 
 @pytest.mark.parametrize(
@@ -71,9 +72,16 @@ MESSAGES = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}
 def test_request_hash_identity(
     model: str, params: dict[str, object], messages: list[dict[str, str]], same: bool
 ) -> None:
-    base = request_hash("m", {"temperature": 0}, MESSAGES)
-    assert (request_hash(model, params, messages) == base) is same
-    assert RequestHasher(model, params)(messages) == request_hash(model, params, messages)
+    base = request_hash(SIM, "m", {"temperature": 0}, MESSAGES)
+    assert (request_hash(SIM, model, params, messages) == base) is same
+    assert RequestHasher(SIM, model, params)(messages) == request_hash(SIM, model, params, messages)
+
+
+def test_request_hash_covers_the_endpoint() -> None:
+    params = {"temperature": 0}
+    assert request_hash(SIM, "m", params, MESSAGES) != request_hash(
+        "https://api.cerebras.ai", "m", params, MESSAGES
+    )
 
 
 def test_job_fingerprint_ignores_key_order() -> None:

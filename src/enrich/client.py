@@ -30,7 +30,6 @@ from enrich.completer import Completion, CompletionRequest
 from enrich.errors import CompletionError, ConfigError
 from enrich.usage import Usage, usage_problem
 
-DEFAULT_BASE_URL = "https://api.cerebras.ai"
 CHAT_PATH = "/v1/chat/completions"
 
 

@@ -3,9 +3,11 @@
 All ids are hex digests of a canonical JSON encoding (sorted keys, no whitespace), so they are
 stable across processes, machines and Python versions.
 
-* ``request_hash`` -- what a request asks: model, parameters and rendered messages. Two rows
-  that render the same request share one call, and a result is reused whenever its request
-  hash comes round again.
+* ``request_hash`` -- what a request asks and of whom: the endpoint (normalised by
+  :func:`endpoint_identity`), model, parameters and rendered messages. Two rows that render the
+  same request share one call, and a result is reused whenever its request hash comes round
+  again, so an answer from the bundled simulator is never reused against the real API, nor the
+  reverse.
 * ``job_fingerprint`` -- everything that shapes a job's output besides the input rows.
 * ``slot_id`` -- one contiguous slice of one source file (by name), whatever the job asks of it
   and whatever version of the file it reads; results journaled under a slot outlive prompt
@@ -20,6 +22,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -35,15 +38,37 @@ def digest(data: bytes, size: int = _DIGEST_BYTES) -> str:
     return hashlib.blake2b(data, digest_size=size).hexdigest()
 
 
-class RequestHasher:
-    """Hashes requests for one model and parameter set.
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
-    The fixed part (model, parameters) is encoded once; each call hashes only the messages,
-    which keeps the per-row cost to one small JSON encode and one blake2b.
+
+def endpoint_identity(base_url: str) -> str:
+    """The part of a base URL that says who answers: scheme, host, port and path.
+
+    Credentials, query and fragment are dropped (they do not change the answer, and a secret
+    must not reach an id); scheme and host are lowercased, a default port and a trailing slash
+    are removed, so spellings of one endpoint share one identity.
+    """
+    parts = urlsplit(base_url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
+    port = parts.port
+    netloc = host if port is None or port == _DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
+    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+class RequestHasher:
+    """Hashes requests for one endpoint, model and parameter set.
+
+    The fixed part (endpoint, model, parameters) is encoded once; each call hashes only the
+    messages, which keeps the per-row cost to one small JSON encode and one blake2b.
     """
 
-    def __init__(self, model: str, params: Mapping[str, Any]) -> None:
-        self._prefix = canonical_json({"model": model, "params": dict(params)})
+    def __init__(self, endpoint: str, model: str, params: Mapping[str, Any]) -> None:
+        self._prefix = canonical_json(
+            {"endpoint": endpoint, "model": model, "params": dict(params)}
+        )
 
     def __call__(self, messages: Sequence[Mapping[str, str]]) -> str:
         h = hashlib.blake2b(self._prefix, digest_size=_DIGEST_BYTES)
@@ -52,10 +77,10 @@ class RequestHasher:
 
 
 def request_hash(
-    model: str, params: Mapping[str, Any], messages: Sequence[Mapping[str, str]]
+    endpoint: str, model: str, params: Mapping[str, Any], messages: Sequence[Mapping[str, str]]
 ) -> str:
-    """The identity of one chat completion request."""
-    return RequestHasher(model, params)(messages)
+    """One chat completion request to ``endpoint`` (an :func:`endpoint_identity`)."""
+    return RequestHasher(endpoint, model, params)(messages)
 
 
 def job_fingerprint(parts: Mapping[str, Any]) -> str:

@@ -8,6 +8,7 @@ to the output (the run's lease, in :func:`enrich.run.run_job`) also comes before
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from itertools import groupby
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from enrich.config import JobConfig
-from enrich.hashing import RequestHasher, job_fingerprint
+from enrich.hashing import RequestHasher, endpoint_identity, job_fingerprint
 from enrich.inputs import SourceFile, discover, kept_columns, needed_columns, reader_for
 from enrich.output.committed import committed_chunk_ids
 from enrich.output.layout import LAYOUT
@@ -43,9 +44,12 @@ class Job:
         self.keep_columns = kept_columns(input_columns, spec)
         check_collisions(self.keep_columns, config.output.completion_column, where)
         self.read_columns = needed_columns(input_columns, spec, self.template.columns)
+        # Who answers is part of the answer: the endpoint as the client resolves it.
+        self.endpoint = endpoint_identity(config.api.endpoint(os.environ))
         self.fingerprint = job_fingerprint(
             {
                 "engine": ENGINE_VERSION,
+                "endpoint": self.endpoint,
                 "model": config.model,
                 "params": config.params.request_fields(),
                 "system": config.prompt.system,
@@ -56,7 +60,7 @@ class Job:
                 "format": config.output.format,
             }
         )
-        self.hasher = RequestHasher(config.model, config.params.request_fields())
+        self.hasher = RequestHasher(self.endpoint, config.model, config.params.request_fields())
         self.chunks = plan_chunks(sources, config.execution.rows_per_chunk, self.fingerprint)
         self.store = Store(config.output.path, config.output.storage_options)
 

@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 
 import pyarrow as pa
 
-from enrich.client import DEFAULT_BASE_URL, CerebrasCompleter, api_key_from_env
+from enrich.client import CerebrasCompleter, api_key_from_env
 from enrich.completer import Completer
 from enrich.engine import Engine, ProgressObserver
 from enrich.errors import StorageError
@@ -51,7 +51,7 @@ async def open_engine(
     if completer is None:
         completer = cerebras = CerebrasCompleter(
             api_key=api_key or api_key_from_env(cfg.api.api_key_env),
-            base_url=cfg.api.resolve_base_url(os.environ) or DEFAULT_BASE_URL,
+            base_url=cfg.api.endpoint(os.environ),
             timeout=ex.request_timeout,
             max_connections=ex.max_concurrency,
         )

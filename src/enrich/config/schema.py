@@ -179,6 +179,9 @@ class PricingSpec(_Spec):
     output_per_million: float = Field(default=0, ge=0)
 
 
+DEFAULT_BASE_URL = "https://api.cerebras.ai"
+
+
 class ApiSpec(_Spec):
     """Where requests go and where the key comes from.
 
@@ -220,6 +223,10 @@ class ApiSpec(_Spec):
             if reason is not None:
                 raise ConfigError(f"CEREBRAS_BASE_URL: {reason}")
         return url
+
+    def endpoint(self, environ: Mapping[str, str]) -> str:
+        """The base URL requests go to: :meth:`resolve_base_url`, else the default endpoint."""
+        return self.resolve_base_url(environ) or DEFAULT_BASE_URL
 
 
 class JobConfig(_Spec):
