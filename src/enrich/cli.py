@@ -136,6 +136,10 @@ class FlowRunner(Protocol):
     ) -> tuple[bool, dict[str, Any], str]: ...
 
 
+RETRY_ERRORS_HELP = (
+    "Ask again for every error row, those the request itself caused (a 400, a context "
+    "overflow, a truncated answer) included; other error rows are always asked again."
+)
 RUN_HELP = "Enrich a dataset through the Prefect flow; exit 0 only when the output is committed."
 DIRECT_RUN_HELP = "Enrich a dataset with the engine (--direct); exit 0 only when it is committed."
 
@@ -149,6 +153,7 @@ def run_command(flow_runner: FlowRunner | None) -> Callable[..., None]:
         set_: list[str] = typer.Option([], "--set", help=SET_HELP),
         direct: bool = typer.Option(False, "--direct", help="Run the engine without Prefect."),
         partition: str | None = typer.Option(None, "--partition", help=PARTITION_HELP),
+        retry_errors: bool = typer.Option(False, "--retry-errors", help=RETRY_ERRORS_HELP),
         debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
     ) -> None:
         from enrich.job import Job
@@ -160,6 +165,8 @@ def run_command(flow_runner: FlowRunner | None) -> Callable[..., None]:
                 "for the Prefect flow",
                 param_hint="--direct",
             )
+        if retry_errors and not (direct or flow_runner is None):
+            raise typer.BadParameter("--retry-errors runs the engine: pass --direct too")
         cfg = _load(config, set_, partition)
         try:
             job = Job.prepare(cfg, where=config)  # every input check, before anything is spent
@@ -175,7 +182,9 @@ def run_command(flow_runner: FlowRunner | None) -> Callable[..., None]:
             if flow_runner is None or direct:
                 from enrich.run import run_job
 
-                summary = asyncio.run(run_job(job, observer=observed.append))
+                summary = asyncio.run(
+                    run_job(job, observer=observed.append, retry_errors=retry_errors)
+                )
                 figures, ok = summary.table()[0], summary.complete
                 message = summary.message
             else:

@@ -6,6 +6,7 @@
   + StorageError              -- object storage refused or failed (names the URL)
   + QuotaExhausted            -- a daily quota is gone; the run stops cleanly and can resume
   + CompletionError           -- one chat completion failed (status, code, retry hints)
+  + RunStopped                -- the run stopped before committing (a job error, too many errors)
 
 Every message is one line meant for a person: what is wrong and where.
 """
@@ -70,3 +71,8 @@ class CompletionError(EnrichError):
         if self.status is not None:
             return f"http_{self.status}"
         return self.code or "error"
+
+
+class RunStopped(EnrichError):
+    """The run stopped without committing: an error of the job (a refused key, an unknown
+    model, an endpoint that is not a chat API) or too many error rows. One line for a person."""

@@ -91,6 +91,21 @@ COMPLETION_ERRORS: dict[str, str] = {
 }
 
 
+#: Error kinds that belong to the request itself: asking again gets the same answer, so a rerun
+#: reuses them (unless ``--retry-errors``). Any other error row is asked for again.
+REQUEST_ERRORS = frozenset(
+    {"http_400", "http_413", "http_422", "context_length_exceeded", "invalid_output"}
+    | COMPLETION_ERRORS.keys()
+)
+
+
+def reusable(result: Result, *, retry_errors: bool = False) -> bool:
+    """Whether a rerun keeps ``result`` rather than asking again: ``ok``, or a request error."""
+    if result.status == "ok":
+        return True
+    return not retry_errors and result.error_kind in REQUEST_ERRORS
+
+
 def _column_types() -> dict[str, pa.DataType]:
     """Each result column and its Arrow type, in Result's field order, usage expanded."""
     types: dict[str, pa.DataType] = {}

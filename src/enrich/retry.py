@@ -20,6 +20,7 @@ import asyncio
 import math
 import random
 from collections.abc import Awaitable, Callable
+from typing import Literal
 
 from tenacity import (
     AsyncRetrying,
@@ -33,12 +34,15 @@ from enrich.errors import CompletionError
 from enrich.ratelimit import classify_429, parse_rate_headers, parse_retry_after
 
 __all__ = [
+    "JOB_ERRORS",
     "MAX_RETRY_AFTER",
+    "Verdict",
     "backoff",
     "is_retryable",
     "leaves_rows_pending",
     "retry_after",
     "retrying",
+    "verdict",
 ]
 
 # A server hint longer than this is not followed by one request's retry loop; quotas that reset
@@ -84,6 +88,34 @@ def leaves_rows_pending(error: BaseException) -> bool:
     return is_retryable(error) and not (
         isinstance(error, CompletionError) and error.code in _NOT_A_COMPLETION_CODES
     )
+
+
+Verdict = Literal["transient", "row", "job"]
+
+#: Statuses that say the job, not the row, is wrong: every other row would fail the same way.
+#: What each means for the user (:func:`enrich.engine.sender.job_error_message`).
+JOB_ERRORS: dict[int | str, str] = {
+    401: "the API refused the key",
+    403: "the API refused access",
+    404: "the API does not know the model or the endpoint",
+    "not_a_completion": "the endpoint does not answer as a chat API",
+}
+
+
+def verdict(error: BaseException) -> Verdict:
+    """Whose fault an error is, once retries are over: the job's, the row's, or nobody's yet.
+
+    ``job``: authentication (401), permission (403), an unknown model or path (404), or an
+    endpoint whose 200s are not chat completions (code ``not_a_completion``): asking again
+    for other rows cannot help, so the run stops. ``transient``: what
+    :func:`leaves_rows_pending` keeps for a next run. ``row``: any other error is that
+    request's own (a 400 for its prompt, a context overflow, output that does not parse).
+    """
+    if isinstance(error, CompletionError) and (
+        error.status in JOB_ERRORS or (error.status is None and error.code in JOB_ERRORS)
+    ):
+        return "job"
+    return "transient" if leaves_rows_pending(error) else "row"
 
 
 def retry_after(

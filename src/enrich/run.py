@@ -15,16 +15,17 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 
 import pyarrow as pa
 
 from enrich.client import CerebrasCompleter, api_key_from_env
 from enrich.completer import Completer
 from enrich.engine import Engine, ProgressObserver
-from enrich.errors import StorageError
+from enrich.errors import RunStopped, StorageError
 from enrich.job import Job
 from enrich.lease import hold_lease
-from enrich.output.commit import commit_dataset
+from enrich.output.commit import commit_dataset, read_chunk_record
 from enrich.output.committed import committed_chunk_ids, committed_manifest, is_committed
 from enrich.planning import ChunkSpec
 from enrich.ratelimit import RateController
@@ -38,7 +39,11 @@ RunChunk = Callable[[ChunkSpec, pa.Table], Awaitable[ChunkSummary]]
 
 @asynccontextmanager
 async def open_engine(
-    job: Job, api_key: str | None = None, completer: Completer | None = None
+    job: Job,
+    api_key: str | None = None,
+    completer: Completer | None = None,
+    *,
+    retry_errors: bool = False,
 ) -> AsyncIterator[Engine]:
     """The engine for ``job``: one completer and one rate controller.
 
@@ -63,7 +68,7 @@ async def open_engine(
         tokens_per_day=ex.tokens_per_day,
         adaptive=ex.adaptive_limits,
     )
-    engine = Engine(job, completer, controller)
+    engine = Engine(job, completer, controller, retry_errors=retry_errors)
     try:
         with reload_on_sighup(controller, cfg, job.where):  # kill -HUP: re-read the limits
             yield engine
@@ -110,8 +115,9 @@ async def drive(
                 if error is None:
                     done.append(task.result())
                     continue
-                log.error("chunk %s failed: %s", chunk.label, _one_line(error))
-                failures.append((chunk, error))
+                if not isinstance(error, RunStopped):  # the job's error, said once by the caller
+                    log.error("chunk %s failed: %s", chunk.label, _one_line(error))
+                    failures.append((chunk, error))
                 if failure is None:
                     failure = error
     finally:
@@ -135,11 +141,15 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
-def finalize(job: Job, summaries: Sequence[ChunkSummary], elapsed_s: float) -> JobSummary:
+def finalize(
+    job: Job, summaries: Sequence[ChunkSummary], elapsed_s: float, *, recommit: bool = False
+) -> JobSummary:
     """Commit the dataset if every chunk is in; report what this run did either way.
 
     The commit itself (manifest, success marker, garbage collection) is
-    :func:`enrich.output.commit.commit_dataset`.
+    :func:`enrich.output.commit.commit_dataset`; ``recommit`` makes it again over a committed
+    dataset whose chunks this run re-committed (``--retry-errors``). The message says how many
+    committed rows are errors.
     """
     cfg = job.config
     result = JobSummary(
@@ -160,7 +170,7 @@ def finalize(job: Job, summaries: Sequence[ChunkSummary], elapsed_s: float) -> J
             f"({result.pending} rows failed transiently); rerun to resume"
         )
         return result
-    if _already_committed(job):
+    if not recommit and _already_committed(job):
         result.complete = True
         result.message = "already committed; nothing to do"
         return result
@@ -173,6 +183,9 @@ def finalize(job: Job, summaries: Sequence[ChunkSummary], elapsed_s: float) -> J
     )
     result.complete = True
     result.message = f"committed {manifest.rows} rows in {len(manifest.parts)} parts"
+    failed = manifest.totals.rows_failed
+    if failed:
+        result.message += f"; {failed} rows failed (status error; see the error column)"
     return result
 
 
@@ -197,6 +210,7 @@ async def run_job(
     monitor: Callable[[Engine], Awaitable[None]] | None = None,
     observer: ProgressObserver | None = None,
     completer: Completer | None = None,
+    retry_errors: bool = False,
 ) -> JobSummary:
     """Run a prepared job to the end: pending chunks through one engine, then the commit.
 
@@ -208,18 +222,25 @@ async def run_job(
     ``completer`` replaces the Cerebras client (see :func:`open_engine`). A finished job opens
     no client, sends nothing and writes nothing.
 
+    With ``retry_errors``, committed chunks with error rows run again: their error rows are
+    asked for again (request errors included), their other rows reused.
+
     Everything that writes runs under the output's lease (:mod:`enrich.lease`): a second run
-    of the same output raises LeaseHeld before it sends or writes anything.
+    of the same output raises LeaseHeld before it sends or writes anything. A run stopped by
+    an error of the job or too many errors raises RunStopped and commits nothing.
     """
     started = time.perf_counter()
-    if _already_committed(job):
+    if not retry_errors and _already_committed(job):
         return finalize(job, [], time.perf_counter() - started)
     async with hold_lease(job.store, job=job.config.name):
         pending = job.pending()
+        reopened = await asyncio.to_thread(_with_errors, job, pending) if retry_errors else []
+        if reopened:
+            pending = [c for c in job.chunks if c in pending or c in reopened]
         summaries: list[ChunkSummary] = []
         if pending:
             job.write_plan()
-            async with open_engine(job, api_key, completer) as engine:
+            async with open_engine(job, api_key, completer, retry_errors=retry_errors) as engine:
                 engine.progress.rows_total = sum(c.rows for c in pending)
                 if observer is not None:
                     observer(engine.progress)
@@ -234,4 +255,18 @@ async def run_job(
                         watcher.cancel()
                         await asyncio.gather(watcher, return_exceptions=True)
         # In a thread: a commit of many parts takes a while, and the lease's heartbeat must go on.
-        return await asyncio.to_thread(finalize, job, summaries, time.perf_counter() - started)
+        return await asyncio.to_thread(
+            partial(finalize, recommit=bool(reopened)),
+            job,
+            summaries,
+            time.perf_counter() - started,
+        )
+
+
+def _with_errors(job: Job, pending: Sequence[ChunkSpec]) -> list[ChunkSpec]:
+    """Committed chunks of ``job`` (not in ``pending``) whose record counts error rows."""
+    return [
+        c
+        for c in job.chunks
+        if c not in pending and read_chunk_record(job.store, c.chunk_id).failed > 0
+    ]

@@ -170,6 +170,9 @@ class ExecutionSpec(_Spec):
     # Results of this many recent requests stay in memory, so a row repeating an earlier
     # chunk's request is filled without sending it again (0 turns that off).
     dedupe_window: int = Field(default=100_000, ge=0)
+    # Past this share of error results (judged after 20), the run stops and commits nothing:
+    # a prompt or budget that fails half its rows is a broken job, not bad rows. 1 turns it off.
+    max_error_share: float = Field(default=0.5, ge=0, le=1)
 
 
 class PricingSpec(_Spec):

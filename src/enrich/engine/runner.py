@@ -11,7 +11,9 @@ pure functions; this module only awaits, journals and commits.
 
 Rows whose request failed for good (a 400, say) are committed with ``status="error"``. Rows
 whose request still failed transiently after every retry are left uncommitted, with their
-chunk: the run reports them as pending and the next run asks only for them.
+chunk: the run reports them as pending and the next run asks only for them. Once the sender
+has stopped the run (:class:`~enrich.errors.RunStopped`: an error of the job, too many
+errors), no chunk commits: each raises it after its requests in flight are journaled.
 """
 
 from __future__ import annotations
@@ -44,8 +46,16 @@ __all__ = ["Engine"]
 class Engine:
     """Runs chunks of one job with one shared completer and rate controller."""
 
-    def __init__(self, job: Job, completer: Completer, controller: RateController) -> None:
+    def __init__(
+        self,
+        job: Job,
+        completer: Completer,
+        controller: RateController,
+        *,
+        retry_errors: bool = False,
+    ) -> None:
         self.job = job
+        self.retry_errors = retry_errors
         self.completer = completer
         self.controller = controller
         self.progress = RunProgress(started=time.perf_counter())
@@ -59,6 +69,8 @@ class Engine:
             retry=cfg.execution.retry,
             pricing=cfg.pricing,
             progress=self.progress,
+            api_key_env=cfg.api.api_key_env,
+            max_error_share=cfg.execution.max_error_share,
         )
         self._in_flight: dict[str, asyncio.Future[Result]] = {}
         # Results of recent requests, so a row repeating an earlier chunk's request is not
@@ -79,6 +91,7 @@ class Engine:
             completion_column=cfg.output.completion_column,
             interval_s=cfg.execution.journal_interval_s,
             max_rows=cfg.execution.journal_rows,
+            retry_errors=self.retry_errors,
         )
         known = await asyncio.to_thread(journal.load)
 
@@ -131,6 +144,8 @@ class Engine:
         self.progress.rows_done += summary.ok + summary.failed
         self.progress.rows_failed += summary.failed
         summary.elapsed_s = time.perf_counter() - started
+        if self._sender.stopped is not None:
+            raise self._sender.stopped  # a job error or too many errors: commit nothing
         if summary.pending:
             return summary
 

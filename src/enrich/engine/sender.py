@@ -15,7 +15,11 @@ Outcomes:
   other;
 * a retryable failure that survived every retry (:func:`~enrich.retry.leaves_rows_pending`):
   :class:`GaveUp` is raised, and the rows that need the request stay pending until the next
-  run.
+  run;
+* an error of the job (:func:`~enrich.retry.verdict`: a refused key, an unknown model, an
+  endpoint that is not a chat API), or an error share past ``execution.max_error_share``
+  after ``MIN_ROWS_FOR_SHARE`` results: :class:`~enrich.errors.RunStopped` is raised, and
+  from then on :meth:`RequestSender.send` raises it before sending anything.
 """
 
 from __future__ import annotations
@@ -27,13 +31,30 @@ from typing import Any
 from enrich.completer import Completer, Completion, CompletionRequest
 from enrich.config.schema import PricingSpec, RetrySpec
 from enrich.engine.progress import RunProgress
-from enrich.errors import CompletionError
+from enrich.errors import CompletionError, RunStopped
 from enrich.ratelimit import RateController
 from enrich.results import COMPLETION_ERRORS, Result, completion_status
-from enrich.retry import is_retryable, leaves_rows_pending, retrying
+from enrich.retry import JOB_ERRORS, is_retryable, retrying, verdict
 from enrich.tokens import count_prompt_tokens
 
-__all__ = ["GaveUp", "RequestSender"]
+__all__ = ["MIN_ROWS_FOR_SHARE", "GaveUp", "RequestSender", "job_error_message"]
+
+#: Results counted before ``execution.max_error_share`` is judged: one early 400 is no trend.
+MIN_ROWS_FOR_SHARE = 20
+
+_ADVICE: dict[int | str, str] = {
+    401: "check {key_env}",
+    403: "check {key_env} and what the key may use",
+    404: "check `model` ({model!r}) and api.base_url",
+    "not_a_completion": "check api.base_url",
+}
+
+
+def job_error_message(error: CompletionError, *, model: str, key_env: str) -> str:
+    """The one line that stops a run on an error of the job: what, the server's words, advice."""
+    which: int | str = error.status if error.status in JOB_ERRORS else str(error.code)
+    advice = _ADVICE[which].format(key_env=key_env, model=model)
+    return f"{JOB_ERRORS[which]} ({error.message}): {advice}; nothing was committed"
 
 
 class GaveUp(Exception):
@@ -59,6 +80,8 @@ class RequestSender:
         retry: RetrySpec,
         pricing: PricingSpec,
         progress: RunProgress,
+        api_key_env: str = "CEREBRAS_API_KEY",
+        max_error_share: float = 1.0,
     ) -> None:
         self.completer = completer
         self.controller = controller
@@ -69,6 +92,12 @@ class RequestSender:
         self._retry = retry
         self._price_in = pricing.input_per_million / 1_000_000
         self._price_out = pricing.output_per_million / 1_000_000
+        self._key_env = api_key_env
+        self._max_error_share = max_error_share
+        self._results = 0
+        self._errors = 0
+        #: Why the run stopped, once it has: every later send raises it without sending.
+        self.stopped: RunStopped | None = None
 
     async def send(self, messages: Sequence[Mapping[str, str]]) -> Result:
         """Send one request with retries; a final failure becomes an error Result.
@@ -78,7 +107,10 @@ class RequestSender:
 
         Raises:
             GaveUp: the request still failed transiently after every retry.
+            RunStopped: the run has stopped (an error of the job, or too many errors).
         """
+        if self.stopped is not None:
+            raise self.stopped
         request = CompletionRequest(self._model, messages, self._params)
         reserve = count_prompt_tokens(messages) + self._max_completion
         started = time.perf_counter()
@@ -89,35 +121,61 @@ class RequestSender:
         except CompletionError as first:
             attempts, outcome = await self._retry_request(request, reserve, first)
             if isinstance(outcome, CompletionError):
-                if leaves_rows_pending(outcome):
+                judged = verdict(outcome)
+                if judged == "transient":
                     raise GaveUp(outcome, attempts) from None
-                return Result(
-                    completion=None,
-                    attempts=attempts,
-                    status="error",
-                    error=outcome.message,
-                    error_kind=outcome.kind,
-                    latency_s=time.perf_counter() - started,
+                if judged == "job":
+                    message = job_error_message(outcome, model=self._model, key_env=self._key_env)
+                    self.stopped = self.stopped or RunStopped(message)
+                    raise self.stopped from None
+                return self._counted(
+                    Result(
+                        completion=None,
+                        attempts=attempts,
+                        status="error",
+                        error=outcome.message,
+                        error_kind=outcome.kind,
+                        latency_s=time.perf_counter() - started,
+                    )
                 )
             completion = outcome
         usage = completion.usage
         self.progress.prompt_tokens += usage.prompt_tokens
         self.progress.completion_tokens += usage.completion_tokens
         status, kind = completion_status(completion.content, completion.finish_reason)
-        return Result(
-            completion=completion.content,
-            finish_reason=completion.finish_reason,
-            usage=usage,
-            model=completion.model,
-            request_id=completion.request_id,
-            attempts=attempts,
-            latency_s=time.perf_counter() - started,
-            cost_usd=usage.prompt_tokens * self._price_in
-            + usage.completion_tokens * self._price_out,
-            status=status,
-            error=COMPLETION_ERRORS[kind] if kind else None,
-            error_kind=kind,
+        return self._counted(
+            Result(
+                completion=completion.content,
+                finish_reason=completion.finish_reason,
+                usage=usage,
+                model=completion.model,
+                request_id=completion.request_id,
+                attempts=attempts,
+                latency_s=time.perf_counter() - started,
+                cost_usd=usage.prompt_tokens * self._price_in
+                + usage.completion_tokens * self._price_out,
+                status=status,
+                error=COMPLETION_ERRORS[kind] if kind else None,
+                error_kind=kind,
+            )
         )
+
+    def _counted(self, result: Result) -> Result:
+        """Count ``result``; past ``max_error_share`` of errors (enough results in), stop."""
+        self._results += 1
+        self._errors += result.status != "ok"
+        share = self._errors / self._results
+        if (
+            self.stopped is None
+            and self._results >= MIN_ROWS_FOR_SHARE
+            and share > self._max_error_share
+        ):
+            self.stopped = RunStopped(
+                f"{self._errors} of {self._results} requests failed ({share:.0%}, more than "
+                f"execution.max_error_share {self._max_error_share:.0%}; last: "
+                f"{result.error_kind}: {result.error}); nothing was committed"
+            )
+        return result
 
     async def _attempt(self, request: CompletionRequest, reserve: int) -> Completion:
         permit = await self.controller.acquire(reserve)

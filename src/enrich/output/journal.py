@@ -19,7 +19,14 @@ import pyarrow.ipc as ipc
 
 from enrich.output.layout import LAYOUT
 from enrich.planning import ChunkSpec
-from enrich.results import OutputFormat, Result, decode, results_from_table, results_table
+from enrich.results import (
+    OutputFormat,
+    Result,
+    decode,
+    results_from_table,
+    results_table,
+    reusable,
+)
 from enrich.storage import Store
 
 
@@ -48,6 +55,7 @@ class ChunkJournal:
         completion_column: str,
         interval_s: float,
         max_rows: int,
+        retry_errors: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
@@ -57,6 +65,7 @@ class ChunkJournal:
         self._interval_s = interval_s
         self._max_rows = max_rows
         self._clock = clock
+        self._retry_errors = retry_errors
         self._hashes: list[str] = []
         self._results: list[Result] = []
         self._last_flush = clock()
@@ -70,7 +79,11 @@ class ChunkJournal:
         return LAYOUT.slot_journal(self._chunk.slot_id)
 
     def load(self) -> dict[str, Result]:
-        """Every result known for this slot: journal entries and parts of earlier prompts."""
+        """Every reusable result known for this slot: journal entries and earlier parts.
+
+        Error results are skipped (asked again) unless they are the request's own
+        (:func:`~enrich.results.reusable`), and with ``retry_errors`` those are skipped too.
+        """
         known: dict[str, Result] = {}
         for key in self._store.keys(LAYOUT.slot_parts(self._chunk.slot_id)):
             part = LAYOUT.parse_part(key)
@@ -78,11 +91,15 @@ class ChunkJournal:
                 continue
             table = decode(self._store.read_bytes(key), part.fmt)
             if "request_hash" in table.column_names:
-                known.update(results_from_table(table, self._completion_column))
+                known.update(self._reusable(results_from_table(table, self._completion_column)))
         for key in self._store.keys(self.prefix):
             table = ipc.open_file(pa.py_buffer(self._store.read_bytes(key))).read_all()
-            known.update(results_from_table(table))
+            known.update(self._reusable(results_from_table(table)))
         return known
+
+    def _reusable(self, results: dict[str, Result]) -> dict[str, Result]:
+        retry = self._retry_errors
+        return {h: r for h, r in results.items() if reusable(r, retry_errors=retry)}
 
     def add(self, request_hash: str, result: Result) -> None:
         self._hashes.append(request_hash)
