@@ -2,7 +2,7 @@
 
 A completion cut at ``max_completion_tokens`` or filtered is an error row that keeps its text
 and its cost (:func:`~enrich.results.completion_status`); a 200 that is not a chat completion
-is retried, then an error row; a stream cut short is retried like a dropped connection, and
+is retried, then stops the run (the endpoint is not a chat API); a stream cut short is retried like a dropped connection, and
 its rows are never committed as ``ok``. The rules are tables; the engine is run through a
 ``FakeCompleter``, and the streams through the simulator over HTTP.
 """
@@ -13,10 +13,20 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from support import JobFactory, answer, by_row, review_rows, run_config, simulator, user_text
+from support import (
+    JobFactory,
+    answer,
+    by_row,
+    prepare_job,
+    review_rows,
+    run_config,
+    simulator,
+    user_text,
+)
 
 from enrich.completer import Completion, CompletionRequest, FakeCompleter
-from enrich.errors import CompletionError
+from enrich.errors import CompletionError, RunStopped
+from enrich.output.committed import committed_manifest
 from enrich.output.reader import output_status, read_dataset
 from enrich.results import completion_status
 from enrich.retry import is_retryable, leaves_rows_pending
@@ -105,26 +115,22 @@ def test_an_unfinished_answer_is_an_error_row_that_keeps_its_text_and_cost(
     assert (summary.ok, summary.failed) == (9, 1)
 
 
-def test_a_body_that_is_never_a_completion_is_retried_then_an_error_row(
+def test_a_body_that_is_never_a_completion_is_retried_then_stops_the_run(
     make_job: JobFactory,
 ) -> None:
+    """An endpoint whose 200s stay non-completions after every retry is not a chat API."""
+
     def handler(request: CompletionRequest) -> Completion | CompletionError:
         if target(request):
             return CompletionError("not a chat completion: no choices", code="not_a_completion")
         return answer(request)
 
     completer = FakeCompleter(handler)
-    job, summary = run_config(
-        make_job(review_rows(10), execution={"retry": RETRY}), completer=completer
-    )
-    assert summary.complete and summary.pending == 0
+    config = make_job(review_rows(10), execution={"retry": RETRY})
+    with pytest.raises(RunStopped, match="does not answer as a chat API"):
+        run_config(config, completer=completer)
     assert sum(target(r) for r in completer.requests) == 3
-    table = read_dataset(job.store.url)
-    assert by_row(table, "status")["r-00004"] == "error"
-    assert by_row(table, "error_kind")["r-00004"] == "not_a_completion"
-    assert by_row(table, "error")["r-00004"] == "not a chat completion: no choices"
-    assert by_row(table, "attempts")["r-00004"] == 3
-    assert (summary.ok, summary.failed) == (9, 1)
+    assert committed_manifest(prepare_job(config).store) is None
 
 
 def test_a_stream_cut_short_is_retried_and_the_whole_answer_committed(

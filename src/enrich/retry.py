@@ -36,12 +36,14 @@ from enrich.ratelimit import classify_429, parse_rate_headers, parse_retry_after
 __all__ = [
     "JOB_ERRORS",
     "MAX_RETRY_AFTER",
+    "MIN_ROWS_FOR_SHARE",
     "Verdict",
     "backoff",
     "is_retryable",
     "leaves_rows_pending",
     "retry_after",
     "retrying",
+    "too_many_errors",
     "verdict",
 ]
 
@@ -116,6 +118,16 @@ def verdict(error: BaseException) -> Verdict:
     ):
         return "job"
     return "transient" if leaves_rows_pending(error) else "row"
+
+
+#: Rows counted before ``execution.max_error_share`` is judged: one early 400 is no trend.
+MIN_ROWS_FOR_SHARE = 20
+
+
+def too_many_errors(errors: int, rows: int, max_share: float) -> bool:
+    """Whether ``errors`` of ``rows`` is a broken job: more than ``max_share`` of at least
+    ``MIN_ROWS_FOR_SHARE`` rows (a share of 1 never is)."""
+    return rows >= MIN_ROWS_FOR_SHARE and errors > max_share * rows
 
 
 def retry_after(

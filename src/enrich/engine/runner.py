@@ -143,6 +143,8 @@ class Engine:
         )
         self.progress.rows_done += summary.ok + summary.failed
         self.progress.rows_failed += summary.failed
+        # Rows reused from an earlier run count too: a rerun of a broken job stops again.
+        self._sender.judge(self.progress.rows_failed, self.progress.rows_done)
         summary.elapsed_s = time.perf_counter() - started
         if self._sender.stopped is not None:
             raise self._sender.stopped  # a job error or too many errors: commit nothing

@@ -18,7 +18,7 @@ Outcomes:
   run;
 * an error of the job (:func:`~enrich.retry.verdict`: a refused key, an unknown model, an
   endpoint that is not a chat API), or an error share past ``execution.max_error_share``
-  after ``MIN_ROWS_FOR_SHARE`` results: :class:`~enrich.errors.RunStopped` is raised, and
+  (:func:`~enrich.retry.too_many_errors`): :class:`~enrich.errors.RunStopped` is raised, and
   from then on :meth:`RequestSender.send` raises it before sending anything.
 """
 
@@ -34,13 +34,10 @@ from enrich.engine.progress import RunProgress
 from enrich.errors import CompletionError, RunStopped
 from enrich.ratelimit import RateController
 from enrich.results import COMPLETION_ERRORS, Result, completion_status
-from enrich.retry import JOB_ERRORS, is_retryable, retrying, verdict
+from enrich.retry import JOB_ERRORS, is_retryable, retrying, too_many_errors, verdict
 from enrich.tokens import count_prompt_tokens
 
-__all__ = ["MIN_ROWS_FOR_SHARE", "GaveUp", "RequestSender", "job_error_message"]
-
-#: Results counted before ``execution.max_error_share`` is judged: one early 400 is no trend.
-MIN_ROWS_FOR_SHARE = 20
+__all__ = ["GaveUp", "RequestSender", "job_error_message"]
 
 _ADVICE: dict[int | str, str] = {
     401: "check {key_env}",
@@ -161,24 +158,27 @@ class RequestSender:
         )
 
     def _counted(self, result: Result) -> Result:
-        """Count ``result``; past ``max_error_share`` of errors (enough results in), stop."""
+        """Count a result this run paid for, and judge the error share so far."""
         self._results += 1
         self._errors += result.status != "ok"
-        share = self._errors / self._results
-        if (
-            self.stopped is None
-            and self._results >= MIN_ROWS_FOR_SHARE
-            and share > self._max_error_share
-        ):
-            self.stopped = RunStopped(
-                f"{self._errors} of {self._results} requests failed ({share:.0%}, more than "
-                f"execution.max_error_share {self._max_error_share:.0%}; last: "
-                f"{result.error_kind}: {result.error}); nothing was committed"
-            )
+        self.judge(self._errors, self._results, result)
         return result
+
+    def judge(self, errors: int, results: int, last: Result | None = None) -> None:
+        """Stop the run if ``errors`` of ``results`` pass ``max_error_share`` (enough in)."""
+        if self.stopped is None and too_many_errors(errors, results, self._max_error_share):
+            said = f"; last: {last.error_kind}: {last.error}" if last is not None else ""
+            self.stopped = RunStopped(
+                f"{errors} of {results} rows failed ({errors / results:.0%}, more than "
+                f"execution.max_error_share {self._max_error_share:.0%}{said}); "
+                "nothing was committed"
+            )
 
     async def _attempt(self, request: CompletionRequest, reserve: int) -> Completion:
         permit = await self.controller.acquire(reserve)
+        if self.stopped is not None:  # stopped while this request waited for its turn
+            self.controller.release(permit, used_tokens=None)
+            raise self.stopped
         try:
             completion = await self.completer.complete(request)
         except CompletionError as exc:

@@ -27,6 +27,8 @@ FAULT_FIELDS: tuple[str, ...] = (
     "error_body",
     "stream_drop",
     "stream_cut",
+    "fail_400",
+    "fail_403",
 )
 # Faults that break a stream after its first deltas; a request that does not stream meets none.
 STREAM_FAULTS = frozenset({"stream_drop", "stream_cut"})
@@ -80,6 +82,8 @@ class Faults:
     * stream_drop -- a stream's connection is aborted after its first deltas
     * stream_cut -- a stream ends cleanly after its first deltas, with no final chunk (no
       finish_reason, no usage, no `[DONE]`)
+    * fail_400 -- 400 `wrong_api_format`, the request's own fault (a row error)
+    * fail_403 -- 403 `permission_denied`, a key that may not use the API (the job's error)
 
     The two stream faults apply to streamed requests only: a request that does not stream and
     draws one is answered normally (and not counted as a fault).
@@ -93,6 +97,8 @@ class Faults:
     error_body: float = 0.0
     stream_drop: float = 0.0
     stream_cut: float = 0.0
+    fail_400: float = 0.0
+    fail_403: float = 0.0
 
     def __post_init__(self) -> None:
         for name in FAULT_FIELDS:

@@ -104,6 +104,10 @@ FAULT_ERRORS = {
         503, "The service is temporarily unavailable.", "server_error", None, "service_unavailable"
     ),
     "error_body": ApiError(500, "Internal server error.", "server_error", None, "internal_error"),
+    "fail_400": ApiError(400, "Bad request.", "invalid_request_error", None, "wrong_api_format"),
+    "fail_403": ApiError(
+        403, "The key may not use this API.", "permission_error", None, "permission_denied"
+    ),
 }
 
 
