@@ -2,9 +2,9 @@
 
 A completion cut at ``max_completion_tokens`` or filtered is an error row that keeps its text
 and its cost (:func:`~enrich.results.completion_status`); a 200 that is not a chat completion
-is retried, then stops the run (the endpoint is not a chat API); a stream cut short is retried like a dropped connection, and
-its rows are never committed as ``ok``. The rules are tables; the engine is run through a
-``FakeCompleter``, and the streams through the simulator over HTTP.
+is retried, then stops the run (the endpoint is not a chat API); a stream cut short is retried
+like a dropped connection, and its rows are never committed as ``ok``. The rules are tables;
+the engine is run through a ``FakeCompleter``, and the streams through the simulator over HTTP.
 """
 
 from __future__ import annotations

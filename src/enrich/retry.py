@@ -5,7 +5,9 @@ failures (a stream cut short included), as the Cerebras SDK itself does (its own
 off), and a 200 whose body is not a chat completion (a proxy's glitch, like a 5xx). Other 4xx,
 a context that is too long and output that does not parse are the request's fault: they become
 row errors. What a retryable error that outlived every retry becomes is
-:func:`leaves_rows_pending`.
+:func:`leaves_rows_pending`; whose fault an error is once retries are over (the row's, the
+job's, nobody's yet) is :func:`verdict`, and when error rows are too many is
+:func:`too_many_errors`.
 
 How long to wait (:func:`retrying`): jittered exponential backoff (:func:`backoff`), but never
 less than what the server asked for (:func:`retry_after`: its ``retry-after`` headers, or for a
@@ -83,9 +85,8 @@ def leaves_rows_pending(error: BaseException) -> bool:
     """Whether rows whose request failed with ``error``, after every retry, wait for a next run.
 
     A retryable error does (the server was unreachable, busy or failing: a later run may get
-    an answer), except a 200 that is not a chat completion: the server answered, so its rows
-    become error rows (kind ``not_a_completion``) instead of being asked for on every run.
-    Any other error is an error row at once.
+    an answer), except a 200 that is not a chat completion: the server answered, and is not
+    a chat API (:func:`verdict` makes it the job's error) rather than busy.
     """
     return is_retryable(error) and not (
         isinstance(error, CompletionError) and error.code in _NOT_A_COMPLETION_CODES

@@ -10,9 +10,8 @@ Outcomes:
 * a completion: a Result with its usage, cost, attempts and latency, ``ok`` or not as
   :func:`~enrich.results.completion_status` decides from its ``finish_reason`` (a truncated or
   filtered answer is an ``error`` row that keeps its partial text and what it cost);
-* a failure that another attempt cannot fix (a 400, a context overflow), or a body that was
-  still not a chat completion after every retry: an ``error`` Result, a row error like any
-  other;
+* a failure that another attempt cannot fix (a 400, a context overflow): an ``error``
+  Result, a row error like any other;
 * a retryable failure that survived every retry (:func:`~enrich.retry.leaves_rows_pending`):
   :class:`GaveUp` is raised, and the rows that need the request stay pending until the next
   run;
