@@ -6,7 +6,8 @@ import copy
 
 import pytest
 
-from enrich.engine.fold import fold_results
+from enrich.config.schema import PricingSpec
+from enrich.engine.fold import fold_results, priced
 from enrich.engine.selection import select_requests
 from enrich.errors import CompletionError
 from enrich.results import Result
@@ -22,6 +23,10 @@ def ok(prompt: int = 10, completion: int = 5, *, attempts: int = 1, cost: float 
         latency_s=0.2,
         cost_usd=cost,
     )
+
+
+# 10 prompt and 5 completion tokens (``ok()``) cost 1.0 at these prices.
+PRICES = PricingSpec(input_per_million=50_000, output_per_million=100_000)
 
 
 def failed(status: int = 400) -> Result:
@@ -140,12 +145,15 @@ def test_fold_results(
 ) -> None:
     start = ChunkSummary(chunk_id="c1", label="chunk 1", rows=len(hashes), requests=len(sent))
     before = copy.deepcopy(start)
-    out, summary = fold_results(start, hashes, results, sent=sent, known=known, transient=transient)
+    out, summary = fold_results(
+        start, hashes, results, sent=sent, known=known, transient=transient, pricing=PRICES
+    )
     assert start == before, "the starting counters are not modified"
     answered = [h for h in hashes if h not in transient]
-    assert [PAID if r is results[h] else SHARED for r, h in zip(out, answered, strict=True)] == rows
-    for r, h in zip(out, answered, strict=True):
-        if r is not results[h]:
+    paid = [r == priced(results[h], PRICES) for r, h in zip(out, answered, strict=True)]
+    assert [PAID if p else SHARED for p in paid] == rows
+    for r, h, p in zip(out, answered, paid, strict=True):
+        if not p:
             assert r == results[h].shared()
             assert (r.attempts, r.cost_usd, r.usage.prompt_tokens) == (0, 0.0, 0)
             assert r.usage.queue_time == 0.01  # timings describe the one call: kept
@@ -166,11 +174,14 @@ def test_fold_counts_latency_only_for_requests_this_chunk_sent() -> None:
         sent={"a"},
         known={"k"},
         transient={},
+        pricing=PRICES,
     )
     assert sum(summary.latency.values()) == 1
 
 
 def test_fold_adds_to_the_starting_counters() -> None:
     start = ChunkSummary(chunk_id="c", label="c", ok=3, prompt_tokens=7)
-    _, summary = fold_results(start, ["a"], {"a": ok()}, sent={"a"}, known=set(), transient={})
+    _, summary = fold_results(
+        start, ["a"], {"a": ok()}, sent={"a"}, known=set(), transient={}, pricing=PRICES
+    )
     assert (summary.ok, summary.prompt_tokens) == (4, 17)

@@ -58,6 +58,12 @@ class Job:
                 "columns": self.keep_columns,
                 "completion_column": config.output.completion_column,
                 "format": config.output.format,
+                # Not in the request hash (a price asks nothing new), but a committed
+                # dataset costed at other prices is not this job's: it is re-committed.
+                "pricing": [
+                    config.pricing.input_per_million,
+                    config.pricing.output_per_million,
+                ],
             }
         )
         self.hasher = RequestHasher(self.endpoint, config.model, config.params.request_fields())

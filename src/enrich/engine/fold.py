@@ -6,12 +6,16 @@ request, and the chunk's counters. The rules it keeps:
 * the first row of a request this chunk **sent** carries the request's tokens, cost, attempts
   and latency: the chunk paid for it;
 * the first row of a request **known** from the chunk's journal (an earlier run paid) keeps
-  its tokens and cost, and counts as reused;
+  its tokens (and so its cost), and counts as reused;
 * every other row with that request, and every row whose result came from another chunk
   (the recent window, or a request another chunk had in flight), gets a shared copy: zero
   tokens, zero cost, zero attempts, and counts as reused;
 * a row whose request still failed **transiently** after every retry gets no result: it is
   pending, and the chunk is not committed.
+
+A paying row's ``cost_usd`` is its tokens at the job's current prices (:func:`priced`), never
+the cost a journal or an earlier part recorded: a price change re-commits the dataset with new
+costs and asks nothing again.
 
 So the token and cost columns of a committed dataset add up to what was paid for the results
 it holds, each request once: a chunk committed anew from its slot's parts (after a change of
@@ -25,12 +29,24 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Container, Mapping, Sequence
+from dataclasses import replace
 
+from enrich.config.schema import PricingSpec
 from enrich.errors import CompletionError
 from enrich.results import Result
 from enrich.summary import ChunkSummary, add_latency
 
-__all__ = ["fold_results"]
+__all__ = ["fold_results", "priced"]
+
+
+def priced(result: Result, pricing: PricingSpec) -> Result:
+    """``result`` with ``cost_usd`` recomputed from its tokens at ``pricing``."""
+    usage = result.usage
+    cost = (
+        usage.prompt_tokens * pricing.input_per_million
+        + usage.completion_tokens * pricing.output_per_million
+    ) / 1_000_000
+    return replace(result, cost_usd=cost)
 
 
 def fold_results(
@@ -41,11 +57,12 @@ def fold_results(
     sent: Container[str],
     known: Container[str],
     transient: Mapping[str, CompletionError],
+    pricing: PricingSpec,
 ) -> tuple[list[Result], ChunkSummary]:
     """``(one result per row that has one, start's counters plus this fold's)``.
 
     ``hashes`` are the rows' request hashes in row order; ``results`` has a result for each
-    hash not in ``transient``. ``start`` is not modified.
+    hash not in ``transient``. Paying rows are costed at ``pricing``. ``start`` is not modified.
     """
     summary = copy.deepcopy(start)
     rows: list[Result] = []
@@ -60,8 +77,10 @@ def fold_results(
         first = h not in seen
         seen.add(h)
         if first and h in known:
+            result = priced(result, pricing)
             summary.reused += 1  # paid for by an earlier run
         elif first and h in sent:
+            result = priced(result, pricing)
             summary.attempts += result.attempts
             if result.latency_s is not None:
                 add_latency(summary.latency, result.latency_s)

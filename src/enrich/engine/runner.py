@@ -67,7 +67,6 @@ class Engine:
             params=cfg.params.request_fields(),
             max_completion_tokens=cfg.params.max_completion_tokens,
             retry=cfg.execution.retry,
-            pricing=cfg.pricing,
             progress=self.progress,
             api_key_env=cfg.api.api_key_env,
             max_error_share=cfg.execution.max_error_share,
@@ -140,6 +139,7 @@ class Engine:
             sent=selection.send,
             known=known,
             transient=transient,
+            pricing=self.job.config.pricing,
         )
         self.progress.rows_done += summary.ok + summary.failed
         self.progress.rows_failed += summary.failed

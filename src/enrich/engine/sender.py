@@ -7,9 +7,10 @@ permit back with what the attempt reported, so the controller re-syncs from ever
 
 Outcomes:
 
-* a completion: a Result with its usage, cost, attempts and latency, ``ok`` or not as
+* a completion: a Result with its usage, attempts and latency, ``ok`` or not as
   :func:`~enrich.results.completion_status` decides from its ``finish_reason`` (a truncated or
-  filtered answer is an ``error`` row that keeps its partial text and what it cost);
+  filtered answer is an ``error`` row that keeps its partial text and its tokens); its cost is
+  set when it is folded onto rows, at the prices of that run (:mod:`enrich.engine.fold`);
 * a failure that another attempt cannot fix (a 400, a context overflow): an ``error``
   Result, a row error like any other;
 * a retryable failure that survived every retry (:func:`~enrich.retry.leaves_rows_pending`):
@@ -28,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from enrich.completer import Completer, Completion, CompletionRequest
-from enrich.config.schema import PricingSpec, RetrySpec
+from enrich.config.schema import RetrySpec
 from enrich.engine.progress import RunProgress
 from enrich.errors import CompletionError, RunStopped
 from enrich.ratelimit import RateController
@@ -74,7 +75,6 @@ class RequestSender:
         params: Mapping[str, Any],
         max_completion_tokens: int,
         retry: RetrySpec,
-        pricing: PricingSpec,
         progress: RunProgress,
         api_key_env: str = "CEREBRAS_API_KEY",
         max_error_share: float = 1.0,
@@ -86,8 +86,6 @@ class RequestSender:
         self._params = params
         self._max_completion = max_completion_tokens
         self._retry = retry
-        self._price_in = pricing.input_per_million / 1_000_000
-        self._price_out = pricing.output_per_million / 1_000_000
         self._key_env = api_key_env
         self._max_error_share = max_error_share
         self._results = 0
@@ -148,8 +146,6 @@ class RequestSender:
                 request_id=completion.request_id,
                 attempts=attempts,
                 latency_s=time.perf_counter() - started,
-                cost_usd=usage.prompt_tokens * self._price_in
-                + usage.completion_tokens * self._price_out,
                 status=status,
                 error=COMPLETION_ERRORS[kind] if kind else None,
                 error_kind=kind,
