@@ -52,7 +52,12 @@ def test_a_repeated_request_is_sent_once_and_fills_every_row(make_job: JobFactor
     completions = by_row(table, "completion")
     for j in range(4):
         assert completions[f"r-dup-{j:05d}"] == completions[f"r-{j:05d}"]
-    assert sum(by_row(table, "cost_usd")[f"r-dup-{j:05d}"] for j in range(4)) == 0
+    # Exactly one row of each pair carries the cost: whichever chunk sent the request first
+    # (the two chunks run at once, so which one that is is not fixed).
+    costs = by_row(table, "cost_usd")
+    for j in range(4):
+        pair = sorted([costs[f"r-{j:05d}"], costs[f"r-dup-{j:05d}"]])
+        assert pair[0] == 0 < pair[1]
     assert sum(table.column("prompt_tokens").to_pylist()) == sum(
         count_prompt_tokens(r.messages) for r in completer.requests
     )
