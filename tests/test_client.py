@@ -9,14 +9,14 @@ few-line aiohttp server, still over HTTP: the SDK is never mocked.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
 import pytest
 from aiohttp import web
-from support import API_KEY, simulator
+from support import API_KEY, serving, simulator
 
 from enrich.client import CerebrasCompleter, parse_completion
 from enrich.completer import Completion, CompletionRequest
@@ -217,25 +217,8 @@ async def test_an_error_event_in_a_stream_is_a_completion_error(sim: ThreadedSim
 
 # -- bodies the simulator never sends, from a server of our own ----------------------------------
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 UNPARSEABLE = "unparseable response body: "
 ERROR_IN_200 = "error in a 200 response: "
-
-
-@asynccontextmanager
-async def serving(handler: Handler) -> AsyncIterator[str]:
-    """``handler`` answers every request on 127.0.0.1; yields the base URL."""
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
 
 
 @pytest.mark.parametrize(

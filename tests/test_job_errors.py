@@ -11,9 +11,6 @@ Everything runs against the simulator over HTTP (or a few-line aiohttp server).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import pytest
 from aiohttp import web
 from support import (
@@ -23,6 +20,7 @@ from support import (
     review_rows,
     run_config,
     run_enrich,
+    serving,
     simulator,
 )
 
@@ -152,31 +150,16 @@ def test_an_unknown_model_stops_the_run(sim: ThreadedSimulator, make_job: JobFac
     assert committed_manifest(prepare_job(config).store) is None
 
 
-@asynccontextmanager
-async def not_a_chat_api() -> AsyncIterator[str]:
-    """A server that answers every request 200 with JSON that is not a chat completion."""
-
-    async def hello(request: web.Request) -> web.Response:
-        return web.json_response({"hello": "world"})
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", hello)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
+async def hello(request: web.Request) -> web.Response:
+    """Every request answered 200 with JSON that is not a chat completion."""
+    return web.json_response({"hello": "world"})
 
 
 async def test_an_endpoint_that_is_not_a_chat_api_stops_the_run(
     monkeypatch: pytest.MonkeyPatch, make_job: JobFactory
 ) -> None:
     job = prepare_job(make_job(review_rows(40), execution=FEW))
-    async with not_a_chat_api() as url:
+    async with serving(hello) as url:
         monkeypatch.setenv("CEREBRAS_BASE_URL", url)
         monkeypatch.setenv("CEREBRAS_API_KEY", "any")
         with pytest.raises(RunStopped, match="does not answer as a chat API"):

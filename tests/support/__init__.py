@@ -11,6 +11,7 @@ Fixtures stay in ``conftest.py`` and are built from these. One module per concer
   file, memory and s3 backends.
 * :mod:`support.processes` -- free ports, child processes in their own process group,
   waiting for a server in one to answer, the ``enrich`` command in a child.
+* :mod:`support.servers` -- a throwaway HTTP server answering every request with one handler.
 * :mod:`support.waiting` -- polling until a condition holds (never sleeping a fixed time).
 """
 
@@ -38,6 +39,7 @@ from support.processes import (
     stop_process,
     wait_for_http,
 )
+from support.servers import serving
 from support.simulators import point_sdk_at, simulator
 from support.storage import AWS_ENV, AWS_UNSET, Location, MotoServer, make_location
 from support.waiting import DEADLINE_S, eventually, until
@@ -67,6 +69,7 @@ __all__ = [
     "review_rows",
     "run_config",
     "run_enrich",
+    "serving",
     "simulator",
     "start_process",
     "stop_process",
