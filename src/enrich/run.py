@@ -83,13 +83,13 @@ async def drive(
 ) -> list[ChunkSummary]:
     """Run ``chunks`` with at most ``chunks_in_flight`` at once; summaries in chunk order.
 
-    The first chunk that raises (a daily quota, a storage failure) stops the run: no new
-    chunk starts, the chunks in flight finish what they have already sent (a request paid for
-    is journaled, not thrown away; their next admission fails fast on a spent quota), and the
-    first error is re-raised. Every chunk that fails is logged (its label and the error, one
-    line); when several did, their count is logged and noted on the error raised. Cancelling
-    ``drive`` itself (Ctrl+C, a cancelled flow run) cancels the chunks at once; their journals
-    keep what had arrived.
+    The first chunk that raises (a daily quota, a storage failure), or the input's reader
+    raising (a row group unreadable), stops the run: no new chunk starts, the chunks in flight
+    finish what they have already sent and commit (a request paid for is journaled, not thrown
+    away; their next admission fails fast on a spent quota), and the first error is re-raised.
+    Every chunk that fails is logged (its label and the error, one line); when several did,
+    their count is logged and noted on the error raised. Cancelling ``drive`` itself (Ctrl+C,
+    a cancelled flow run) cancels the chunks at once; their journals keep what had arrived.
     """
     tables = job.iter_tables(chunks)
     order = {c.chunk_id: i for i, c in enumerate(chunks)}
@@ -101,7 +101,14 @@ async def drive(
     try:
         while running or not (exhausted or failure):
             while not (exhausted or failure) and len(running) < chunks_in_flight:
-                item = await asyncio.to_thread(next, tables, None)
+                try:
+                    item = await asyncio.to_thread(next, tables, None)
+                except Exception as read_error:
+                    # The input failed (a row group unreadable, say): like a chunk failure,
+                    # no new chunk starts and the running ones finish what they paid for.
+                    log.error("reading the input failed: %s", _one_line(read_error))
+                    failure = read_error
+                    break
                 if item is None:
                     exhausted = True
                     break
