@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,12 +22,15 @@ from support import (
     JobFactory,
     Location,
     MotoServer,
+    answer,
+    job_on,
     job_reading,
     jsonl_bytes,
     review_rows,
     run_config,
 )
 
+from enrich.completer import FakeCompleter
 from enrich.errors import EnrichError, InputError, StorageError
 from enrich.inputs.jsonl import SAMPLE_ROWS
 from enrich.output.reader import output_status, read_dataset
@@ -375,3 +379,47 @@ def test_denied_credentials_fail_before_spending_and_resume_once_fixed(
 def test_every_storage_error_is_an_enrich_error(tmp_path: Path) -> None:
     with pytest.raises(EnrichError, match=r"nope\.jsonl: not found"):
         list_inputs(str(tmp_path / "nope.jsonl"))
+
+
+# -- durability on local disk --------------------------------------------------------------------
+
+
+def test_local_writes_are_flushed_before_and_after_their_rename(
+    make_job: JobFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each local write syncs its bytes before the rename and its directory after it.
+
+    Without both, a power cut can leave a manifest or record naming an empty file, or lose
+    the rename. Spies on the process's own ``fsync`` and ``replace`` calls, in order.
+    """
+    place = Location("file", f"file://{tmp_path}/store", {})
+    config = job_on(place, make_job, review_rows(20), execution={"rows_per_chunk": 10})
+    events: list[tuple[str, str]] = []
+    fsync, replace = os.fsync, os.replace
+
+    def spy_fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        fsync(fd)
+
+    def spy_replace(src: str, dst: str) -> None:
+        events.append(("replace", f"{src} -> {dst}"))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", spy_fsync)
+    monkeypatch.setattr(os, "replace", spy_replace)
+    assert run_config(config, completer=FakeCompleter(answer)).summary.complete
+
+    root = f"{tmp_path}/store/out"
+    written: set[str] = set()
+    for at, (kind, what) in enumerate(events):
+        if kind != "replace" or not what.startswith(root):
+            continue
+        src, dst = what.split(" -> ")
+        written.add(dst[len(root) + 1 :])
+        assert ("fsync", src) in events[:at], f"{dst} renamed before its bytes were synced"
+        assert ("fsync", os.path.dirname(dst)) in events[at:], f"{dst}: directory not synced"
+    kinds = {k.split("/")[0] for k in written}
+    assert {"parts", "_chunks", "_manifest.json", "_SUCCESS", "_lease.json"} <= kinds, written
+    # A directory made for a write is synced into its parent, so the new name cannot vanish.
+    part_dir = next(os.path.dirname(f"{root}/{k}") for k in written if k.startswith("parts/"))
+    assert ("fsync", os.path.dirname(part_dir)) in events
