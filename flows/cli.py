@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from enrich.cli import build_app
+from enrich_flows.prefect_api import configured_api_url
 
 if TYPE_CHECKING:
     from enrich.engine import ProgressObserver
@@ -30,22 +31,31 @@ def prefect_defaults() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
-def run_through_flow(
-    job: Job,
-    config: str,
-    overrides: list[str],
-    partition: str | None,
-    *,
-    observer: ProgressObserver,
-) -> tuple[bool, dict[str, Any], str]:
-    """``enrich run`` without ``--direct``: the prepared job through the ``enrich-dataset`` flow."""
-    prefect_defaults()
-    from enrich_flows.enrich import run_enrich
+class PrefectRunner:
+    """``enrich run`` through the ``enrich-dataset`` flow (:class:`enrich.cli.FlowRunner`)."""
 
-    return run_enrich(config, overrides, partition, observer=observer, job=job)
+    def configured(self) -> str | None:
+        return configured_api_url()
+
+    def run(
+        self,
+        job: Job,
+        config: str,
+        overrides: list[str],
+        partition: str | None,
+        *,
+        observer: ProgressObserver,
+        retry_errors: bool,
+    ) -> tuple[bool, dict[str, Any], str]:
+        prefect_defaults()
+        from enrich_flows.enrich import run_enrich
+
+        return run_enrich(
+            config, overrides, partition, observer=observer, job=job, retry_errors=retry_errors
+        )
 
 
-app = build_app(flow_runner=run_through_flow)
+app = build_app(flow_runner=PrefectRunner())
 
 
 @app.command()

@@ -147,11 +147,13 @@ async def enrich_dataset(
     config: str,
     overrides: list[str] | None = None,
     partition: str | None = None,
+    retry_errors: bool = False,
 ) -> dict[str, Any]:
     """Enrich the dataset a job config describes (one partition of it); returns the figures.
 
     The run fails (and can simply be rerun to resume) when any chunk could not be committed.
-    A rerun of a committed dataset or partition sends nothing.
+    A rerun of a committed dataset or partition sends nothing, unless ``retry_errors`` asks
+    again for its error rows (``enrich run --retry-errors``).
     """
     logger = get_run_logger()
     refuse_api_overrides(overrides or [], config)  # anyone who may start a run sets these
@@ -206,7 +208,12 @@ async def enrich_dataset(
     # slots before it starts, a round trip per chunk that a busy SQLite server answers late.
     try:
         summary = await run_job(
-            job, api_key=api_key, chunk_runner=in_tasks, monitor=monitor, observer=observe
+            job,
+            api_key=api_key,
+            chunk_runner=in_tasks,
+            monitor=monitor,
+            observer=observe,
+            retry_errors=retry_errors,
         )
     finally:
         if shown is not None:
@@ -235,6 +242,8 @@ def run_enrich(
     partition: str | None = None,
     observer: ProgressObserver | None = None,
     job: Job | None = None,
+    *,
+    retry_errors: bool = False,
 ) -> tuple[bool, dict[str, Any], str]:
     """Run the flow to the end from synchronous code: ``(complete, figures, message)``.
 
@@ -245,7 +254,9 @@ def run_enrich(
     token = _in_process.set(_InProcess(job, observer))
     try:
         state: State[dict[str, Any]] = asyncio.run(
-            enrich_dataset(config, overrides, partition, return_state=True)  # type: ignore[arg-type]
+            enrich_dataset(  # type: ignore[arg-type]
+                config, overrides, partition, retry_errors, return_state=True
+            )
         )
     finally:
         _in_process.reset(token)

@@ -6,7 +6,10 @@ chunk, progress, table and markdown artifacts with the figures the simulator cou
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar
@@ -18,6 +21,8 @@ import pyarrow.compute as pc
 import pytest
 from fsspec.implementations.local import LocalFileSystem
 from prefect.blocks.system import Secret
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 from prefect.client.schemas.objects import State
 from prefect.logging.handlers import APILogHandler
 from prefect_api import PrefectServer, artifacts, child_runs, flow_run, logs, table, task_runs
@@ -292,3 +297,38 @@ def test_enrich_run_through_the_flow_reads_the_input_no_more_than_a_direct_run(
         reads[way] = counted_reads[str(source)]
     assert reads["direct"] > 0
     assert reads["flow"] == reads["direct"]
+
+
+def test_enrich_run_goes_to_the_configured_server_and_retries_errors_there(
+    sim: ThreadedSimulator, make_job: JobFactory, prefect_server: PrefectServer
+) -> None:
+    # With PREFECT_API_URL set, plain `enrich run` is a flow run on that server (its UI shows
+    # it); `--retry-errors` goes through the flow too.
+    sim.set_faults(fail_400=1.0)
+    execution = {"rows_per_chunk": 5, "max_error_share": 1.0}
+    config = str(make_job(review_rows(10), name="to-the-server", execution=execution))
+    env = {**os.environ, **prefect_server.env}
+    first = subprocess.run(
+        [sys.executable, "-m", "enrich_flows.cli", "run", config],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert first.returncode == 0, first.stderr
+    assert "no Prefect API configured" not in first.stderr
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=["to-the-server"]))
+        )
+    assert [r.state_name for r in runs] == ["Completed"]
+    assert len(task_runs(runs[0].id)) == 2  # one task run per chunk
+    assert sim.stats.requests == 10
+
+    sim.set_faults(fail_400=0.0)
+    sim.reset()
+    retried = CliRunner().invoke(app, ["run", config, "--retry-errors"])
+    assert retried.exit_code == 0, retried.output
+    assert sim.stats.requests == 10
+    out = read_dataset(load_job_config(config).output.path)
+    assert set(out.column("status").to_pylist()) == {"ok"}

@@ -12,8 +12,9 @@ the command, or on ``run``), and never the local variables of its frames (they h
 
 The engine knows nothing of Prefect: :func:`build_app` makes the commands, and ``run`` goes
 through a flow only when the layer above hands it a :class:`FlowRunner`. The ``enrich`` command
-is that layer's (:mod:`enrich_flows.cli`: these commands, ``run`` through the flow unless
-``--direct``, and ``demo``); ``python -m enrich.cli`` is the engine alone and runs ``--direct``.
+is that layer's (:mod:`enrich_flows.cli`: these commands, ``run`` through the flow when an
+orchestration API is configured or ``--prefect`` asks for it, and ``demo``); ``python -m
+enrich.cli`` is the engine alone and runs ``--direct``.
 """
 
 from __future__ import annotations
@@ -120,12 +121,13 @@ def _watch_progress(stop: threading.Event, observed: list[RunProgress]) -> None:
 
 
 class FlowRunner(Protocol):
-    """Runs a prepared job through a flow: ``(complete, figures, message)``.
+    """Runs prepared jobs through a flow, for the layer that knows the orchestrator."""
 
-    ``observer`` is handed the run's live counters when it starts (the progress bar).
-    """
+    def configured(self) -> str | None:
+        """The orchestration API that flow runs report to, or None when none is configured."""
+        ...
 
-    def __call__(
+    def run(
         self,
         job: Job,
         config: str,
@@ -133,25 +135,37 @@ class FlowRunner(Protocol):
         partition: str | None,
         *,
         observer: ProgressObserver,
-    ) -> tuple[bool, dict[str, Any], str]: ...
+        retry_errors: bool,
+    ) -> tuple[bool, dict[str, Any], str]:
+        """``(complete, figures, message)``; ``observer`` gets the run's live counters."""
+        ...
 
 
 RETRY_ERRORS_HELP = (
     "Ask again for every error row, those the request itself caused (a 400, a context "
     "overflow, a truncated answer) included; other error rows are always asked again."
 )
-RUN_HELP = "Enrich a dataset through the Prefect flow; exit 0 only when the output is committed."
+RUN_HELP = (
+    "Enrich a dataset; exit 0 only when the output is committed. Runs the Prefect flow when a "
+    "Prefect API is configured (PREFECT_API_URL or the active profile), else the engine directly."
+)
+PREFECT_HELP = "Run the Prefect flow even with no Prefect API configured (on a temporary server)."
+NO_API_NOTE = (
+    "no Prefect API configured (PREFECT_API_URL or the active profile): running the engine "
+    "directly; --prefect runs the flow on a temporary Prefect server"
+)
 DIRECT_RUN_HELP = "Enrich a dataset with the engine (--direct); exit 0 only when it is committed."
 
 
 def run_command(flow_runner: FlowRunner | None) -> Callable[..., None]:
-    """The ``run`` command: the engine with ``--direct``, else ``flow_runner``."""
+    """The ``run`` command: the engine, or ``flow_runner`` (see :func:`runs_flow`)."""
 
     @sighup_logged()  # kill -HUP never ends a run, before the engine opens or after it closes
     def run(
         config: str = typer.Argument(..., help="Job config YAML."),
         set_: list[str] = typer.Option([], "--set", help=SET_HELP),
         direct: bool = typer.Option(False, "--direct", help="Run the engine without Prefect."),
+        prefect: bool = typer.Option(False, "--prefect", help=PREFECT_HELP),
         partition: str | None = typer.Option(None, "--partition", help=PARTITION_HELP),
         retry_errors: bool = typer.Option(False, "--retry-errors", help=RETRY_ERRORS_HELP),
         debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
@@ -159,14 +173,14 @@ def run_command(flow_runner: FlowRunner | None) -> Callable[..., None]:
         from enrich.job import Job
 
         _options.debug = _options.debug or debug
+        if direct and prefect:
+            raise typer.BadParameter("pass one of --direct and --prefect", param_hint="--prefect")
         if not direct and flow_runner is None:
             raise typer.BadParameter(
                 "this command runs the engine only: pass --direct, or use `enrich run` "
                 "for the Prefect flow",
                 param_hint="--direct",
             )
-        if retry_errors and not (direct or flow_runner is None):
-            raise typer.BadParameter("--retry-errors runs the engine: pass --direct too")
         cfg = _load(config, set_, partition)
         try:
             job = Job.prepare(cfg, where=config)  # every input check, before anything is spent
@@ -178,8 +192,9 @@ def run_command(flow_runner: FlowRunner | None) -> Callable[..., None]:
         if sys.stderr.isatty():
             watcher = threading.Thread(target=_watch_progress, args=(stop, observed), daemon=True)
             watcher.start()
+        through_flow = flow_runner is not None and runs_flow(flow_runner, direct, prefect)
         try:
-            if flow_runner is None or direct:
+            if flow_runner is None or not through_flow:
                 from enrich.run import run_job
 
                 summary = asyncio.run(
@@ -189,8 +204,13 @@ def run_command(flow_runner: FlowRunner | None) -> Callable[..., None]:
                 message = summary.message
             else:
                 # The flow run uses this job: the input is discovered and counted once.
-                ok, figures, message = flow_runner(
-                    job, config, set_, partition, observer=observed.append
+                ok, figures, message = flow_runner.run(
+                    job,
+                    config,
+                    set_,
+                    partition,
+                    observer=observed.append,
+                    retry_errors=retry_errors,
                 )
         except EnrichError as exc:
             _fail(exc, 1)
@@ -205,6 +225,19 @@ def run_command(flow_runner: FlowRunner | None) -> Callable[..., None]:
             raise typer.Exit(1)
 
     return run
+
+
+def runs_flow(flow_runner: FlowRunner, direct: bool, prefect: bool) -> bool:
+    """Whether ``run`` goes through the flow: asked for, or an orchestration API is configured.
+
+    With neither flag and no API configured it says, in one line, that the engine runs directly.
+    """
+    if direct or prefect:
+        return prefect
+    if flow_runner.configured() is not None:
+        return True
+    console.print(NO_API_NOTE, highlight=False, soft_wrap=True)
+    return False
 
 
 def _print_figures(figures: dict[str, Any]) -> None:
@@ -324,7 +357,7 @@ def partitions(
 
 
 def build_app(flow_runner: FlowRunner | None = None) -> typer.Typer:
-    """The command line; ``run`` goes through ``flow_runner`` unless ``--direct``."""
+    """The command line; ``run`` may go through ``flow_runner`` (see :func:`runs_flow`)."""
     app = _App(
         add_completion=False,
         no_args_is_help=True,
