@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from enrich.ratelimit import Throttle, ThrottleCause, classify_429, parse_rate_headers
+from enrich.ratelimit import (
+    Throttle,
+    ThrottleCause,
+    Trend,
+    classify_429,
+    parse_rate_headers,
+)
 
 MINUTE_TOKENS_PLENTY = {
     "x-ratelimit-remaining-tokens-minute": "90000",
@@ -118,6 +124,37 @@ DAY_GONE = {"x-ratelimit-remaining-requests-day": "0", "x-ratelimit-reset-reques
         ),
         (None, {}, 100, "unknown", None),
         ("rate_limit_exceeded", {"x-ratelimit-remaining-tokens": "0"}, 100, "unknown", None),
+        ("rate_limit_exceeded", {}, 100, "unknown", None),  # names no limit, shows nothing
+        # Headers that show room in the minute's requests (and tokens): not our quota.
+        (None, {"x-ratelimit-remaining-requests": "7"}, 100, "noise", None),
+        (
+            "rate_limit_exceeded",
+            {"x-ratelimit-remaining-requests": "7", "x-ratelimit-remaining-tokens": "5000"},
+            100,
+            "noise",
+            None,
+        ),
+        (  # room in the requests, but the tokens are gone: a quota
+            "rate_limit_exceeded",
+            {"x-ratelimit-remaining-requests": "7", "x-ratelimit-remaining-tokens": "50"},
+            100,
+            "unknown",
+            None,
+        ),
+        (  # a named quota is a quota, whatever else the headers say
+            "request_quota_exceeded",
+            {"x-ratelimit-remaining-requests": "7"},
+            100,
+            "requests_per_minute",
+            None,
+        ),
+        (  # room in the minute's tokens says nothing about the minute's requests
+            None,
+            {"x-ratelimit-remaining-tokens-minute": "90000"},
+            100,
+            "unknown",
+            None,
+        ),
     ],
 )
 def test_classify_429(
@@ -157,8 +194,48 @@ def test_wait_is_the_hint_else_the_reset(
         ("tokens_per_minute", "tokens"),
         ("tokens_per_day", "tokens"),
         ("capacity", "requests"),
+        ("noise", "requests"),
         ("unknown", "requests"),
     ],
 )
 def test_what_ran_out(limit: ThrottleCause, unit: str) -> None:
     assert Throttle(limit).unit == unit
+
+
+@pytest.mark.parametrize(
+    ("code", "headers", "reports_requests", "trend", "limit"),
+    [
+        # A provider that reports the minute's requests on its answers, and a 429 without them:
+        # something in between refused it.
+        (None, {}, True, "unknown", "noise"),
+        ("rate_limit_exceeded", {"retry-after": "1"}, True, "unknown", "noise"),
+        (None, {"x-ratelimit-remaining-requests": "0"}, True, "unknown", "requests_per_minute"),
+        # Slowing down did not reduce the share of such 429s.
+        ("rate_limit_exceeded", {}, False, "holds", "noise"),
+        ("rate_limit_exceeded", {}, False, "falls", "unknown"),
+        ("rate_limit_exceeded", {}, False, "unknown", "unknown"),
+        # The evidence never overrides a named quota or an empty bucket.
+        ("request_quota_exceeded", {}, True, "holds", "requests_per_minute"),
+        ("token_quota_exceeded", {}, True, "holds", "tokens_per_minute"),
+        (None, {"x-ratelimit-remaining-tokens": "0"}, False, "holds", "tokens_per_minute"),
+        (None, {"x-ratelimit-remaining-requests-day": "0"}, True, "holds", "requests_per_day"),
+        ("queue_exceeded", {}, False, "unknown", "capacity"),
+    ],
+)
+def test_noise_or_quota(
+    code: str | None,
+    headers: dict[str, str],
+    reports_requests: bool,
+    trend: Trend,
+    limit: ThrottleCause,
+) -> None:
+    throttle = classify_429(
+        code,
+        parse_rate_headers(headers),
+        retry_after=None,
+        reserved=100,
+        reports_requests=reports_requests,
+        trend=trend,
+    )
+    assert throttle.limit == limit
+    assert throttle.quota is (limit not in ("noise", "capacity"))

@@ -3,18 +3,23 @@
 Module map (each pure except the controller, which only awaits an injected sleep):
 
 * :mod:`~enrich.ratelimit.bucket` -- :class:`PacingBucket`, the client-side token bucket.
-* :mod:`~enrich.ratelimit.adaptive` -- :class:`AdaptiveLimit`, a limit that backs off on 429s.
+* :mod:`~enrich.ratelimit.adaptive` -- :class:`AdaptiveLimit`, a limit that backs off once per
+  congestion event and climbs back in proportion to successes.
 * :mod:`~enrich.ratelimit.headers` -- :class:`RateSnapshot` and the parsers of the
   ``x-ratelimit-*`` and ``retry-after`` headers.
 * :mod:`~enrich.ratelimit.limits` -- :class:`ProviderLimit`, one record per provider limit
   (:data:`PROVIDER_LIMITS`: requests and tokens, per minute and per day).
-* :mod:`~enrich.ratelimit.throttle` -- :func:`classify_429`: which limit a 429 hit and how long to
-  wait, used by the controller and by the retry policy (:mod:`enrich.retry`).
+* :mod:`~enrich.ratelimit.throttle` -- :func:`classify_429`: which limit a 429 hit (or that it is
+  noise) and how long to wait, used by the controller and by the retry policy (:mod:`enrich.retry`).
+* :mod:`~enrich.ratelimit.congestion` -- :class:`NoiseTest`: whether 429s that name no limit
+  fall when we slow down (a quota) or hold (noise).
+* :mod:`~enrich.ratelimit.pacing` -- :class:`Paced`: every limit of a controller with its bucket.
 * :mod:`~enrich.ratelimit.controller` -- :class:`RateController`, the one per process.
 """
 
 from enrich.ratelimit.adaptive import AdaptiveLimit
 from enrich.ratelimit.bucket import PacingBucket
+from enrich.ratelimit.congestion import NoiseTest
 from enrich.ratelimit.controller import Permit, RateController, RateStats
 from enrich.ratelimit.headers import (
     RateSnapshot,
@@ -24,12 +29,13 @@ from enrich.ratelimit.headers import (
     parse_retry_after,
 )
 from enrich.ratelimit.limits import PROVIDER_LIMITS, LimitName, ProviderLimit, Unit
-from enrich.ratelimit.throttle import Throttle, ThrottleCause, classify_429
+from enrich.ratelimit.throttle import Throttle, ThrottleCause, Trend, classify_429
 
 __all__ = [
     "PROVIDER_LIMITS",
     "AdaptiveLimit",
     "LimitName",
+    "NoiseTest",
     "PacingBucket",
     "Permit",
     "ProviderLimit",
@@ -38,6 +44,7 @@ __all__ = [
     "RateStats",
     "Throttle",
     "ThrottleCause",
+    "Trend",
     "Unit",
     "classify_429",
     "parse_count",

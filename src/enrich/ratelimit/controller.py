@@ -8,11 +8,13 @@ a retried request acquires and releases its own permit.
 
 What it limits: requests in flight (a plain cap), and each of the provider's limits
 (:data:`~enrich.ratelimit.limits.PROVIDER_LIMITS`: requests and tokens per minute and per day),
-each paced by a :class:`~enrich.ratelimit.bucket.PacingBucket`. A limit is a ceiling
+each paced by a bucket (:mod:`~enrich.ratelimit.pacing`). A limit is a ceiling
 ``min(configured, server-reported)``; in adaptive mode the effective per-minute limit under it
-backs off on 429s and probes back up (:class:`~enrich.ratelimit.adaptive.AdaptiveLimit`), which is
-how an RPM the provider never reports in headers is learned. Which limit a 429 hit is decided by
-:func:`~enrich.ratelimit.throttle.classify_429`. A daily quota that is gone raises
+backs off once per congestion event and climbs back
+(:class:`~enrich.ratelimit.adaptive.AdaptiveLimit`), which is how an RPM the provider never
+reports in headers is learned. What a 429 means (which limit, or noise) is decided by
+:func:`~enrich.ratelimit.throttle.classify_429`, with the evidence of
+:class:`~enrich.ratelimit.congestion.NoiseTest`. A daily quota that is gone raises
 :class:`~enrich.errors.QuotaExhausted` from ``acquire`` rather than waiting for hours.
 """
 
@@ -27,20 +29,17 @@ from dataclasses import dataclass
 from typing import Literal
 
 from enrich.errors import QuotaExhausted
-from enrich.ratelimit.adaptive import AdaptiveLimit
-from enrich.ratelimit.bucket import PacingBucket
+from enrich.ratelimit.congestion import Congestion, react
 from enrich.ratelimit.headers import RateSnapshot, parse_rate_headers, parse_retry_after
-from enrich.ratelimit.limits import PROVIDER_LIMITS, LimitName, ProviderLimit
-from enrich.ratelimit.throttle import classify_429
+from enrich.ratelimit.limits import LimitName
+from enrich.ratelimit.pacing import Paced
+from enrich.ratelimit.throttle import Throttle
 
 __all__ = ["Permit", "RateController", "RateStats"]
 
 # The head waiter sleeps at most this long at a time, so a limit change or a raised in-flight
 # cap is seen promptly without racing the injected sleep against a wake-up event.
 _MAX_NAP = 0.5
-# After a 429 with no retry hint everyone pauses this long; for a queue_exceeded 429 (the
-# provider's capacity, not our quota) that pause is the whole response.
-_CAPACITY_PAUSE = 1.0
 
 
 class _Keep(enum.Enum):
@@ -63,7 +62,11 @@ class Permit:
 
 @dataclass(frozen=True, slots=True)
 class RateStats:
-    """Counters of a controller; ``waited_s`` sums every caller's time spent waiting."""
+    """Counters of a controller; ``waited_s`` sums every caller's time spent waiting.
+
+    ``throttled`` counts every 429, ``noise`` those taken as noise (not a quota), ``backoffs``
+    the cuts of a limit and ``undone`` the cuts taken back when they turned out to be noise.
+    """
 
     acquired: int
     in_flight: int
@@ -72,18 +75,8 @@ class RateStats:
     waited_s: float
     effective_rpm: float | None
     effective_tpm: float | None
-
-
-@dataclass(slots=True, eq=False)
-class _Limit:
-    """One provider limit inside a controller: its value and the bucket sized to it.
-
-    ``adaptive.effective`` is the value in force (``None``: no limit, and no bucket).
-    """
-
-    spec: ProviderLimit
-    adaptive: AdaptiveLimit
-    bucket: PacingBucket | None = None
+    noise: int = 0
+    undone: int = 0
 
 
 class RateController:
@@ -113,24 +106,16 @@ class RateController:
         self._adaptive = adaptive
         self._max_in_flight = 1
         self._max_wait = max_wait_s
-        self._limits = tuple(
-            _Limit(spec, AdaptiveLimit(None, per_seconds=spec.period)) for spec in PROVIDER_LIMITS
-        )
-        self._by_name: dict[LimitName, _Limit] = {limit.spec.name: limit for limit in self._limits}
-        # Daily limits never adapt; they only take the min of configured and server-reported.
-        self._adapting = tuple(limit for limit in self._limits if limit.spec.adapts)
-        # The limits that have a bucket now, with it (rebuilt when one comes or goes).
-        self._paced: tuple[tuple[ProviderLimit, PacingBucket], ...] = ()
+        self._limits = Paced()
+        self._rpm = self._limits.by_name["requests_per_minute"]
+        self._congestion = Congestion(self._rpm.adaptive, adaptive=adaptive)
         self._blocked_until = -math.inf
         self._blocked_which = "requests"
+        self._blocked_daily = False  # only a daily quota's wait may end the run
         self._lock = asyncio.Lock()
         self._slot_free: asyncio.Future[None] | None = None
-        self._queued = 0
-        self._in_flight = 0
-        self._tokens_in_flight = 0
-        self._seq = 0
-        self._throttled = 0
-        self._backoffs = 0
+        self._queued = self._in_flight = self._tokens_in_flight = self._seq = 0
+        self._throttled = self._backoffs = 0
         self._waited = 0.0
         self.update_limits(
             max_in_flight=max_in_flight,
@@ -147,20 +132,16 @@ class RateController:
         """Wait for a slot and room in every bucket, then reserve one request and ``tokens``.
 
         Raises :class:`~enrich.errors.QuotaExhausted` when a daily quota is gone, or when the
-        wait the limits demand (a daily bucket, a server's retry hint) exceeds ``max_wait_s``.
+        wait a daily quota demands exceeds ``max_wait_s``.
         """
         if not self._queued and self._in_flight < self._max_in_flight:
             now = self._clock()
-            if now >= self._blocked_until and self._fits(tokens, now):
+            if now >= self._blocked_until and self._limits.fits(tokens, now):
                 return self._grant(tokens, now)
         return await self._acquire_queued(tokens)
 
-    def _fits(self, tokens: int, now: float) -> bool:
-        return all(bucket.wait_time(spec.cost(tokens), now) <= 0 for spec, bucket in self._paced)
-
     def _grant(self, tokens: int, now: float) -> Permit:
-        for spec, bucket in self._paced:
-            bucket.take(spec.cost(tokens), now)
+        self._limits.take(tokens, now)
         self._in_flight += 1
         self._tokens_in_flight += tokens
         self._seq += 1
@@ -190,9 +171,9 @@ class RateController:
 
     def _delay(self, tokens: int, now: float) -> float:
         delay = self._blocked_until - now
-        if delay > self._max_wait:
+        if self._blocked_daily and delay > self._max_wait:
             raise QuotaExhausted(self._blocked_which, delay if math.isfinite(delay) else None)
-        for spec, bucket in self._paced:
+        for spec, bucket in self._limits.buckets:
             wait = bucket.wait_time(spec.cost(tokens), now)
             if spec.fixed_window and wait > self._max_wait:
                 # A quota that resets at a fixed time may be hours away: end the run instead.
@@ -219,13 +200,11 @@ class RateController:
         server answered with an error status gets its tokens back (a rejected request is not
         charged), except 408, whose work may have happened; a transport failure (``status``
         ``None``) keeps its reservation, since the server may have done the work.
-        ``headers`` re-sync the buckets. On a 429, ``code`` and the headers say which limit was
-        hit (:func:`~enrich.ratelimit.throttle.classify_429`) and everyone waits: for
-        ``retry_after`` (an explicit hint in seconds; when ``None``, read from the
-        ``retry-after`` headers) or else a second, for the token bucket's reset, for the request
-        bucket the 429 emptied to refill, or until a daily quota resets (``acquire`` then
-        raises); in adaptive mode the per-minute limit that was hit is lowered too.
-        ``queue_exceeded`` (capacity) lowers nothing.
+        ``headers`` re-sync the buckets. A 429 is classified
+        (:func:`~enrich.ratelimit.throttle.classify_429`; ``retry_after`` in seconds, else the
+        ``retry-after`` headers) and acted on as :func:`~enrich.ratelimit.congestion.react`
+        says: noise slows nobody down, a quota signal makes everyone wait and, in adaptive mode,
+        lowers the per-minute limit it hit, once per congestion event.
         """
         if permit.released:
             return
@@ -233,110 +212,67 @@ class RateController:
         self._in_flight -= 1
         self._tokens_in_flight -= permit.tokens
         now = self._clock()
+        limits = self._limits
         if used_tokens is not None:
-            self._charge(used_tokens - permit.tokens, now)
+            limits.charge(used_tokens - permit.tokens, now)
             if self._adaptive:
                 changed = False
-                for limit in self._adapting:
+                for limit in limits.adapting:
                     changed |= limit.adaptive.on_success(limit.spec.cost(used_tokens), now)
                 if changed:
-                    self._apply_limits(now)
+                    limits.apply(now)
         elif status is not None and status != 408:
-            self._charge(-permit.tokens, now)
+            limits.charge(-permit.tokens, now)
+            if status != 429:
+                self._rpm.adaptive.on_answered(1, now)
         snap = parse_rate_headers(headers) if headers else _NO_HEADERS
         if headers:
-            self._sync(snap, now)
+            limits.sync(snap, now)
+        throttle = None
         if status == 429:
             hint = retry_after if retry_after is not None else parse_retry_after(headers or {})
-            self._on_throttle(permit, snap, code, hint, now)
+            throttle = self._congestion.classify(
+                code, snap, retry_after=hint, reserved=permit.tokens
+            )
+        if status is not None and self._congestion.answered(permit.seq, snap, throttle):
+            limits.apply(now)
+        if throttle is not None:
+            self._on_throttle(permit, snap, throttle, now)
         if self._slot_free is not None and not self._slot_free.done():
             self._slot_free.set_result(None)
 
-    def _charge(self, delta: float, now: float) -> None:
-        for spec, bucket in self._paced:
-            if spec.unit != "tokens":
-                continue
-            if delta > 0:
-                bucket.take(delta, now)
-            elif delta < 0:
-                bucket.refund(-delta, now)
-
-    def _block(self, until: float, which: str) -> None:
-        if until > self._blocked_until:
-            self._blocked_until, self._blocked_which = until, which
-
     def _on_throttle(
-        self, permit: Permit, snap: RateSnapshot, code: str | None, hint: float | None, now: float
+        self, permit: Permit, snap: RateSnapshot, throttle: Throttle, now: float
     ) -> None:
         self._throttled += 1
-        throttle = classify_429(code, snap, retry_after=hint, reserved=permit.tokens)
-        which = throttle.unit
-        pause = throttle.retry_after if throttle.retry_after is not None else _CAPACITY_PAUSE
-        self._block(now + pause, which)
-        hit = throttle.limit
-        if hit == "capacity":
-            self._refund_request(now)
-        elif hit in ("requests_per_day", "tokens_per_day"):
-            self._block(now + _or_inf(throttle.resets_in), which)
-        elif hit == "tokens_per_minute":
-            self._refund_request(now)
-            left = snap.remaining_tokens_minute
-            self._lower(self._by_name[hit], permit.seq, left, self._tokens_in_flight, now)
-            reset = throttle.resets_in
-            self._block(now + (reset if reset is not None else pause), which)
-        else:
-            # The minute's requests, or a 429 that names no limit, taken as them. Cerebras
-            # reports no per-minute request headers: its bucket is now empty, and the RPM is
-            # learned here, from the rejections.
-            rpm = self._by_name["requests_per_minute"]
-            self._lower(rpm, permit.seq, 0.0, self._in_flight, now)
-
-    def _lower(
-        self, limit: _Limit, seq: int, remaining: float | None, pending: float, now: float
-    ) -> None:
-        if limit.bucket is not None:
-            limit.bucket.sync(remaining if remaining is not None else 0.0, None, now)
-        if self._adaptive and limit.adaptive.on_throttle(seq, self._seq, now, pending=pending):
-            self._backoffs += 1
-            self._apply_limits(now)
-
-    def _refund_request(self, now: float) -> None:
-        for spec, bucket in self._paced:
-            if spec.unit == "requests":
-                bucket.refund(1, now)
-
-    def _sync(self, snap: RateSnapshot, now: float) -> None:
-        reported = [limit.spec.reported(snap) for limit in self._limits]
-        changed = False
-        for limit, (server, _, _) in zip(self._limits, reported, strict=True):
-            if server is not None and server != limit.adaptive.server:
-                limit.adaptive.set_limits(configured=limit.adaptive.configured, server=server)
-                changed = True
-        if changed:
-            self._apply_limits(now)
-        for limit, (_, remaining, reset) in zip(self._limits, reported, strict=True):
-            if limit.bucket is not None and (remaining is not None or reset is not None):
-                limit.bucket.sync(remaining, reset, now)
+        act = react(throttle, testing=self._congestion.testing)
+        if act.refund:
+            self._limits.refund_request(now)
+        if act.pause > 0:
+            until = now + act.pause
+            if until > self._blocked_until:
+                self._blocked_until, self._blocked_which = until, throttle.unit
+                self._blocked_daily = act.daily
+        if act.lower is not None:
+            limit = self._limits.by_name[act.lower]
+            tokens = act.lower == "tokens_per_minute"
+            left = snap.remaining_tokens_minute if tokens else None
+            if limit.bucket is not None:
+                limit.bucket.sync(left or 0.0, None, now)  # the server's bucket is empty
+            pending = self._tokens_in_flight if tokens else self._in_flight
+            if self._adaptive and limit.adaptive.on_throttle(
+                permit.seq,
+                self._seq,
+                now,
+                pending=pending,
+                hold=throttle.retry_after or 0.0,
+                confirmed=act.confirmed,
+            ):
+                self._backoffs += 1
+                self._congestion.cut(self._seq, throttle)
+                self._limits.apply(now)
 
     # -- limits ------------------------------------------------------------------------------
-
-    def _apply_limits(self, now: float) -> None:
-        """Size every bucket to its limit's effective value, creating or dropping buckets."""
-        regroup = False
-        for limit in self._limits:
-            bucket, capacity, spec = limit.bucket, limit.adaptive.effective, limit.spec
-            if capacity is None:
-                regroup |= bucket is not None
-                limit.bucket = None
-            elif bucket is None:
-                limit.bucket = PacingBucket(
-                    capacity, spec.period, now, fixed_window=spec.fixed_window
-                )
-                regroup = True
-            elif bucket.capacity != capacity:
-                bucket.set_capacity(capacity, now)
-        if regroup:
-            self._paced = tuple((x.spec, x.bucket) for x in self._limits if x.bucket is not None)
 
     def update_limits(
         self,
@@ -353,14 +289,15 @@ class RateController:
         A per-minute limit that adaptation had lowered stays lowered under a raised ceiling and
         climbs back as usual; one at its ceiling follows the new value at once.
         """
-        values: dict[LimitName, _Setting] = {
+        named: dict[LimitName, _Setting] = {
             "requests_per_minute": requests_per_minute,
             "tokens_per_minute": tokens_per_minute,
             "requests_per_day": requests_per_day,
             "tokens_per_day": tokens_per_day,
         }
+        values = {name: value for name, value in named.items() if value is not _Keep.KEEP}
         for value in values.values():
-            if value is not None and value is not _Keep.KEEP and not value > 0:
+            if value is not None and not value > 0:
                 raise ValueError(f"rate limits must be positive or None, got {value}")
         if max_in_flight is not _Keep.KEEP:
             if max_in_flight < 1:
@@ -368,11 +305,7 @@ class RateController:
             self._max_in_flight = max_in_flight
         if max_wait_s is not _Keep.KEEP:
             self._max_wait = max_wait_s
-        for limit in self._limits:
-            value = values[limit.spec.name]
-            if value is not _Keep.KEEP:
-                limit.adaptive.set_limits(configured=value, server=limit.adaptive.server)
-        self._apply_limits(self._clock())
+        self._limits.configure(values, self._clock())
         if self._slot_free is not None and not self._slot_free.done():
             self._slot_free.set_result(None)
 
@@ -385,10 +318,8 @@ class RateController:
             throttled=self._throttled,
             backoffs=self._backoffs,
             waited_s=self._waited,
-            effective_rpm=self._by_name["requests_per_minute"].adaptive.effective,
-            effective_tpm=self._by_name["tokens_per_minute"].adaptive.effective,
+            effective_rpm=self._rpm.adaptive.effective,
+            effective_tpm=self._limits.by_name["tokens_per_minute"].adaptive.effective,
+            noise=self._congestion.noise,
+            undone=self._congestion.undone,
         )
-
-
-def _or_inf(value: float | None) -> float:
-    return math.inf if value is None else value
