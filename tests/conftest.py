@@ -40,7 +40,7 @@ def sim(sim_server: ThreadedSimulator, monkeypatch: pytest.MonkeyPatch) -> Threa
     """The shared simulator, counters zeroed, limits and faults cleared, SDK pointed at it."""
     sim_server.reset()
     sim_server.set_limits(rpm=None, tpm=None, rpd=None, tpd=None)
-    sim_server.set_faults(**{fault.name: 0 for fault in dataclasses.fields(Faults)})
+    sim_server.set_faults(**{fault.name: fault.default for fault in dataclasses.fields(Faults)})
     point_sdk_at(sim_server, monkeypatch)
     return sim_server
 

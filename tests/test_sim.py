@@ -580,6 +580,51 @@ async def test_faults(
     assert (stats.in_flight, stats.faults, stats.requests) == (0, {fault: 1}, 1)
 
 
+@pytest.mark.parametrize(
+    ("shape", "code", "retry_after", "rate_headers"),
+    [
+        ({}, "queue_exceeded", None, True),
+        (
+            {"code_429": "rate_limit_exceeded", "retry_after_429": 1, "headers_429": False},
+            "rate_limit_exceeded",
+            "1",
+            False,
+        ),
+        (
+            {"code_429": "too_many_requests", "retry_after_429": 2.5},
+            "too_many_requests",
+            "2.5",
+            True,
+        ),
+    ],
+)
+def test_random_429s_take_the_shape_asked_for(
+    make_server: Callable[..., ThreadedSimulator],
+    shape: dict[str, Any],
+    code: str,
+    retry_after: str | None,
+    rate_headers: bool,
+) -> None:
+    sim = make_server(limits=Limits(rpm=100))
+    sim.set_faults(fail_429=1.0, **shape)
+    with sync_client(sim) as client, pytest.raises(RateLimitError) as caught:
+        client.chat.completions.create(model=MODEL, messages=MESSAGES)
+    headers = caught.value.response.headers
+    assert caught.value.body["code"] == code  # type: ignore[index]
+    assert headers.get("retry-after") == retry_after
+    assert ("x-ratelimit-remaining-tokens-minute" in headers) is rate_headers
+    stats = sim.stats
+    assert (stats.faults, stats.by_status) == ({"fail_429": 1}, {429: 1})
+
+
+@pytest.mark.parametrize(
+    "changes", [{"code_429": ""}, {"retry_after_429": -1}, {"headers_429": "no"}]
+)
+def test_the_shape_of_a_429_is_validated(changes: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        Faults().replace(changes)
+
+
 def test_error_body_with_status_200(make_server: Callable[..., ThreadedSimulator]) -> None:
     sim = make_server(faults=Faults(error_body=1.0))
     with sync_client(sim) as client:

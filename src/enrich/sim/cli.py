@@ -39,12 +39,25 @@ def sim_command(
     reserve_default: Annotated[
         int, typer.Option(help="Tokens reserved when a request sets no max_completion_tokens.")
     ] = 16384,
-    fail_429: Annotated[float, _rate("get 429 queue_exceeded")] = 0.0,
+    fail_429: Annotated[float, _rate("get a 429 at random (see --code-429)")] = 0.0,
     fail_500: Annotated[float, _rate("get a 500")] = 0.0,
     fail_503: Annotated[float, _rate("get a 503")] = 0.0,
     hang: Annotated[float, _rate("never get an answer")] = 0.0,
     drop: Annotated[float, _rate("have their connection dropped")] = 0.0,
     error_body: Annotated[float, _rate("get a 200 with an error body")] = 0.0,
+    code_429: Annotated[
+        str, typer.Option(help="Error code of the random 429s (e.g. rate_limit_exceeded).")
+    ] = "queue_exceeded",
+    retry_after_429: Annotated[
+        float | None, typer.Option(help="retry-after seconds on the random 429s; none if unset.")
+    ] = None,
+    headers_429: Annotated[
+        bool,
+        typer.Option(
+            "--headers-429/--no-headers-429",
+            help="Whether the random 429s carry the rate-limit headers (a proxy's do not).",
+        ),
+    ] = True,
     retry_after: Annotated[
         bool, typer.Option("--retry-after/--no-retry-after", help="Send retry-after on quota 429s.")
     ] = True,
@@ -79,6 +92,9 @@ def sim_command(
                 hang=hang,
                 drop=drop,
                 error_body=error_body,
+                code_429=code_429,
+                retry_after_429=retry_after_429,
+                headers_429=headers_429,
             ),
             retry_after=retry_after,
             openai_headers=openai_headers,

@@ -30,6 +30,8 @@ FAULT_FIELDS: tuple[str, ...] = (
     "fail_400",
     "fail_403",
 )
+#: How an injected 429 looks (not probabilities): its code, its `retry-after`, its headers.
+FAULT_SHAPE_FIELDS: tuple[str, ...] = ("code_429", "retry_after_429", "headers_429")
 # Faults that break a stream after its first deltas; a request that does not stream meets none.
 STREAM_FAULTS = frozenset({"stream_drop", "stream_cut"})
 
@@ -74,7 +76,8 @@ class Limits:
 class Faults:
     """Probabilities (0..1) that a chat request fails in a given way; they must sum to <= 1.
 
-    * fail_429 -- 429 `queue_exceeded` (capacity, not quota)
+    * fail_429 -- 429 `code_429` (default `queue_exceeded`: capacity, not quota), at random
+      and whatever the rate, as a provider under load or a proxy answers
     * fail_500, fail_503 -- server errors with a flat error body
     * hang -- no response until the client gives up (or the server stops)
     * drop -- the connection is aborted without a response
@@ -87,6 +90,11 @@ class Faults:
 
     The two stream faults apply to streamed requests only: a request that does not stream and
     draws one is answered normally (and not counted as a fault).
+
+    How an injected 429 looks: `code_429` is its error code (`rate_limit_exceeded` is what
+    OpenAI-style servers and proxies send), `retry_after_429` the seconds of its `retry-after`
+    header (None: none), and `headers_429` whether it carries the rate-limit headers (a proxy's
+    429 carries none of the provider's).
     """
 
     fail_429: float = 0.0
@@ -99,12 +107,22 @@ class Faults:
     stream_cut: float = 0.0
     fail_400: float = 0.0
     fail_403: float = 0.0
+    code_429: str = "queue_exceeded"
+    retry_after_429: float | None = None
+    headers_429: bool = True
 
     def __post_init__(self) -> None:
         for name in FAULT_FIELDS:
             value = getattr(self, name)
             if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
                 raise ValueError(f"fault rate {name} must be within 0..1, got {value!r}")
+        if not isinstance(self.code_429, str) or not self.code_429:
+            raise ValueError(f"code_429 must be a non-empty string, got {self.code_429!r}")
+        wait = self.retry_after_429
+        if wait is not None and (not isinstance(wait, int | float) or not 0 <= wait < 86400):
+            raise ValueError(f"retry_after_429 must be seconds or None, got {wait!r}")
+        if not isinstance(self.headers_429, bool):
+            raise ValueError(f"headers_429 must be true or false, got {self.headers_429!r}")
         if self.total > 1.0 + 1e-9:
             raise ValueError(f"fault rates add up to {self.total:g}, more than 1")
 
@@ -124,7 +142,7 @@ class Faults:
 
     def replace(self, changes: Mapping[str, object]) -> Faults:
         """A copy with `changes` applied; an unknown name is a `ValueError`."""
-        return _replaced(self, "fault", FAULT_FIELDS, changes)
+        return _replaced(self, "fault", FAULT_FIELDS + FAULT_SHAPE_FIELDS, changes)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,8 @@
 * `POST /_sim/reset` -- zero the counters, refill the buckets, reseed fault injection.
 * `POST /_sim/limits` -- a JSON object with any of `rpm`, `tpm`, `rpd`, `tpd` (null removes a
   limit); answers with the limits now in force. Usage so far is kept.
-* `POST /_sim/faults` -- a JSON object with any of the fault rates; answers with all rates.
+* `POST /_sim/faults` -- a JSON object with any of the fault rates and the shape of an
+  injected 429 (`code_429`, `retry_after_429`, `headers_429`); answers with all of them.
 
 A body that names an unknown field or an invalid value gets 400 `{"detail": ...}`.
 """
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
-from enrich.sim.config import FAULT_FIELDS, LIMIT_FIELDS
+from enrich.sim.config import FAULT_FIELDS, FAULT_SHAPE_FIELDS, LIMIT_FIELDS
 
 if TYPE_CHECKING:
     from enrich.sim.server import SimulatorApp
@@ -50,4 +51,6 @@ def add_control_routes(app: web.Application, sim: SimulatorApp) -> None:
     app.router.add_get("/_sim/stats", get_stats)
     app.router.add_post("/_sim/reset", post_reset)
     app.router.add_post("/_sim/limits", settings_route(sim.set_limits, LIMIT_FIELDS))
-    app.router.add_post("/_sim/faults", settings_route(sim.set_faults, FAULT_FIELDS))
+    app.router.add_post(
+        "/_sim/faults", settings_route(sim.set_faults, FAULT_FIELDS + FAULT_SHAPE_FIELDS)
+    )

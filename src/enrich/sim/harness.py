@@ -129,8 +129,8 @@ class ThreadedSimulator(SimulatorHandle):
         """Change some of `rpm`, `tpm`, `rpd`, `tpd` (None removes a limit)."""
         return self.call(lambda sim: sim.set_limits(changes))
 
-    def set_faults(self, **changes: float) -> Faults:
-        """Change some fault rates (see `Faults`)."""
+    def set_faults(self, **changes: float | str | bool | None) -> Faults:
+        """Change some fault rates, or the shape of an injected 429 (see `Faults`)."""
         return self.call(lambda sim: sim.set_faults(changes))
 
     def _run(self) -> None:

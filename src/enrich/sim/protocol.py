@@ -95,6 +95,16 @@ QUEUE_EXCEEDED = ApiError(
     "queue",
     "queue_exceeded",
 )
+
+
+def throttle_fault(code: str) -> ApiError:
+    """An injected 429 with `code`: the provider's own `queue_exceeded` body for that code, a
+    generic one (as OpenAI-style servers and proxies send) for any other."""
+    if code == QUEUE_EXCEEDED.code:
+        return QUEUE_EXCEEDED
+    return ApiError(429, "Too many requests, please slow down.", "rate_limit_error", None, code)
+
+
 WRONG_API_KEY = ApiError(401, "Wrong API Key", "invalid_request_error", "api_key", "wrong_api_key")
 # Bodies of 500 and 503 have not been observed live; they use the same flat shape.
 FAULT_ERRORS = {

@@ -39,6 +39,7 @@ from enrich.sim.protocol import (
     error_event,
     model_not_found,
     parse_chat_request,
+    throttle_fault,
     usage_fields,
 )
 from enrich.sim.stats import Counters
@@ -202,6 +203,8 @@ class SimulatorApp:
             counters.faults[fault] = counters.faults.get(fault, 0) + 1
             if fault in ("hang", "drop"):
                 return await self._abandon(request, hang=fault == "hang")
+            elif fault == "fail_429":
+                return self._throttle_fault()
             elif fault not in STREAM_FAULTS and fault != "error_body":
                 return self._error(FAULT_ERRORS[fault])
         refusal = self.quotas.admit(chat.reserve)
@@ -258,6 +261,15 @@ class SimulatorApp:
         if self.config.retry_after:
             return self._error(error, **{"retry-after": str(max(1, math.ceil(refusal.wait)))})
         return self._error(error)
+
+    def _throttle_fault(self) -> web.Response:
+        """An injected 429, shaped as `Faults` says (code, retry-after, headers or none)."""
+        faults = self.faults
+        error = throttle_fault(faults.code_429)
+        headers = self._headers() if faults.headers_429 else {"Content-Type": _JSON}
+        if faults.retry_after_429 is not None:
+            headers["retry-after"] = f"{faults.retry_after_429:g}"
+        return web.Response(status=429, body=error.body(), headers=headers)
 
     async def _abandon(self, request: web.Request, *, hang: bool) -> web.StreamResponse:
         """Never answer: drop the connection now, or hang until the client or server gives up."""
