@@ -4,50 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import random
-import selectors
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 import pytest
+from support import VirtualTimeLoop, run_virtual
 
 from enrich.ratelimit import RateController
-
-T = TypeVar("T")
-
-
-class _VirtualSelector(selectors.DefaultSelector):
-    """Never blocks: the time the loop would wait passes instantly."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.now = 0.0
-
-    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        events = super().select(0)
-        if not events:
-            if timeout is None:
-                raise RuntimeError("deadlock: nothing scheduled and nothing ready")
-            self.now += timeout
-        return events
-
-
-class VirtualTimeLoop(asyncio.SelectorEventLoop):
-    """An event loop on virtual time: real asyncio semantics, minutes simulated in milliseconds."""
-
-    def __init__(self) -> None:
-        self._virtual = _VirtualSelector()
-        super().__init__(self._virtual)
-
-    def time(self) -> float:
-        return self._virtual.now
-
-
-def run_virtual(main: Callable[[VirtualTimeLoop], Awaitable[T]]) -> T:
-    loop = VirtualTimeLoop()
-    try:
-        return loop.run_until_complete(main(loop))
-    finally:
-        loop.close()
 
 
 class ModelProvider:

@@ -6,7 +6,8 @@ Fixtures stay in ``conftest.py`` and are built from these. One module per concer
 * :mod:`support.datasets` -- reading a job's output for assertions.
 * :mod:`support.simulators` -- a simulator with given settings, the SDK pointed at it.
 * :mod:`support.completions` -- answers a ``FakeCompleter`` gives in place of the API.
-* :mod:`support.clocks` -- a fake clock (and its sleep) for the time-driven cores.
+* :mod:`support.clocks` -- a fake clock (and its sleep) for the time-driven cores, and an event
+  loop on virtual time for whole concurrent systems.
 * :mod:`support.storage` -- a moto S3 server in a child process, and ``Location`` roots on the
   file, memory and s3 backends.
 * :mod:`support.processes` -- free ports, child processes in their own process group,
@@ -15,7 +16,7 @@ Fixtures stay in ``conftest.py`` and are built from these. One module per concer
 * :mod:`support.waiting` -- polling until a condition holds (never sleeping a fixed time).
 """
 
-from support.clocks import FakeClock
+from support.clocks import FakeClock, VirtualTimeLoop, run_virtual
 from support.completions import answer, user_text
 from support.datasets import by_row
 from support.jobs import (
@@ -55,6 +56,7 @@ __all__ = [
     "Location",
     "MotoServer",
     "Ran",
+    "VirtualTimeLoop",
     "answer",
     "by_row",
     "eventually",
@@ -69,6 +71,7 @@ __all__ = [
     "review_rows",
     "run_config",
     "run_enrich",
+    "run_virtual",
     "serving",
     "simulator",
     "start_process",
