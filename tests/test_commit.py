@@ -11,15 +11,12 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
 from support import (
-    DEADLINE_S,
-    FakeClock,
     JobFactory,
     Location,
     answer,
@@ -43,10 +40,6 @@ from enrich.lease import (
     LEASE,
     Lease,
     LeaseHeld,
-    LeaseLost,
-    LeaseRecord,
-    hold_lease,
-    holder_state,
     read_lease,
 )
 from enrich.output.reader import output_status, read_dataset
@@ -293,92 +286,3 @@ def test_status_of_an_s3_output_from_the_command_line(
     assert f"{s3.url('out')}: complete (job job)" in result.output
     assert "committed dataset (manifest): 25 rows" in result.output
     assert "running" not in result.output
-
-
-# -- the lease on its own -------------------------------------------------------------------
-
-
-def record(**changes: Any) -> LeaseRecord:
-    base = {
-        "owner": "o",
-        "host": "here",
-        "pid": 42,
-        "job": "j",
-        "acquired_at": 0.0,
-        "heartbeat_at": 90.0,
-        "expires_at": 120.0,
-    }
-    return LeaseRecord(**{**base, **changes})  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize(
-    ("holder", "now", "alive", "state"),
-    [
-        (record(), 100.0, True, "live"),
-        (record(), 120.0, True, "expired"),
-        (record(), 100.0, False, "dead"),  # same host, process gone: take over at once
-        (record(host="elsewhere"), 100.0, False, "live"),  # cannot see another host's pids
-        (record(host="elsewhere"), 121.0, True, "expired"),
-    ],
-)
-def test_holder_state(holder: LeaseRecord, now: float, alive: bool, state: str) -> None:
-    assert holder_state(holder, now=now, host="here", alive=lambda pid: alive) == state
-
-
-def lease(store: Store, clock: FakeClock, pid: int, alive: Callable[[int], bool]) -> Lease:
-    return Lease(store, job="j", ttl_s=30, clock=clock, host="here", pid=pid, alive=alive)
-
-
-def test_lease_life_cycle(location: Location) -> None:
-    store, clock = location.store("out"), FakeClock()
-    running = {1, 2}
-    first = lease(store, clock, 1, running.__contains__)
-    second = lease(store, clock, 2, running.__contains__)
-    first.acquire()
-    with pytest.raises(LeaseHeld, match="another run is writing here"):
-        second.acquire()
-    clock.now += 20
-    first.renew()  # heartbeat: good for another 30 s
-    clock.now += 20
-    with pytest.raises(LeaseHeld):
-        second.acquire()
-    clock.now += 11  # first missed its heartbeats: expired
-    second.acquire()
-    assert second.taken_over is not None and second.taken_over.owner == first.owner
-    with pytest.raises(LeaseLost, match="another run took over the run lease"):
-        first.renew()
-    first.release()  # not ours any more: left alone
-    held = read_lease(store)
-    assert held is not None and (held.owner, held.pid, held.job) == (second.owner, 2, "j")
-    running.discard(2)  # second's process dies: a third takes over at once
-    third = lease(store, clock, 3, running.__contains__)
-    third.acquire()
-    assert third.taken_over is not None and third.taken_over.pid == 2
-    third.release()
-    assert read_lease(store) is None
-
-
-def test_an_unreadable_lease_is_void(location: Location) -> None:
-    store = location.store("out")
-    store.write_bytes(LEASE, b"{not json")
-    taker = Lease(store, job="j")
-    taker.acquire()
-    held = read_lease(store)
-    assert taker.taken_over is None
-    assert held is not None and (held.owner, held.job) == (taker.owner, "j")
-    taker.release()
-
-
-def test_losing_the_lease_stops_the_run(location: Location) -> None:
-    store = location.store("out")
-
-    async def body() -> None:
-        async with hold_lease(store, job="j", renew_s=0.02):
-            rival = record(owner="rival", host="elsewhere", expires_at=time.time() + 60)
-            await asyncio.to_thread(store.write_bytes, LEASE, rival.to_bytes())
-            await asyncio.Event().wait()  # cancelled at the next heartbeat
-
-    with pytest.raises(LeaseLost, match="another run took over the run lease"):
-        asyncio.run(asyncio.wait_for(body(), DEADLINE_S))  # bounds a hang only
-    current = read_lease(store)
-    assert current is not None and current.owner == "rival"  # the rival's lease is left alone

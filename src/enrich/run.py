@@ -24,7 +24,7 @@ from enrich.completer import Completer
 from enrich.engine import Engine, ProgressObserver
 from enrich.errors import RunStopped, StorageError
 from enrich.job import Job
-from enrich.lease import hold_lease
+from enrich.lease import LeaseLost, hold_lease
 from enrich.output.commit import commit_dataset, read_chunk_record
 from enrich.output.committed import committed_chunk_ids, committed_manifest, is_committed
 from enrich.planning import ChunkSpec
@@ -149,14 +149,20 @@ def _one_line(error: BaseException) -> str:
 
 
 def finalize(
-    job: Job, summaries: Sequence[ChunkSummary], elapsed_s: float, *, recommit: bool = False
+    job: Job,
+    summaries: Sequence[ChunkSummary],
+    elapsed_s: float,
+    *,
+    recommit: bool = False,
+    fence: Callable[[], None] | None = None,
 ) -> JobSummary:
     """Commit the dataset if every chunk is in; report what this run did either way.
 
     The commit itself (manifest, success marker, garbage collection) is
     :func:`enrich.output.commit.commit_dataset`; ``recommit`` makes it again over a committed
-    dataset whose chunks this run re-committed (``--retry-errors``). The message says how many
-    committed rows are errors.
+    dataset whose chunks this run re-committed (``--retry-errors``). ``fence`` is the run
+    lease's check (:meth:`enrich.lease.Lease.confirm`): a run that lost its lease raises
+    LeaseLost and commits nothing. The message says how many committed rows are errors.
     """
     cfg = job.config
     result = JobSummary(
@@ -187,6 +193,7 @@ def finalize(
         fingerprint=job.fingerprint,
         fmt=cfg.output.format,
         chunk_ids=[c.chunk_id for c in job.chunks],
+        fence=fence,
     )
     result.complete = True
     result.message = f"committed {manifest.rows} rows in {len(manifest.parts)} parts"
@@ -234,12 +241,14 @@ async def run_job(
 
     Everything that writes runs under the output's lease (:mod:`enrich.lease`): a second run
     of the same output raises LeaseHeld before it sends or writes anything. A run stopped by
-    an error of the job or too many errors raises RunStopped and commits nothing.
+    an error of the job or too many errors raises RunStopped and commits nothing. A run whose
+    lease is lost (taken over, or not renewed in time) raises LeaseLost: its requests in flight
+    finish and are journaled, and it commits no chunk, no manifest and deletes nothing.
     """
     started = time.perf_counter()
     if not retry_errors and _already_committed(job):
         return finalize(job, [], time.perf_counter() - started)
-    async with hold_lease(job.store, job=job.config.name):
+    async with hold_lease(job.store, job=job.config.name) as lease:
         pending = job.pending()
         reopened = await asyncio.to_thread(_with_errors, job, pending) if retry_errors else []
         if reopened:
@@ -253,6 +262,9 @@ async def run_job(
                     observer(engine.progress)
                 run_chunk = chunk_runner(engine) if chunk_runner else engine.run_chunk
                 watcher = asyncio.ensure_future(monitor(engine)) if monitor else None
+                # Losing the lease stops the engine rather than cancelling the run, so the
+                # requests already paid for finish and are journaled.
+                lease.on_lost = engine.stop
                 try:
                     summaries = await drive(
                         job, pending, run_chunk, job.config.execution.chunks_in_flight
@@ -261,13 +273,19 @@ async def run_job(
                     if watcher is not None:
                         watcher.cancel()
                         await asyncio.gather(watcher, return_exceptions=True)
-        # In a thread: a commit of many parts takes a while, and the lease's heartbeat must go on.
+        # The commit checks the lease itself (its fence) and must not be cut off half-way.
+        lease.on_lost = _commit_checks_itself
+        # In a thread: a commit of many parts takes a while, and the event loop must go on.
         return await asyncio.to_thread(
-            partial(finalize, recommit=bool(reopened)),
+            partial(finalize, recommit=bool(reopened), fence=lease.confirm),
             job,
             summaries,
             time.perf_counter() - started,
         )
+
+
+def _commit_checks_itself(lost: LeaseLost) -> None:
+    """The lease was lost during the commit: its fence raises it before anything is written."""
 
 
 def _with_errors(job: Job, pending: Sequence[ChunkSpec]) -> list[ChunkSpec]:

@@ -31,7 +31,7 @@ from enrich.engine.fold import fold_results
 from enrich.engine.progress import RunProgress
 from enrich.engine.selection import select_requests
 from enrich.engine.sender import GaveUp, RequestSender
-from enrich.errors import CompletionError
+from enrich.errors import CompletionError, RunStopped
 from enrich.job import Job
 from enrich.output.commit import commit_chunk
 from enrich.output.journal import ChunkJournal
@@ -158,6 +158,16 @@ class Engine:
         await asyncio.to_thread(commit_chunk, job.store, chunk, data, cfg.output.format, summary)
         await asyncio.to_thread(journal.discard)
         return summary
+
+    @property
+    def stopped(self) -> RunStopped | None:
+        """Why the run stopped, once it has (see :meth:`stop`)."""
+        return self._sender.stopped
+
+    def stop(self, error: RunStopped) -> None:
+        """Stop the run: nothing more is sent, requests in flight finish and are journaled,
+        and every chunk raises ``error`` instead of committing (the first reason stays)."""
+        self._sender.stopped = self._sender.stopped or error
 
     def cancel_all(self) -> None:
         """Cancel every request still in flight (the run is stopping)."""
