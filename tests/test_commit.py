@@ -184,12 +184,12 @@ def test_enrich_run_exits_nonzero_while_another_run_holds_the_lease(
 ) -> None:
     place = Location("file", f"file://{tmp_path}/store", {})
     config = job_config(make_job, place, 5)
-    holder = Lease(place.store("out"), job="other", ttl_s=60)
-    holder.acquire()  # a live run: this process
+    holder = Lease(place.store("out"), job="job", ttl_s=60)
+    holder.acquire()  # a live run of the same job: this process
     done = run_enrich("run", str(config), "--direct")  # the sim fixture points the SDK at it
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "another run is writing here (job other" in lines[0], lines
+    assert len(lines) == 1 and "another run is writing here (job job" in lines[0], lines
     assert sim.stats.requests == 0
     assert place.store("out").keys("") == [LEASE]
     holder.release()
@@ -202,7 +202,7 @@ def test_a_finished_job_rerun_reads_only(
     config, store = committed_job(make_job, place, 20)
     before = {k: store.read_bytes(k) for k in store.keys("")}
     # Even with another run's lease in place: a finished job takes no lease and writes nothing.
-    Lease(store, job="other", ttl_s=60).acquire()
+    Lease(store, job="job", ttl_s=60).acquire()
     rerun_sends_nothing(config, sim)
     after = {k: store.read_bytes(k) for k in store.keys("") if k != LEASE}
     assert after == before

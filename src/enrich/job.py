@@ -1,6 +1,7 @@
 """A prepared job: config checked against the input, chunks planned, nothing spent yet.
 
-:meth:`Job.prepare` does every check that can fail before a request is paid for: the input
+:meth:`Job.prepare` does every check that can fail before a request is paid for: the output
+is not inside the input (nor the reverse) and belongs to no other job; the input
 exists and is readable, the template's columns are in it, the id column exists, no input
 column collides with an added one. It then plans the chunks deterministically. The first write
 to the output (the run's lease, in :func:`enrich.run.run_job`) also comes before any request.
@@ -16,10 +17,12 @@ from typing import Any
 import pyarrow as pa
 
 from enrich.config import JobConfig
+from enrich.config.places import refuse_overlap
 from enrich.hashing import RequestHasher, endpoint_identity, job_fingerprint
 from enrich.inputs import SourceFile, discover, kept_columns, needed_columns, reader_for
 from enrich.output.committed import committed_chunk_ids
 from enrich.output.layout import LAYOUT
+from enrich.output.owner import refuse_other_job
 from enrich.output.records import Plan, PlannedChunk
 from enrich.planning import ChunkSpec, plan_chunks
 from enrich.results import check_collisions
@@ -73,6 +76,8 @@ class Job:
     @classmethod
     def prepare(cls, config: JobConfig, where: str = "job") -> Job:
         """Discover the input and check it against the config (raises one-line errors)."""
+        refuse_overlap(config.input.path, config.output.path, os.getcwd(), where)
+        refuse_other_job(Store(config.output.path, config.output.storage_options), config.name)
         sources = discover(config.input)
         columns: list[str] = []
         for source in sources:
