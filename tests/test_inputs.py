@@ -15,7 +15,7 @@ from support import jsonl_bytes
 
 from enrich import storage
 from enrich.config.schema import InputSpec
-from enrich.errors import InputError, StorageError
+from enrich.errors import InputChanged, InputError, StorageError
 from enrich.inputs import (
     InputReader,
     SourceFile,
@@ -46,6 +46,11 @@ def write_parquet(path: Path, rows: list[dict[str, Any]], row_group_size: int = 
 def only(spec: InputSpec) -> SourceFile:
     [source] = discover(spec)
     return source
+
+
+def unsurveyed(path: Path, rows: int) -> SourceFile:
+    """A JSONL source built by hand, as if planned: never surveyed, not pinned."""
+    return SourceFile(str(path), path.name, "jsonl", path.stat().st_size, "", rows)
 
 
 def read_slices(
@@ -308,8 +313,9 @@ def test_jsonl_types_are_inferred_once_per_file(
 def test_reading_is_lazy_slice_by_slice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("enrich.inputs.jsonl.SAMPLE_ROWS", 2)
     data = jsonl_bytes(ROWS[:5]) + b"{broken\n" + jsonl_bytes(ROWS[5:])
-    spec = InputSpec(path=str(write(tmp_path / "x.jsonl", data)))
-    slices = read_slices(only(spec), spec, [(0, 5), (5, 7)], ["id"])
+    path = write(tmp_path / "x.jsonl", data)
+    spec = InputSpec(path=str(path))
+    slices = read_slices(unsurveyed(path, 24), spec, [(0, 5), (5, 7)], ["id"])
     (bounds, first) = next(slices)
     assert bounds == (0, 5)
     assert first.num_rows == 5
@@ -320,8 +326,9 @@ def test_reading_is_lazy_slice_by_slice(tmp_path: Path, monkeypatch: pytest.Monk
 def test_unrequested_rows_are_not_parsed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("enrich.inputs.jsonl.SAMPLE_ROWS", 2)
     data = jsonl_bytes(ROWS[:4]) + b"{broken\n" + jsonl_bytes(ROWS[5:])
-    spec = InputSpec(path=str(write(tmp_path / "x.jsonl", data)))
-    got = read_all(only(spec), spec, [(1, 3), (6, 8)])
+    path = write(tmp_path / "x.jsonl", data)
+    spec = InputSpec(path=str(path))
+    got = read_all(unsurveyed(path, 23), spec, [(1, 3), (6, 8)])
     assert got == [((1, 3), ROWS[1:3]), ((6, 8), ROWS[6:8])]
 
 
@@ -368,8 +375,20 @@ def test_file_that_shrank_since_planning(tmp_path: Path) -> None:
     spec = InputSpec(path=str(path))
     source = only(spec)
     write(path, jsonl_bytes(ROWS[:10]))
-    with pytest.raises(InputError, match=r"x\.jsonl: has fewer rows than the 23"):
+    size = path.stat().st_size
+    with pytest.raises(InputChanged) as info:
         list(read_slices(source, spec, [(5, 12)], None))
+    assert str(info.value) == (
+        f"{path}: input changed since planning (size {source.size} -> {size}); rerun to plan again"
+    )
+
+
+def test_an_unpinned_file_that_shrank_is_still_caught(tmp_path: Path) -> None:
+    path = write(tmp_path / "x.jsonl", jsonl_bytes(ROWS))
+    source = unsurveyed(path, 23)
+    write(path, jsonl_bytes(ROWS[:10]))
+    with pytest.raises(InputError, match=r"x\.jsonl: has fewer rows than the 23"):
+        list(read_slices(source, InputSpec(path=str(path)), [(5, 12)], None))
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 * EnrichError                 -- anything the engine raises on purpose
   + ConfigError               -- the job config is invalid (names the file and key path)
   + InputError                -- the input cannot be read (names the file, and the line when known)
+    + InputChanged            -- an input file is not the version that was planned
   + StorageError              -- object storage refused or failed (names the URL)
   + QuotaExhausted            -- a daily quota is gone; the run stops cleanly and can resume
   + CompletionError           -- one chat completion failed (status, code, retry hints)
@@ -26,6 +27,10 @@ class ConfigError(EnrichError):
 
 class InputError(EnrichError):
     """The input cannot be read; the message names the object (and line, when known)."""
+
+
+class InputChanged(InputError):
+    """An input file was rewritten since it was planned; the message says what changed."""
 
 
 class StorageError(EnrichError):

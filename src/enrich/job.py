@@ -1,10 +1,14 @@
 """A prepared job: config checked against the input, chunks planned, nothing spent yet.
 
 :meth:`Job.prepare` does every check that can fail before a request is paid for: the output
-is not inside the input (nor the reverse) and belongs to no other job; the input
-exists and is readable, the template's columns are in it, the id column exists, no input
-column collides with an added one. It then plans the chunks deterministically. The first write
-to the output (the run's lease, in :func:`enrich.run.run_job`) also comes before any request.
+is not inside the input (nor the reverse) and belongs to no other job; the input exists, every
+JSONL line of it parses as an object whose values fit their columns and every Parquet footer
+reads (:func:`~enrich.inputs.survey_input`); every file has the template's columns, the id
+column and the kept columns, each with one type across files; ids are neither null nor
+repeated; no input column collides with an added one. Every file is pinned to the version
+surveyed, and reading it later checks the pin. It then plans the chunks deterministically.
+The first write to the output (the run's lease, in :func:`enrich.run.run_job`) also comes
+before any request.
 """
 
 from __future__ import annotations
@@ -18,8 +22,18 @@ import pyarrow as pa
 
 from enrich.config import JobConfig
 from enrich.config.places import refuse_overlap
+from enrich.errors import InputChanged
 from enrich.hashing import RequestHasher, endpoint_identity, job_fingerprint
-from enrich.inputs import SourceFile, discover, kept_columns, needed_columns, reader_for
+from enrich.inputs import (
+    SourceFile,
+    check_columns,
+    check_ids,
+    check_types,
+    kept_columns,
+    needed_columns,
+    reader_for,
+    survey_input,
+)
 from enrich.output.committed import committed_chunk_ids
 from enrich.output.layout import LAYOUT
 from enrich.output.owner import refuse_other_job
@@ -78,13 +92,31 @@ class Job:
         """Discover the input and check it against the config (raises one-line errors)."""
         refuse_overlap(config.input.path, config.output.path, os.getcwd(), where)
         refuse_other_job(Store(config.output.path, config.output.storage_options), config.name)
-        sources = discover(config.input)
+        spec = config.input
+        surveyed = survey_input(spec)
         columns: list[str] = []
-        for source in sources:
-            for name in reader_for(source, config.input).schema_columns():
+        for survey in surveyed.surveys:
+            for name in survey.schema.names:
                 if name not in columns:
                     columns.append(name)
-        return cls(config, sources, columns, where)
+        job = cls(config, surveyed.sources, columns, where)
+        wanted = {c: job._why_read(c) for c in job.read_columns}
+        check_columns(surveyed.sources, surveyed.surveys, wanted)
+        check_types(surveyed.sources, surveyed.surveys, job.read_columns)
+        readers = [reader_for(s, spec) for s in surveyed.sources]
+        check_ids(readers, surveyed.surveys, spec)
+        return job
+
+    def _why_read(self, column: str) -> str:
+        """Why the job reads ``column``, for a file that does not have it."""
+        spec = self.config.input
+        if column in self.template.columns:
+            return "used by the template"
+        if column == spec.id_column:
+            return "named by input.id_column"
+        if spec.columns is not None:
+            return "listed in input.columns"
+        return "(other files have it; set input.columns to keep only columns every file has)"
 
     @property
     def rows(self) -> int:
@@ -116,6 +148,15 @@ class Job:
             reader = reader_for(source, self.config.input)
             for bound, table in reader.read_slices(bounds, self.read_columns):
                 yield by_bounds[bound], table
+
+    @staticmethod
+    def check_rows(chunk: ChunkSpec, table: pa.Table) -> None:
+        """Raise InputChanged unless ``table`` has exactly the rows planned for ``chunk``."""
+        if table.num_rows != chunk.rows:
+            raise InputChanged(
+                f"{chunk.label}: {table.num_rows} rows read, not the {chunk.rows} planned; "
+                "rerun to plan again"
+            )
 
     def render(
         self, chunk: ChunkSpec, table: pa.Table

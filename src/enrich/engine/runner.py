@@ -81,6 +81,7 @@ class Engine:
         """Enrich one chunk and commit it; returns what it did (never raises for row errors)."""
         started = time.perf_counter()
         job, cfg = self.job, self.job.config
+        job.check_rows(chunk, table)  # a short read is never committed
         summary = ChunkSummary(chunk_id=chunk.chunk_id, label=chunk.label, rows=chunk.rows)
         row_ids, hashes, messages = job.render(chunk, table)
         journal = ChunkJournal(

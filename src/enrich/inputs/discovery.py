@@ -1,24 +1,26 @@
-"""Find an input's files: their URLs, keys, formats, sizes, versions and row counts.
+"""Find an input's files: their URLs, keys, formats, sizes, versions, pins and row counts.
 
 An input (:class:`~enrich.config.InputSpec`) names one file, a directory or a glob of Parquet or
-JSONL files (JSONL optionally gzipped). :func:`discover` lists them through
-:mod:`enrich.storage` and counts each one's rows with the reader of its format
-(:func:`reader_for`). A file's format comes from ``input.format`` when set, else from its
-extension (:func:`format_of`).
+JSONL files (JSONL optionally gzipped). :func:`survey_input` lists them through
+:mod:`enrich.storage`, pins each one to the version listed, and surveys each with the reader of
+its format (:func:`reader_for`): rows counted and checked, schema, id digests. :func:`discover`
+is the same without what the survey found. A file's format comes from ``input.format`` when
+set, else from its extension (:func:`format_of`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Any
 
 from enrich.config.schema import InputSpec
 from enrich.errors import InputError
-from enrich.inputs.base import Format, InputReader, SourceFile
+from enrich.inputs.base import FileSurvey, Format, InputReader, SourceFile
 from enrich.inputs.jsonl import JsonlReader
 from enrich.inputs.parquet import ParquetReader
 from enrich.storage import filesystem, list_inputs, qualify
 
-__all__ = ["EXTENSIONS", "discover", "format_of", "reader_for"]
+__all__ = ["EXTENSIONS", "SurveyedInput", "discover", "format_of", "reader_for", "survey_input"]
 
 EXTENSIONS: dict[str, tuple[Format, str | None]] = {
     ".parquet": ("parquet", None),
@@ -57,26 +59,45 @@ def format_of(url: str, spec: InputSpec) -> tuple[Format, str | None]:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class SurveyedInput:
+    """The input's files, sorted by URL, and what surveying each found (same order)."""
+
+    sources: list[SourceFile]
+    surveys: list[FileSurvey]
+
+
 def discover(spec: InputSpec) -> list[SourceFile]:
-    """Every file of the input, sorted by URL, with its format and row count.
+    """Every file of the input, sorted by URL, with its format, pin and row count.
 
     Raises InputError when nothing matches, a file's format is unknown or corrupt, or the input
     has no rows at all; StorageError when storage cannot be reached.
+    """
+    return survey_input(spec).sources
+
+
+def survey_input(spec: InputSpec) -> SurveyedInput:
+    """:func:`discover`, keeping each file's survey (with ``input.id_column``'s digests).
+
+    Raises what :func:`discover` raises, and InputError for whatever a file's survey finds
+    (:meth:`InputReader.survey`).
     """
     objects = list_inputs(spec.path, spec.storage_options)
     if not objects:
         raise InputError(f"{spec.path}: no input files match")
     root = _root(spec.path, spec.storage_options, [o.url for o in objects])
     sources = []
+    surveys = []
     for obj in objects:
         fmt, compression = format_of(obj.url, spec)
         key = obj.url[len(root) + 1 :] if obj.url.startswith(root + "/") else _basename(obj.url)
-        partial = SourceFile(obj.url, key, fmt, obj.size, obj.version, 0, compression)
-        rows = reader_for(partial, spec).count_rows()
-        sources.append(SourceFile(obj.url, key, fmt, obj.size, obj.version, rows, compression))
+        source = SourceFile(obj.url, key, fmt, obj.size, obj.version, 0, compression, obj.pin)
+        found = reader_for(source, spec).survey(spec.id_column)
+        sources.append(replace(source, num_rows=found.num_rows))
+        surveys.append(found)
     if not any(s.num_rows for s in sources):
         raise InputError(f"{spec.path}: the input is empty (no rows in {len(sources)} file(s))")
-    return sources
+    return SurveyedInput(sources, surveys)
 
 
 def _basename(url: str) -> str:

@@ -14,6 +14,11 @@ A later value that does not fit its column's type (a string in an ``int64`` colu
 :class:`~enrich.errors.InputError` naming the file, line and column, rather than a silent change
 of type. Keys absent from a row are null; keys that first appear after the sample rows are
 ignored.
+
+:meth:`JsonlReader.survey` parses every line once (orjson), before anything is spent, so every
+error a read could meet is found then, with its line: a Parquet file named or configured as
+JSONL, bytes that are not UTF-8, a line that is not JSON or not an object, a value that does
+not fit its column, a null id.
 """
 
 from __future__ import annotations
@@ -21,15 +26,27 @@ from __future__ import annotations
 import gzip
 import zlib
 from collections.abc import Iterator, Sequence
-from itertools import islice
+from itertools import chain, islice
 from typing import IO, Any
 
 import orjson
+import polars as pl
 import pyarrow as pa
 
 from enrich.errors import InputError, StorageError
-from enrich.inputs.base import Bounds, InputReader, Slices, SourceFile, first_line, no_columns
+from enrich.inputs.base import (
+    PARQUET_MAGIC,
+    Bounds,
+    FileSurvey,
+    InputReader,
+    Slices,
+    SourceFile,
+    first_line,
+    no_columns,
+    wrong_format,
+)
 from enrich.inputs.columns import require_columns
+from enrich.inputs.ids import BATCH, digest
 
 __all__ = ["SAMPLE_ROWS", "JsonlReader", "infer_schema"]
 
@@ -40,16 +57,36 @@ _BOM = b"\xef\xbb\xbf"
 class JsonlReader(InputReader):
     format = "jsonl"
 
-    def count_rows(self) -> int:
-        # Check the encoding while counting (cheap), so a bad byte anywhere in the file fails
-        # the job before any request is sent, not when its chunk comes round.
+    def survey(self, id_column: str | None = None) -> FileSurvey:
+        # Every line is parsed and checked now, so a bad line anywhere in the file fails the
+        # job before any request is sent, not when its chunk comes round.
         source = self.source
-        count = 0
         with self.open() as fh:
-            for number, line in _lines(source, fh):
-                _check_utf8(source, number, line)
-                count += 1
-        return count
+            lines = _lines(source, fh)
+            first = next(lines, None)
+            if first is not None and first[1].startswith(PARQUET_MAGIC):
+                error = wrong_format(source, self.spec, "parquet")
+                if error is not None:
+                    raise error
+            head = [] if first is None else [first]
+            sample = [
+                (number, _parse(source, number, line))
+                for number, line in chain(head, islice(lines, SAMPLE_ROWS - len(head)))
+            ]
+            schema = infer_schema([row for _, row in sample])
+            ids = _Ids(source, id_column, schema)
+            for number, row in sample:
+                ids.add(number, row)
+            rows = len(sample) + _check_rest(source, schema, lines, ids)
+        return FileSurvey(rows, pa.schema(list(schema.items())), ids.done())
+
+    def where(self, row: int) -> str:
+        source = self.source
+        with self.open() as fh:
+            for index, (number, _) in enumerate(_lines(source, fh)):
+                if index == row:
+                    return f"{source.url}:{number}"
+        return f"{source.url}: row {row}"
 
     def schema_columns(self) -> list[str]:
         """The keys of the file's first SAMPLE_ROWS rows, in first-seen order."""
@@ -110,6 +147,111 @@ def infer_schema(rows: Sequence[dict[str, Any]]) -> dict[str, pa.DataType]:
         else:
             schema[key] = pa.string()
     return schema
+
+
+# -- the survey -------------------------------------------------------------------------------
+
+
+def _check_rest(
+    source: SourceFile,
+    schema: dict[str, pa.DataType],
+    lines: Iterator[tuple[int, bytes]],
+    ids: _Ids,
+) -> int:
+    """Parse and check every line after the sample; returns how many there were.
+
+    The survey's hot loop (one orjson parse per line, then a type check of each non-string
+    column), written out flat: a call per row costs as much as the parse.
+    """
+    checks: list[tuple[str, tuple[type, ...]]] = []
+    for name, dtype in schema.items():
+        if pa.types.is_boolean(dtype):
+            checks.append((name, (bool,)))
+        elif pa.types.is_integer(dtype):
+            checks.append((name, (int,)))
+        elif pa.types.is_floating(dtype):
+            checks.append((name, (int, float)))
+    loads, malformed = orjson.loads, orjson.JSONDecodeError
+    column = ids.column if ids.dtype is not None else None
+    values = ids.values
+    count = 0
+    for number, line in lines:
+        count += 1
+        try:
+            row = loads(line)
+        except malformed:
+            row = _parse(source, number, line)  # raises, naming the line and why
+        if type(row) is not dict:
+            _parse(source, number, line)  # raises: not an object
+        for name, ok in checks:
+            value = row.get(name)
+            if value is not None:
+                kind = type(value)
+                if kind not in ok or (kind is int and not _INT64_MIN <= value <= _INT64_MAX):
+                    raise _misfit(source, schema, name, value, number)
+        if column is not None:
+            value = row.get(column)
+            if value is None:
+                raise ids.null(number)
+            values.append(value)
+            if len(values) >= BATCH:
+                values = ids.flush()
+    return count
+
+
+class _Ids:
+    """The digests of a file's ids, a batch at a time; a null id is an error naming its line."""
+
+    def __init__(
+        self, source: SourceFile, column: str | None, schema: dict[str, pa.DataType]
+    ) -> None:
+        self.source = source
+        self.column = column
+        # None: no id column, or the file does not have it (the job says so).
+        self.dtype = schema.get(column) if column is not None else None
+        self.values: list[Any] = []
+        self._digests: list[pl.Series] = []
+
+    def null(self, number: int) -> InputError:
+        return InputError(
+            f"{self.source.url}:{number}: input.id_column {self.column!r} is null (every row "
+            "needs an id)"
+        )
+
+    def add(self, number: int, row: dict[str, Any]) -> None:
+        if self.dtype is None or self.column is None:
+            return
+        value = row.get(self.column)
+        if value is None:
+            raise self.null(number)
+        self.values.append(value)
+        if len(self.values) >= BATCH:
+            self.flush()
+
+    def flush(self) -> list[Any]:
+        """Digest the ids collected so far; returns the (new, empty) list to collect into."""
+        if self.values and self.dtype is not None:
+            self._digests.append(digest(_column(self.dtype, self.values)))
+            self.values = []
+        return self.values
+
+    def done(self) -> pl.Series | None:
+        if self.dtype is None:
+            return None
+        self.flush()
+        return pl.concat(self._digests) if self._digests else pl.Series([], dtype=pl.UInt64)
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _misfit(
+    source: SourceFile, schema: dict[str, pa.DataType], name: str, value: Any, number: int
+) -> InputError:
+    return InputError(
+        f"{source.url}:{number}: column {name!r} holds {_kind(value)} {value!r:.40} where "
+        f"earlier rows hold {schema[name]}"
+    )
 
 
 # -- lines and values -------------------------------------------------------------------------
@@ -216,10 +358,7 @@ def _table(
             arrays.append(_column(schema[name], values))
         except _Misfit as misfit:
             bad = values[misfit.index]
-            raise InputError(
-                f"{source.url}:{numbers[misfit.index]}: column {name!r} holds "
-                f"{_kind(bad)} {bad!r:.40} where earlier rows hold {schema[name]}"
-            ) from None
+            raise _misfit(source, schema, name, bad, numbers[misfit.index]) from None
     if not arrays:
         return no_columns(len(rows))
     return pa.Table.from_arrays(arrays, schema=pa.schema([(n, schema[n]) for n in names]))

@@ -29,8 +29,18 @@ from fsspec.core import split_protocol, url_to_fs
 from enrich.storage.cas import Versioned, cas_for
 from enrich.storage.errors import error_code, redact_secrets, storage_errors
 from enrich.storage.local import replace_local
+from enrich.storage.pins import Pin, current_pin, pin_of
 
-__all__ = ["ObjectInfo", "Store", "filesystem", "is_local", "list_inputs", "open_input", "qualify"]
+__all__ = [
+    "ObjectInfo",
+    "Store",
+    "filesystem",
+    "input_pin",
+    "is_local",
+    "list_inputs",
+    "open_input",
+    "qualify",
+]
 
 _LOCAL_PROTOCOLS = {"file", "local"}
 _UNCACHED_PROTOCOLS = _LOCAL_PROTOCOLS | {"memory"}
@@ -38,11 +48,16 @@ _UNCACHED_PROTOCOLS = _LOCAL_PROTOCOLS | {"memory"}
 
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
-    """One object found under an input URL: full URL, size in bytes, and a version tag."""
+    """One object found under an input URL: full URL, size in bytes, a version tag, its pin.
+
+    ``version`` goes into chunk ids (it must stay what it has always been); ``pin`` is what a
+    read compares with (:mod:`enrich.storage.pins`).
+    """
 
     url: str
     size: int
     version: str
+    pin: Pin | None = None
 
 
 def _protocol(fs: Any) -> str:
@@ -100,11 +115,24 @@ def list_inputs(url: str, storage_options: Mapping[str, Any] | None = None) -> l
             infos = [i for i in fs.find(path, detail=True).values() if i.get("type") != "directory"]
         else:
             infos = [fs.info(path)]
-    objects = [
-        ObjectInfo(qualify(fs, str(i["name"])), int(i.get("size") or 0), _version(i)) for i in infos
-    ]
-    names = [o for o in objects if not os.path.basename(o.url).startswith(("_", "."))]
-    return sorted(names, key=lambda o: o.url)
+        infos = [i for i in infos if not os.path.basename(str(i["name"])).startswith(("_", "."))]
+        local = is_local(fs)
+        objects = [
+            ObjectInfo(
+                qualify(fs, str(i["name"])),
+                int(i.get("size") or 0),
+                _version(i),
+                pin_of(i, local=local),
+            )
+            for i in infos
+        ]
+    return sorted(objects, key=lambda o: o.url)
+
+
+def input_pin(url: str, storage_options: Mapping[str, Any] | None = None) -> Pin:
+    """The pin of the input object at ``url`` as it is now (StorageError when it is gone)."""
+    fs, path = filesystem(url, storage_options)
+    return current_pin(fs, path, url, local=is_local(fs), options=storage_options or {})
 
 
 def open_input(
