@@ -22,11 +22,20 @@ from support import (
     point_sdk_at,
 )
 
+from enrich.output.spill import SPILL_ENV
 from enrich.sim.config import Faults, SimConfig
 from enrich.sim.harness import ThreadedSimulator
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+@pytest.fixture(autouse=True)
+def spill_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Results spilled while storage is down go under the test's tmp_path, never ~/.cache."""
+    folder = tmp_path / "spill"
+    monkeypatch.setenv(SPILL_ENV, str(folder))
+    return folder
 
 
 @pytest.fixture(scope="session")

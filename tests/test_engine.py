@@ -22,7 +22,7 @@ from support import (
 
 from enrich.errors import QuotaExhausted
 from enrich.job import Job
-from enrich.output.journal import ChunkJournal
+from enrich.output.index import ResultIndex
 from enrich.output.layout import LAYOUT
 from enrich.output.reader import output_status, read_dataset
 from enrich.run import run_job
@@ -31,14 +31,8 @@ from enrich.sim.harness import ThreadedSimulator
 
 
 def journaled(job: Job) -> set[str]:
-    """The request hashes whose results the job's chunks journaled (paid for, not committed)."""
-    known: set[str] = set()
-    for chunk in job.chunks:
-        journal = ChunkJournal(
-            job.store, chunk, "parquet", completion_column="completion", interval_s=1, max_rows=1
-        )
-        known |= set(journal.load())
-    return known
+    """The request hashes whose results the output holds (journaled or in a part)."""
+    return set(ResultIndex.build(job.store, completion_column="completion"))
 
 
 def test_every_row_once_and_tokens_match_the_simulator(

@@ -47,11 +47,14 @@ Kind = PartKey | JournalKey | str | None  # a str is a chunk record's chunk id
         ("_chunks/s1-c1.txt", None),
         ("_chunks/a/s1-c1.json", None),
         ("_chunks", None),
-        ("_journal/s1/s1-c1-0123456789ab.arrow", JournalKey("s1", "s1-c1", "0123456789ab")),
-        ("_journal/s1/c1-n.arrow", JournalKey("s1", "c1", "n")),
-        ("_journal/s1/c1.arrow", None),  # no nonce
-        ("_journal/s1/c1-n.parquet", None),
-        ("_journal/c1-n.arrow", None),  # no slot
+        ("_journal/s1-c1-0123456789ab.arrow", JournalKey("s1-c1", "0123456789ab")),
+        ("_journal/c1-n.arrow", JournalKey("c1", "n")),
+        ("_journal/c1.arrow", None),  # no nonce
+        ("_journal/c1-n.parquet", None),
+        ("_journal/s1/x/c1-n.arrow", None),
+        # The earlier layout, one folder per slot: still read.
+        ("_journal/s1/s1-c1-0123456789ab.arrow", JournalKey("s1-c1", "0123456789ab", "s1")),
+        ("_journal/s1/c1.arrow", None),
         ("parts/s1/c1-n.arrow", None),
     ],
 )
@@ -69,12 +72,10 @@ def test_a_key_parses_as_one_kind_at_most_and_builds_back(key: str, kind: Kind) 
     )
     if isinstance(kind, PartKey):
         assert LAYOUT.part(kind.slot_id, kind.chunk_id, kind.fmt) == key
-        assert key.startswith(LAYOUT.slot_parts(kind.slot_id) + "/")
     elif isinstance(kind, str):
         assert LAYOUT.chunk_record(kind) == key
-    elif isinstance(kind, JournalKey):
-        assert LAYOUT.journal_entry(kind.slot_id, kind.chunk_id, kind.nonce) == key
-        assert key.startswith(LAYOUT.slot_journal(kind.slot_id) + "/")
+    elif isinstance(kind, JournalKey) and kind.slot_id is None:
+        assert LAYOUT.journal_entry(kind.chunk_id, kind.nonce) == key
 
 
 def test_the_file_names_are_those_on_disk() -> None:

@@ -10,9 +10,9 @@ stable across processes, machines and Python versions.
   reverse.
 * ``job_fingerprint`` -- everything that shapes a job's output besides the input rows.
 * ``slot_id`` -- one contiguous slice of one source file (by name), whatever the job asks of it
-  and whatever version of the file it reads; results journaled under a slot outlive prompt
-  edits and fixed input files (a result is reused only when its request hash comes round
-  again, so reuse is always correct).
+  and whatever version of the file it reads: the folder of a chunk's part. Reuse does not
+  depend on it: results are found by request hash across the whole output
+  (:mod:`enrich.output.index`).
 * ``chunk_id`` -- a slot of one version of the file under one job fingerprint: the unit of
   work and of commit.
 """

@@ -27,6 +27,8 @@ from enrich.job import Job
 from enrich.lease import LeaseLost, hold_lease
 from enrich.output.commit import commit_dataset, read_chunk_record
 from enrich.output.committed import committed_chunk_ids, committed_manifest, is_committed
+from enrich.output.index import ResultIndex
+from enrich.output.spill import Spill
 from enrich.planning import ChunkSpec
 from enrich.ratelimit import RateController
 from enrich.reload import reload_on_sighup
@@ -44,8 +46,9 @@ async def open_engine(
     completer: Completer | None = None,
     *,
     retry_errors: bool = False,
+    index: ResultIndex | None = None,
 ) -> AsyncIterator[Engine]:
-    """The engine for ``job``: one completer and one rate controller.
+    """The engine for ``job``: one completer, one rate controller, the output's ``index``.
 
     Without ``completer``, the engine calls the API through a :class:`CerebrasCompleter` built
     here and closed on exit; a completer passed in (a FakeCompleter in tests) is the caller's.
@@ -68,7 +71,7 @@ async def open_engine(
         tokens_per_day=ex.tokens_per_day,
         adaptive=ex.adaptive_limits,
     )
-    engine = Engine(job, completer, controller, retry_errors=retry_errors)
+    engine = Engine(job, completer, controller, retry_errors=retry_errors, index=index)
     try:
         with reload_on_sighup(controller, cfg, job.where):  # kill -HUP: re-read the limits
             yield engine
@@ -256,7 +259,10 @@ async def run_job(
         summaries: list[ChunkSummary] = []
         if pending:
             job.write_plan()
-            async with open_engine(job, api_key, completer, retry_errors=retry_errors) as engine:
+            index = await asyncio.to_thread(open_index, job, pending, retry_errors)
+            async with open_engine(
+                job, api_key, completer, retry_errors=retry_errors, index=index
+            ) as engine:
                 engine.progress.rows_total = sum(c.rows for c in pending)
                 if observer is not None:
                     observer(engine.progress)
@@ -286,6 +292,24 @@ async def run_job(
 
 def _commit_checks_itself(lost: LeaseLost) -> None:
     """The lease was lost during the commit: its fence raises it before anything is written."""
+
+
+def open_index(job: Job, pending: Sequence[ChunkSpec], retry_errors: bool) -> ResultIndex:
+    """Every result under the job's output, after uploading what storage refused last time.
+
+    The parts of committed chunks that this run does not run again are kept by the manifest
+    it will write: a result paid for there is not paid for again by a pending chunk.
+    """
+    uploaded = Spill(job.store).upload()
+    if uploaded:
+        log.info("uploaded %d journal entries kept locally by an earlier run", uploaded)
+    running = {c.chunk_id for c in pending}
+    return ResultIndex.build(
+        job.store,
+        completion_column=job.config.output.completion_column,
+        keep={c.chunk_id for c in job.chunks} - running,
+        retry_errors=retry_errors,
+    )
 
 
 def _with_errors(job: Job, pending: Sequence[ChunkSpec]) -> list[ChunkSpec]:

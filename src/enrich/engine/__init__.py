@@ -6,7 +6,8 @@ module             what it holds
 ``selection``      pure: which of a chunk's requests to reuse, wait for, or send
 ``fold``           pure: results back onto rows (shared copies), and the chunk's counters
 ``sender``         one request: rate-controller admission, the completer call, retries
-``runner``         :class:`Engine`: runs a chunk with the above, journals, commits
+``runner``         :class:`Engine`: runs a chunk with the above and the output's result
+                   index, journals, commits
 ``progress``       :class:`RunProgress`: the run's live counters, handed to an observer
 =================  ===========================================================================
 

@@ -5,11 +5,14 @@ request, and the chunk's counters. The rules it keeps:
 
 * the first row of a request this chunk **sent** carries the request's tokens, cost, attempts
   and latency: the chunk paid for it;
-* the first row of a request **known** from the chunk's journal (an earlier run paid) keeps
-  its tokens (and so its cost), and counts as reused;
-* every other row with that request, and every row whose result came from another chunk
-  (the recent window, or a request another chunk had in flight), gets a shared copy: zero
-  tokens, zero cost, zero attempts, and counts as reused;
+* the first row of a request in **known** (a result an earlier run paid for, found in the
+  output's result index, whose cost this chunk claimed: no part that stays carries it and no
+  other chunk of this run claimed it first; :meth:`enrich.output.index.ResultIndex.claim`)
+  keeps its tokens (and so its cost), and counts as reused;
+* every other row with that request, and every row whose result came from elsewhere (the
+  index when a part that stays or another chunk carries its cost, the recent window, or a
+  request another chunk had in flight), gets a shared copy: zero tokens, zero cost, zero
+  attempts, and counts as reused;
 * a row whose request still failed **transiently** after every retry gets no result: it is
   pending, and the chunk is not committed.
 
@@ -18,9 +21,10 @@ the cost a journal or an earlier part recorded: a price change re-commits the da
 costs and asks nothing again.
 
 So the token and cost columns of a committed dataset add up to what was paid for the results
-it holds, each request once: a chunk committed anew from its slot's parts (after a change of
-output format or column name, say) reads back the copy that carried the cost, which is the
-first row of the request (:func:`enrich.results.results_from_table`). One case is not covered:
+it holds, each request once, under any chunking: a chunk committed anew from earlier parts
+(after a change of output format, column name or ``rows_per_chunk``, say) reads back the copy
+that carried the cost (the index prefers it), and claims it only if nothing that stays
+carries it. One case is not covered:
 a row whose result was shared from another chunk keeps its zero copy when that chunk's paying
 row has since changed (an edited input), so no row carries that cost any more.
 """

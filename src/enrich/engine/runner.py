@@ -1,9 +1,11 @@
 """The engine's async shell: one chunk in, one committed part out.
 
 An :class:`Engine` holds what every chunk in flight shares: the one request sender (over the
-one completer and rate controller), the map of requests in flight (so two rows, even in
-different chunks, that render the same request share one call) and a window of recent
-results. :meth:`Engine.run_chunk` renders the chunk's prompts, asks
+one completer and rate controller), the output's result index (every result the output had
+when the run started, whatever chunk or chunking paid for it; the first chunk of the run to
+take one carries its cost), the map of requests in flight (so two rows, even in different
+chunks, that render the same request share one call) and a window of recent results.
+:meth:`Engine.run_chunk` renders the chunk's prompts, finds what the index has, asks
 :func:`~enrich.engine.selection.select_requests` what to send, sends it concurrently, journals
 results as they arrive, folds them onto the rows with
 :func:`~enrich.engine.fold.fold_results` and commits the chunk. The decisions are those two
@@ -34,7 +36,9 @@ from enrich.engine.sender import GaveUp, RequestSender
 from enrich.errors import CompletionError, RunStopped
 from enrich.job import Job
 from enrich.output.commit import commit_chunk
+from enrich.output.index import ResultIndex
 from enrich.output.journal import ChunkJournal
+from enrich.output.spill import Spill
 from enrich.planning import ChunkSpec
 from enrich.ratelimit import RateController
 from enrich.results import Result, encode, output_table
@@ -53,8 +57,12 @@ class Engine:
         controller: RateController,
         *,
         retry_errors: bool = False,
+        index: ResultIndex | None = None,
     ) -> None:
         self.job = job
+        #: Every result the output had when the run started (:mod:`enrich.output.index`).
+        self.index = index if index is not None else ResultIndex.empty()
+        self._spill = Spill(job.store)
         self.retry_errors = retry_errors
         self.completer = completer
         self.controller = controller
@@ -87,18 +95,20 @@ class Engine:
         journal = ChunkJournal(
             job.store,
             chunk,
-            cfg.output.format,
-            completion_column=cfg.output.completion_column,
             interval_s=cfg.execution.journal_interval_s,
             max_rows=cfg.execution.journal_rows,
-            retry_errors=self.retry_errors,
+            retry=cfg.execution.retry,
+            spill=self._spill,
         )
-        known = await asyncio.to_thread(journal.load)
-
+        found = await asyncio.to_thread(self.index.lookup, hashes)
+        # On the event loop, with no await before the sends start: of the chunks that find
+        # a result in the index, the first pays for it, and no chunk can send a request
+        # another has just found or started.
+        paying = self.index.claim(found)
         selection = select_requests(
-            hashes, known=known, recent=self._recent, in_flight=self._in_flight
+            hashes, known=found.results, recent=self._recent, in_flight=self._in_flight
         )
-        results: dict[str, Result] = {**known, **selection.reuse}
+        results: dict[str, Result] = {**found.results, **selection.reuse}
         waits = {h: self._in_flight[h] for h in selection.wait}
         for h, row in selection.send.items():
             future = self._start(h, messages[row])
@@ -130,15 +140,13 @@ class Engine:
                     await journal.flush()
                     raise
         await journal.flush()
-        for h, result in known.items():
-            self._remember(h, result)
 
         row_results, summary = fold_results(
             summary,
             hashes,
             results,
             sent=selection.send,
-            known=known,
+            known=paying,
             transient=transient,
             pricing=self.job.config.pricing,
         )

@@ -3,7 +3,7 @@
 A pure decision, made once per chunk before anything is sent. Each distinct request hash of
 the chunk is taken, in row order, from the first of these places that has it:
 
-1. the chunk's journal (``known``): paid for by an earlier run of this slice;
+1. the output's result index (``known``): paid for by an earlier run, under any chunking;
 2. the engine's window of recent results: paid for by another chunk of this run;
 3. the requests in flight: another chunk is paying for it now, so this chunk waits for it;
 4. otherwise this chunk sends it, and pays for it.

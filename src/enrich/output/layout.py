@@ -4,7 +4,7 @@ Layout under the output URL (keys are relative to it)::
 
     parts/<slot>/<chunk_id>.<ext>            one data file per committed chunk
     _chunks/<chunk_id>.json                  the chunk's commit record (written after its part)
-    _journal/<slot>/<chunk_id>-<nonce>.arrow results journaled while a chunk runs
+    _journal/<chunk_id>-<nonce>.arrow        results journaled while a chunk runs
     _plan.json                               what the current job plans to commit
     _lease.json                              held by the run writing here (see enrich.lease)
     _manifest.json                           the committed dataset: the only list readers trust
@@ -13,6 +13,11 @@ Layout under the output URL (keys are relative to it)::
 :class:`OutputLayout` is the only code that spells these names. Each kind of key has one
 function that builds it and one that parses it back (``None`` for a key that is not of that
 kind), so a listing of the store is read with the same rule that wrote it. Pure: no IO.
+
+Journal entries are read output-wide, by request hash (:mod:`enrich.output.index`): the chunk
+in their name only tells whose they were. Entries written by earlier versions under a slot
+folder (``_journal/<slot>/<chunk_id>-<nonce>.arrow``) are still parsed, so a run interrupted
+before an upgrade keeps what it paid for.
 """
 
 from __future__ import annotations
@@ -38,11 +43,14 @@ class PartKey:
 
 @dataclass(frozen=True, slots=True)
 class JournalKey:
-    """What a journal entry's key says: its slot, its chunk, and the nonce of that flush."""
+    """What a journal entry's key says: its chunk and the nonce of that flush.
 
-    slot_id: str
+    ``slot_id`` is set only for an entry of the earlier per-slot layout.
+    """
+
     chunk_id: str
     nonce: str
+    slot_id: str | None = None
 
 
 def _name(key: str, folder: str, depth: int) -> list[str] | None:
@@ -84,10 +92,6 @@ class OutputLayout:
             return None
         return PartKey(slot_id, chunk_id, fmt)
 
-    def slot_parts(self, slot_id: str) -> str:
-        """The folder of every part of one slot (the same rows under any prompt)."""
-        return f"{self.parts}/{slot_id}"
-
     # -- chunk records ------------------------------------------------------------------------
 
     def chunk_record(self, chunk_id: str) -> str:
@@ -102,22 +106,17 @@ class OutputLayout:
 
     # -- the journal --------------------------------------------------------------------------
 
-    def journal_entry(self, slot_id: str, chunk_id: str, nonce: str) -> str:
-        return f"{self.journal}/{slot_id}/{chunk_id}-{nonce}.arrow"
+    def journal_entry(self, chunk_id: str, nonce: str) -> str:
+        return f"{self.journal}/{chunk_id}-{nonce}.arrow"
 
     def parse_journal_entry(self, key: str) -> JournalKey | None:
-        found = _name(key, self.journal, 2)
-        if found is None or not found[1].endswith(".arrow"):
+        found = _name(key, self.journal, 1) or _name(key, self.journal, 2)
+        if found is None or not found[-1].endswith(".arrow"):
             return None
-        slot_id, name = found
-        chunk_id, dash, nonce = name.removesuffix(".arrow").rpartition("-")
+        chunk_id, dash, nonce = found[-1].removesuffix(".arrow").rpartition("-")
         if not (dash and chunk_id and nonce):
             return None
-        return JournalKey(slot_id, chunk_id, nonce)
-
-    def slot_journal(self, slot_id: str) -> str:
-        """The folder of every journal entry of one slot."""
-        return f"{self.journal}/{slot_id}"
+        return JournalKey(chunk_id, nonce, found[0] if len(found) == 2 else None)
 
 
 #: The layout of every output this version writes and reads.
