@@ -40,6 +40,7 @@ from enrich.engine import Engine
 from enrich.errors import StorageError
 from enrich.holder import Here, ProcessId, container_id, holder_state, this_process
 from enrich.lease import LEASE, Lease, LeaseHeld, LeaseLost, LeaseRecord, hold_lease, read_lease
+from enrich.output.commit import commit_dataset
 from enrich.output.layout import LAYOUT
 from enrich.output.reader import read_dataset
 from enrich.run import run_job
@@ -437,3 +438,32 @@ def test_a_run_that_lost_its_lease_writes_no_manifest_and_deletes_nothing(
     assert sorted(r["review_id"] for r in rows) == [f"r-{i:05d}" for i in range(20)]
     assert all(r["completion"].startswith("label for Stars: Review") for r in rows)
     assert read_lease(store) is None
+
+
+def test_garbage_is_collected_only_under_the_manifest_this_commit_wrote(
+    location: Location, make_job: JobFactory
+) -> None:
+    """Another commit's manifest lands between this one's write and its garbage collection."""
+    config = job_on(location, make_job, review_rows(20), execution={"rows_per_chunk": 10})
+    job = prepare_job(config)
+    store = job.store
+    asyncio.run(run_job(job, completer=FakeCompleter(answer)))
+    theirs = store.read_bytes(LAYOUT.manifest).replace(b'"committed_at"', b'"committed_at" ')
+    stale = LAYOUT.part("slot", "chunk-of-another-commit", "jsonl")
+    store.write_bytes(stale, b"{}\n")
+
+    class Overtaken(Store):
+        def write_bytes(self, key: str, data: bytes) -> None:
+            super().write_bytes(key, data)
+            if key == LAYOUT.success:
+                super().write_bytes(LAYOUT.manifest, theirs)
+
+    commit_dataset(
+        Overtaken(location.url("out"), location.storage_options),
+        job=job.config.name,
+        fingerprint=job.fingerprint,
+        fmt=job.config.output.format,
+        chunk_ids=[c.chunk_id for c in job.chunks],
+    )
+    assert store.exists(stale)  # not this commit's to delete
+    assert store.read_bytes(LAYOUT.manifest) == theirs
