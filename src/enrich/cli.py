@@ -259,11 +259,17 @@ def plan(
     from enrich.planning import estimate
     from enrich.tokens import count_prompt_tokens
 
+    from enrich.structured import OutputSchemaRefused
+
     cfg = _load(config, set_, partition)
     try:
         job = Job.prepare(cfg, where=config)
         pending = job.pending()
         sample = next(job.iter_tables(job.chunks[:1]), None)
+    except OutputSchemaRefused as exc:
+        for line in exc.lines():  # every finding, one line each: fix them all in one go
+            console.print(f"[red]error:[/red] {escape(line)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
     except EnrichError as exc:
         _fail(exc)
     avg = 0.0

@@ -192,7 +192,7 @@ class CerebrasCompleter:
 
     async def complete(self, request: CompletionRequest) -> Completion:
         """Send one chat completion and return it; raise CompletionError on any failure."""
-        model, messages, params = request.model, request.messages, request.params
+        model, messages, params = request.model, request.messages, request.body_fields()
         try:
             if params.get("stream"):
                 return await self._complete_streaming(request)
@@ -238,7 +238,7 @@ class CerebrasCompleter:
         raw = await self._sdk.chat.completions.with_raw_response.create(
             model=request.model,
             messages=request.messages,  # type: ignore[arg-type]
-            **request.params,
+            **request.body_fields(),
         )
         parts: list[str] = []
         last: dict[str, Any] = {}

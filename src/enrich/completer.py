@@ -30,11 +30,22 @@ __all__ = ["Completer", "Completion", "CompletionRequest", "FakeCompleter", "Han
 
 @dataclass(frozen=True, slots=True)
 class CompletionRequest:
-    """One chat completion to make: the model, the rendered messages, the request parameters."""
+    """One chat completion to make: the model, the rendered messages, the request parameters.
+
+    ``response_format`` (``{"type": "json_schema", ...}``) asks for structured output; None
+    sends none.
+    """
 
     model: str
     messages: Sequence[Mapping[str, str]]
     params: Mapping[str, Any] = field(default_factory=dict)
+    response_format: Mapping[str, Any] | None = None
+
+    def body_fields(self) -> dict[str, Any]:
+        """Every field of the request body but ``model`` and ``messages``."""
+        if self.response_format is None:
+            return dict(self.params)
+        return {**self.params, "response_format": self.response_format}
 
 
 @dataclass(slots=True)

@@ -4,10 +4,11 @@ All ids are hex digests of a canonical JSON encoding (sorted keys, no whitespace
 stable across processes, machines and Python versions.
 
 * ``request_hash`` -- what a request asks and of whom: the endpoint (normalised by
-  :func:`endpoint_identity`), model, parameters and rendered messages. Two rows that render the
-  same request share one call, and a result is reused whenever its request hash comes round
-  again, so an answer from the bundled simulator is never reused against the real API, nor the
-  reverse.
+  :func:`endpoint_identity`), model, parameters, rendered messages and, when it asks for
+  structured output, its ``response_format`` (the schema changes the answer). Two rows that
+  render the same request share one call, and a result is reused whenever its request hash
+  comes round again, so an answer from the bundled simulator is never reused against the real
+  API, nor the reverse.
 * ``job_fingerprint`` -- everything that shapes a job's output besides the input rows.
 * ``slot_id`` -- one contiguous slice of one source file (by name), whatever the job asks of it
   and whatever version of the file it reads: the folder of a chunk's part. Reuse does not
@@ -59,16 +60,25 @@ def endpoint_identity(base_url: str) -> str:
 
 
 class RequestHasher:
-    """Hashes requests for one endpoint, model and parameter set.
+    """Hashes requests for one endpoint, model, parameter set and response format.
 
-    The fixed part (endpoint, model, parameters) is encoded once; each call hashes only the
-    messages, which keeps the per-row cost to one small JSON encode and one blake2b.
+    The fixed part (endpoint, model, parameters, response format) is encoded once; each call
+    hashes only the messages, which keeps the per-row cost to one small JSON encode and one
+    blake2b. A request without a ``response_format`` hashes as it always has, so answers
+    committed before structured outputs existed are still found.
     """
 
-    def __init__(self, endpoint: str, model: str, params: Mapping[str, Any]) -> None:
-        self._prefix = canonical_json(
-            {"endpoint": endpoint, "model": model, "params": dict(params)}
-        )
+    def __init__(
+        self,
+        endpoint: str,
+        model: str,
+        params: Mapping[str, Any],
+        response_format: Mapping[str, Any] | None = None,
+    ) -> None:
+        fixed: dict[str, Any] = {"endpoint": endpoint, "model": model, "params": dict(params)}
+        if response_format is not None:
+            fixed["response_format"] = dict(response_format)
+        self._prefix = canonical_json(fixed)
 
     def __call__(self, messages: Sequence[Mapping[str, str]]) -> str:
         h = hashlib.blake2b(self._prefix, digest_size=_DIGEST_BYTES)
@@ -77,10 +87,14 @@ class RequestHasher:
 
 
 def request_hash(
-    endpoint: str, model: str, params: Mapping[str, Any], messages: Sequence[Mapping[str, str]]
+    endpoint: str,
+    model: str,
+    params: Mapping[str, Any],
+    messages: Sequence[Mapping[str, str]],
+    response_format: Mapping[str, Any] | None = None,
 ) -> str:
     """One chat completion request to ``endpoint`` (an :func:`endpoint_identity`)."""
-    return RequestHasher(endpoint, model, params)(messages)
+    return RequestHasher(endpoint, model, params, response_format)(messages)
 
 
 def job_fingerprint(parts: Mapping[str, Any]) -> str:

@@ -1,9 +1,9 @@
 """A prepared job: config checked against the input, chunks planned, nothing spent yet.
 
 :meth:`Job.prepare` does every check that can fail before a request is paid for: the output
-is not inside the input (nor the reverse) and belongs to no other job; the input exists, every
-JSONL line of it parses as an object whose values fit their columns and every Parquet footer
-reads (:func:`~enrich.inputs.survey_input`); every file has the template's columns, the id
+is not inside the input (nor the reverse) and belongs to no other job; the output schema is
+one strict mode accepts; the input exists, every JSONL line of it parses as an object whose
+values fit their columns and every Parquet footer reads (:func:`~enrich.inputs.survey_input`); every file has the template's columns, the id
 column and the kept columns, each with one type across files; ids are neither null nor
 repeated; no input column collides with an added one. Every file is pinned to the version
 surveyed, and reading it later checks the pin. It then plans the chunks deterministically.
@@ -41,6 +41,7 @@ from enrich.output.records import Plan, PlannedChunk
 from enrich.planning import ChunkSpec, plan_chunks
 from enrich.results import check_collisions
 from enrich.storage import Store
+from enrich.structured import OutputSchema, check_output_schema
 from enrich.template import PromptTemplate
 
 ENGINE_VERSION = 1
@@ -58,13 +59,22 @@ class Job:
         self.template = PromptTemplate.compile(config.prompt.system, config.prompt.template)
         self.template.check(input_columns, where)
         spec = config.input
+        schema = config.prompt.output_schema
+        #: The structured output asked for (None: free text); its columns are named after the
+        #: completion column, the one step of a one-prompt job.
+        self.output = (
+            None if schema is None else OutputSchema(schema, prefix=config.output.completion_column)
+        )
         self.keep_columns = kept_columns(input_columns, spec)
-        check_collisions(self.keep_columns, config.output.completion_column, where)
+        typed = self.output.columns() if self.output is not None else []
+        check_collisions(self.keep_columns, config.output.completion_column, where, typed)
         self.read_columns = needed_columns(input_columns, spec, self.template.columns)
         # Who answers is part of the answer: the endpoint as the client resolves it.
         self.endpoint = endpoint_identity(config.api.endpoint(os.environ))
+        structured = {} if schema is None else {"output_schema": schema}
         self.fingerprint = job_fingerprint(
             {
+                **structured,
                 "engine": ENGINE_VERSION,
                 "endpoint": self.endpoint,
                 "model": config.model,
@@ -83,15 +93,26 @@ class Job:
                 ],
             }
         )
-        self.hasher = RequestHasher(self.endpoint, config.model, config.params.request_fields())
+        self.hasher = RequestHasher(
+            self.endpoint,
+            config.model,
+            config.params.request_fields(),
+            self.response_format,
+        )
         self.chunks = plan_chunks(sources, config.execution.rows_per_chunk, self.fingerprint)
         self.store = Store(config.output.path, config.output.storage_options)
 
     @classmethod
     def prepare(cls, config: JobConfig, where: str = "job") -> Job:
-        """Discover the input and check it against the config (raises one-line errors)."""
+        """Discover the input and check it against the config (raises one-line errors).
+
+        An output schema strict mode would refuse is refused before the input is read
+        (:class:`~enrich.structured.OutputSchemaRefused` holds every finding).
+        """
         refuse_overlap(config.input.path, config.output.path, os.getcwd(), where)
         refuse_other_job(Store(config.output.path, config.output.storage_options), config.name)
+        if config.prompt.output_schema is not None:
+            check_output_schema(config.prompt.output_schema, f"{where}: prompt.output_schema")
         spec = config.input
         surveyed = survey_input(spec)
         columns: list[str] = []
@@ -117,6 +138,11 @@ class Job:
         if spec.columns is not None:
             return "listed in input.columns"
         return "(other files have it; set input.columns to keep only columns every file has)"
+
+    @property
+    def response_format(self) -> dict[str, Any] | None:
+        """What every request asks of the answer's shape (None: free text)."""
+        return None if self.output is None else self.output.response_format()
 
     @property
     def rows(self) -> int:

@@ -5,7 +5,10 @@ request hash while a chunk runs and joined back onto the input rows when the chu
 The output is the kept input columns, then ``row_id`` and ``request_hash``, then one column
 per result field in field order, with the :class:`~enrich.usage.Usage` fields in place of
 ``usage`` (:func:`added_columns`). Usage columns and their types come from
-:mod:`enrich.usage`; nothing here lists them again.
+:mod:`enrich.usage`; nothing here lists them again. A job with an output schema has its typed
+columns (:class:`~enrich.structured.OutputSchema`) right after the completion column: they
+are derived from it, filled for ``ok`` rows and null for error rows, so results, journals and
+the parts read back as results stay the same whatever the schema.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from enrich.errors import ConfigError
+from enrich.structured import OutputSchema
 from enrich.usage import NO_USAGE, USAGE_TYPES, Usage
 
 OutputFormat = Literal["parquet", "jsonl"]
@@ -124,15 +128,28 @@ IDENTITY_COLUMNS = ("row_id", "request_hash")
 _NOT_COMPLETION = frozenset(IDENTITY_COLUMNS + RESULT_FIELDS) - {"completion"}
 
 
-def added_columns(completion_column: str) -> list[str]:
-    """The columns the engine adds to every output row, in order."""
-    renamed = [completion_column if f == "completion" else f for f in RESULT_FIELDS]
-    return [*IDENTITY_COLUMNS, *renamed]
+def added_columns(completion_column: str, typed: Sequence[str] = ()) -> list[str]:
+    """The columns the engine adds to every output row, in order (``typed`` after the
+    completion)."""
+    columns: list[str] = list(IDENTITY_COLUMNS)
+    for f in RESULT_FIELDS:
+        columns.extend([completion_column, *typed] if f == "completion" else [f])
+    return columns
 
 
-def check_collisions(input_columns: Sequence[str], completion_column: str, where: str) -> None:
-    """Refuse inputs whose kept columns would be overwritten by an added column."""
-    clash = sorted(set(input_columns) & set(added_columns(completion_column)))
+def check_collisions(
+    input_columns: Sequence[str], completion_column: str, where: str, typed: Sequence[str] = ()
+) -> None:
+    """Refuse inputs whose kept columns would be overwritten by an added column, and typed
+    columns (``typed``) that would overwrite one of the engine's."""
+    fixed = added_columns(completion_column)
+    taken = sorted(set(typed) & set(fixed))
+    if taken:
+        raise ConfigError(
+            f"{where}: prompt.output_schema: field column(s) {', '.join(taken)} clash with "
+            "output columns; rename the field or output.completion_column"
+        )
+    clash = sorted(set(input_columns) & set(added_columns(completion_column, typed)))
     if clash:
         raise ConfigError(
             f"{where}: input column(s) {', '.join(clash)} clash with output columns; "
@@ -188,13 +205,22 @@ def output_table(
     hashes: Sequence[str],
     results: Sequence[Result],
     completion_column: str,
+    output: OutputSchema | None = None,
 ) -> pa.Table:
-    """Join results onto their input rows (same order, one result per row)."""
+    """Join results onto their input rows (same order, one result per row).
+
+    With ``output``, its typed columns follow the completion column, filled from the
+    completions of ``ok`` rows (judged valid when they arrived) and null for error rows.
+    """
     table = inputs.append_column("row_id", pa.array(row_ids, pa.string()))
     table = table.append_column("request_hash", pa.array(hashes, pa.string()))
     for name, typ in _TYPES.items():
         column = completion_column if name == "completion" else name
         table = table.append_column(column, pa.array(list(map(_GET[name], results)), typ))
+        if name == "completion" and output is not None:
+            valid = [r.completion if r.status == "ok" else None for r in results]
+            for typed, array in output.arrays(valid).items():
+                table = table.append_column(typed, array)
     return table
 
 

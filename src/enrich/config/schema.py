@@ -9,9 +9,9 @@ Paths are kept exactly as written: a relative ``input.path`` or ``output.path`` 
 the current working directory of the process that runs the job (not the config file's folder),
 so ``data/reviews.jsonl`` works when the job runs from the repository root.
 
-Later extensions fit without breaking existing files: a structured-output schema becomes an
-optional key of :class:`PromptSpec`, and several prompts per job a new optional ``prompts`` map
-next to ``prompt``.
+Later extensions fit without breaking existing files: a structured-output schema is an optional
+key of :class:`PromptSpec` (``output_schema``), and several prompts per job will be a new
+optional ``prompts`` map next to ``prompt``.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from pydantic import (
 
 from enrich.config.guard import insecure_reason
 from enrich.errors import ConfigError
+from enrich.structured.fields import FieldListError, field_list_schema, is_json_schema
 from enrich.template import PromptTemplate
 
 __all__ = [
@@ -76,10 +77,17 @@ class PromptSpec(_Spec):
 
     The template uses ``{column}`` fields and ``{{``/``}}`` for literal braces; see
     :mod:`enrich.template`.
+
+    ``output_schema`` asks for structured output: a JSON Schema object, or a short field list
+    (``{sentiment: "enum[positive, negative]", score: int}``, see
+    :mod:`enrich.structured.fields`) that is turned into one here, so the loaded config always
+    holds a JSON Schema. Whether strict mode accepts it is checked when the job is prepared
+    (:func:`enrich.structured.check_output_schema`), where every finding can be listed.
     """
 
     system: str | None = None
     template: str = Field(min_length=1)
+    output_schema: dict[str, Any] | None = None
 
     @field_validator("system", "template")
     @classmethod
@@ -94,6 +102,16 @@ class PromptSpec(_Spec):
             except ConfigError as exc:
                 raise ValueError(str(exc).split(": ", 1)[1]) from None
         return value
+
+    @field_validator("output_schema")
+    @classmethod
+    def _to_json_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None or is_json_schema(value):
+            return value
+        try:
+            return field_list_schema(value)
+        except FieldListError as exc:
+            raise ValueError(f"field {exc}") from None
 
 
 class ModelParams(_Spec):

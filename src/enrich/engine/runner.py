@@ -78,6 +78,7 @@ class Engine:
             progress=self.progress,
             api_key_env=cfg.api.api_key_env,
             max_error_share=cfg.execution.max_error_share,
+            output=job.output,
         )
         self._in_flight: dict[str, asyncio.Future[Result]] = {}
         # Results of recent requests, so a row repeating an earlier chunk's request is not
@@ -161,7 +162,7 @@ class Engine:
             return summary
 
         out = output_table(
-            job.keep(table), row_ids, hashes, row_results, cfg.output.completion_column
+            job.keep(table), row_ids, hashes, row_results, cfg.output.completion_column, job.output
         )
         data = await asyncio.to_thread(encode, out, cfg.output.format)
         await asyncio.to_thread(commit_chunk, job.store, chunk, data, cfg.output.format, summary)

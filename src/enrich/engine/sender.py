@@ -10,7 +10,10 @@ Outcomes:
 * a completion: a Result with its usage, attempts and latency, ``ok`` or not as
   :func:`~enrich.results.completion_status` decides from its ``finish_reason`` (a truncated or
   filtered answer is an ``error`` row that keeps its partial text and its tokens); its cost is
-  set when it is folded onto rows, at the prices of that run (:mod:`enrich.engine.fold`);
+  set when it is folded onto rows, at the prices of that run (:mod:`enrich.engine.fold`).
+  With an output schema, a finished answer must also parse and validate
+  (:meth:`~enrich.structured.OutputSchema.parse`): one that does not is an ``error`` row of
+  kind ``invalid_output`` saying why, with its text and tokens kept;
 * a failure that another attempt cannot fix (a 400, a context overflow): an ``error``
   Result, a row error like any other;
 * a retryable failure that survived every retry (:func:`~enrich.retry.leaves_rows_pending`):
@@ -35,9 +38,13 @@ from enrich.errors import CompletionError, RunStopped
 from enrich.ratelimit import RateController
 from enrich.results import COMPLETION_ERRORS, Result, completion_status
 from enrich.retry import JOB_ERRORS, is_retryable, retrying, too_many_errors, verdict
+from enrich.structured import OutputSchema
 from enrich.tokens import count_prompt_tokens
 
-__all__ = ["GaveUp", "RequestSender", "job_error_message"]
+__all__ = ["INVALID_OUTPUT", "GaveUp", "RequestSender", "job_error_message"]
+
+#: The error kind of a finished answer that does not parse or match the output schema.
+INVALID_OUTPUT = "invalid_output"
 
 _ADVICE: dict[int | str, str] = {
     401: "check {key_env}",
@@ -78,6 +85,7 @@ class RequestSender:
         progress: RunProgress,
         api_key_env: str = "CEREBRAS_API_KEY",
         max_error_share: float = 1.0,
+        output: OutputSchema | None = None,
     ) -> None:
         self.completer = completer
         self.controller = controller
@@ -88,6 +96,8 @@ class RequestSender:
         self._retry = retry
         self._key_env = api_key_env
         self._max_error_share = max_error_share
+        self._output = output
+        self._response_format = None if output is None else output.response_format()
         self._results = 0
         self._errors = 0
         #: Why the run stopped, once it has: every later send raises it without sending.
@@ -105,7 +115,7 @@ class RequestSender:
         """
         if self.stopped is not None:
             raise self.stopped
-        request = CompletionRequest(self._model, messages, self._params)
+        request = CompletionRequest(self._model, messages, self._params, self._response_format)
         reserve = count_prompt_tokens(messages) + self._max_completion
         started = time.perf_counter()
         self.progress.requests += 1
@@ -137,6 +147,11 @@ class RequestSender:
         self.progress.prompt_tokens += usage.prompt_tokens
         self.progress.completion_tokens += usage.completion_tokens
         status, kind = completion_status(completion.content, completion.finish_reason)
+        error = COMPLETION_ERRORS[kind] if kind else None
+        if status == "ok" and self._output is not None:
+            problem = self._output.parse(completion.content).problem
+            if problem is not None:
+                status, kind, error = "error", INVALID_OUTPUT, problem
         return self._counted(
             Result(
                 completion=completion.content,
@@ -147,7 +162,7 @@ class RequestSender:
                 attempts=attempts,
                 latency_s=time.perf_counter() - started,
                 status=status,
-                error=COMPLETION_ERRORS[kind] if kind else None,
+                error=error,
                 error_kind=kind,
             )
         )

@@ -19,8 +19,9 @@ is the one this commit wrote, and only what was listed while the lease was still
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from enrich.output.layout import LAYOUT
 from enrich.output.records import ChunkRecord, Manifest
@@ -68,15 +69,19 @@ def commit_dataset(
     fmt: OutputFormat,
     chunk_ids: Sequence[str],
     fence: Callable[[], None] | None = None,
+    output_schema: Mapping[str, Any] | None = None,
 ) -> Manifest:
     """Commit the dataset of ``chunk_ids`` (every one has a record): manifest, marker, cleanup.
 
-    Returns the manifest written. The parts are named in the order of ``chunk_ids``. Whatever
+    Returns the manifest written. The parts are named in the order of ``chunk_ids``; the
+    manifest records ``output_schema`` (the job's structured output, if any). Whatever
     ``fence`` raises (LeaseLost) stops the commit before it writes or deletes anything more.
     """
     with ThreadPoolExecutor(max_workers=_RECORD_READERS) as pool:
         records = list(pool.map(lambda c: read_chunk_record(store, c), chunk_ids))
-    manifest = Manifest.of(records, job=job, fingerprint=fingerprint, fmt=fmt)
+    manifest = Manifest.of(
+        records, job=job, fingerprint=fingerprint, fmt=fmt, output_schema=output_schema
+    )
     data = manifest.to_bytes()
     fence = fence or _unfenced
     fence()

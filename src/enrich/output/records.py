@@ -10,6 +10,10 @@ checked before it is trusted:
 * anything else that is not the record (bad JSON, a missing field) raises
   :class:`UnreadableRecord`, a StorageError naming the file.
 
+The manifest of a job with an output schema records it (``output_schema``: the JSON Schema,
+its name and each typed column's Arrow type) and is format 2; a manifest without one is still
+written as format 1, so an older install keeps reading the outputs it understands.
+
 The chunk record is what a chunk commit leaves on disk; it is built from the engine's
 run statistics (:class:`enrich.summary.ChunkSummary`) but is its own type, so the statistics
 can change without changing what is stored.
@@ -30,7 +34,9 @@ from enrich.summary import TALLY_COUNTS, ChunkSummary
 
 PLAN_FORMAT: Final = 1
 CHUNK_RECORD_FORMAT: Final = 1
-MANIFEST_FORMAT: Final = 1
+#: The newest manifest format this code reads: 2 added ``output_schema``.
+MANIFEST_FORMAT: Final = 2
+_PLAIN_MANIFEST_FORMAT: Final = 1
 
 
 class NewerFormat(EnrichError):
@@ -232,7 +238,11 @@ class DatasetTotals:
 
 @dataclass(frozen=True, slots=True)
 class Manifest:
-    """The committed dataset: the parts readers read, in order, and what they hold."""
+    """The committed dataset: the parts readers read, in order, and what they hold.
+
+    ``output_schema`` is what :meth:`enrich.structured.OutputSchema.describe` says of the
+    job's structured output (None: free text), so a reader can check the typed columns.
+    """
 
     job: str
     fingerprint: str
@@ -240,7 +250,8 @@ class Manifest:
     parts: tuple[ManifestPart, ...]
     totals: DatasetTotals
     committed_at: float = 0.0
-    format_version: int = MANIFEST_FORMAT
+    output_schema: dict[str, Any] | None = None
+    format_version: int = _PLAIN_MANIFEST_FORMAT
 
     @classmethod
     def of(
@@ -251,6 +262,7 @@ class Manifest:
         fingerprint: str,
         fmt: OutputFormat,
         committed_at: float | None = None,
+        output_schema: Mapping[str, Any] | None = None,
     ) -> Manifest:
         """The manifest naming one part per chunk record, in the order given."""
         records = list(records)
@@ -261,6 +273,8 @@ class Manifest:
             parts=tuple(ManifestPart(r.part, r.chunk_id, r.rows) for r in records),
             totals=DatasetTotals.of(records),
             committed_at=time.time() if committed_at is None else committed_at,
+            output_schema=None if output_schema is None else dict(output_schema),
+            format_version=_PLAIN_MANIFEST_FORMAT if output_schema is None else MANIFEST_FORMAT,
         )
 
     @property
@@ -272,7 +286,7 @@ class Manifest:
         return frozenset(p.chunk_id for p in self.parts)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "format_version": self.format_version,
             "job": self.job,
             "fingerprint": self.fingerprint,
@@ -282,6 +296,9 @@ class Manifest:
             "parts": [asdict(p) for p in self.parts],
             "totals": asdict(self.totals),
         }
+        if self.output_schema is not None:
+            data["output_schema"] = self.output_schema
+        return data
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2)
@@ -307,6 +324,14 @@ class Manifest:
                     cost_usd=float(totals.get("cost_usd", 0.0)),
                 ),
                 committed_at=float(raw.get("committed_at", 0.0)),
+                output_schema=_output_schema(raw.get("output_schema")),
+                format_version=int(raw.get("format_version", 1)),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise _field_error(where, exc) from None
+
+
+def _output_schema(value: Any) -> dict[str, Any] | None:
+    if value is not None and not isinstance(value, dict):
+        raise TypeError("output_schema is not an object")
+    return value
