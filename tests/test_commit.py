@@ -43,7 +43,7 @@ from enrich.lease import (
     read_lease,
 )
 from enrich.output.reader import output_status, read_dataset
-from enrich.output.records import NewerFormat
+from enrich.output.records import MANIFEST_FORMAT, NewerFormat
 from enrich.run import run_job
 from enrich.sim.harness import ThreadedSimulator
 from enrich.storage import Store
@@ -245,12 +245,13 @@ def test_an_output_from_a_newer_version_is_left_alone(
 ) -> None:
     place = Location("file", f"file://{tmp_path}/store", {})
     config, store = committed_job(make_job, place, 5)
-    manifest = {**orjson.loads(store.read_bytes("_manifest.json")), "format_version": 2}
+    newer = MANIFEST_FORMAT + 1
+    manifest = {**orjson.loads(store.read_bytes("_manifest.json")), "format_version": newer}
     store.write_bytes("_manifest.json", orjson.dumps(manifest))
     before = {k: store.read_bytes(k) for k in store.keys("")}
     line = (
         f"{place.url('out')}/_manifest.json: written by a newer cerebras-enrich "
-        "(format 2, this one reads up to 1); upgrade"
+        f"(format {newer}, this one reads up to {MANIFEST_FORMAT}); upgrade"
     )
     with pytest.raises(NewerFormat) as raised:
         run_config(config, NEW_PROMPT)

@@ -12,6 +12,9 @@ from enrich.errors import EnrichError, StorageError
 from enrich.output.committed import is_committed
 from enrich.output.layout import LAYOUT, JournalKey, PartKey
 from enrich.output.records import (
+    CHUNK_RECORD_FORMAT,
+    MANIFEST_FORMAT,
+    PLAN_FORMAT,
     ChunkRecord,
     DatasetTotals,
     Manifest,
@@ -129,11 +132,14 @@ def test_records_round_trip(record: Any) -> None:
 
 @pytest.mark.parametrize("record", RECORDS, ids=lambda r: type(r).__name__)
 def test_a_newer_record_is_refused_in_one_line(record: Any) -> None:
+    newest = {Plan: PLAN_FORMAT, ChunkRecord: CHUNK_RECORD_FORMAT, Manifest: MANIFEST_FORMAT}
+    reads = newest[type(record)]
     data = orjson.dumps({**record.to_dict(), "format_version": 3})
     with pytest.raises(NewerFormat) as raised:
         type(record).from_bytes(data, WHERE)
     assert str(raised.value) == (
-        f"{WHERE}: written by a newer cerebras-enrich (format 3, this one reads up to 1); upgrade"
+        f"{WHERE}: written by a newer cerebras-enrich (format 3, this one reads up to {reads}); "
+        "upgrade"
     )
     assert isinstance(raised.value, EnrichError) and not isinstance(raised.value, StorageError)
 

@@ -257,9 +257,8 @@ def plan(
     """Rows, chunks, estimated tokens, cost and duration, before anything is spent."""
     from enrich.job import Job
     from enrich.planning import estimate
-    from enrich.tokens import count_prompt_tokens
-
     from enrich.structured import OutputSchemaRefused
+    from enrich.tokens import count_prompt_tokens
 
     cfg = _load(config, set_, partition)
     try:

@@ -58,6 +58,19 @@ def sim_command(
             help="Whether the random 429s carry the rate-limit headers (a proxy's do not).",
         ),
     ] = True,
+    invalid_json: Annotated[
+        float, _rate("with a response_format get JSON that does not parse")
+    ] = 0.0,
+    truncated_json: Annotated[float, _rate("with a response_format get JSON cut short")] = 0.0,
+    reasoning_starved: Annotated[
+        float, _rate("get an empty answer, the budget spent on reasoning")
+    ] = 0.0,
+    reasoning_tokens: Annotated[
+        int,
+        typer.Option(
+            min=0, help="Tokens a gpt-oss model reasons per request (medium effort); 0: none."
+        ),
+    ] = 0,
     retry_after: Annotated[
         bool, typer.Option("--retry-after/--no-retry-after", help="Send retry-after on quota 429s.")
     ] = True,
@@ -95,7 +108,11 @@ def sim_command(
                 code_429=code_429,
                 retry_after_429=retry_after_429,
                 headers_429=headers_429,
+                invalid_json=invalid_json,
+                truncated_json=truncated_json,
+                reasoning_starved=reasoning_starved,
             ),
+            reasoning_tokens=reasoning_tokens,
             retry_after=retry_after,
             openai_headers=openai_headers,
             seed=seed,

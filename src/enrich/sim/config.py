@@ -29,11 +29,18 @@ FAULT_FIELDS: tuple[str, ...] = (
     "stream_cut",
     "fail_400",
     "fail_403",
+    "invalid_json",
+    "truncated_json",
+    "reasoning_starved",
 )
 #: How an injected 429 looks (not probabilities): its code, its `retry-after`, its headers.
 FAULT_SHAPE_FIELDS: tuple[str, ...] = ("code_429", "retry_after_429", "headers_429")
 # Faults that break a stream after its first deltas; a request that does not stream meets none.
 STREAM_FAULTS = frozenset({"stream_drop", "stream_cut"})
+# Faults that spoil a structured answer (a 200 all the same); a free-text request meets none.
+ANSWER_FAULTS = frozenset({"invalid_json", "truncated_json"})
+# Faults that change what the model says rather than how the server answers.
+GENERATION_FAULTS = ANSWER_FAULTS | {"reasoning_starved"}
 
 _Settings = TypeVar("_Settings", "Limits", "Faults")
 
@@ -87,9 +94,14 @@ class Faults:
       finish_reason, no usage, no `[DONE]`)
     * fail_400 -- 400 `wrong_api_format`, the request's own fault (a row error)
     * fail_403 -- 403 `permission_denied`, a key that may not use the API (the job's error)
+    * invalid_json -- a structured answer that is not JSON (a trailing comma), finish "stop"
+    * truncated_json -- a structured answer cut in half, finish "length"
+    * reasoning_starved -- an empty answer, finish "length": the whole budget
+      (`max_completion_tokens`) went on reasoning, and is billed as reasoning tokens
 
-    The two stream faults apply to streamed requests only: a request that does not stream and
-    draws one is answered normally (and not counted as a fault).
+    The two stream faults apply to streamed requests only, and the two JSON faults to requests
+    with a `response_format` only: a request that draws one it cannot meet is answered normally
+    (and not counted as a fault).
 
     How an injected 429 looks: `code_429` is its error code (`rate_limit_exceeded` is what
     OpenAI-style servers and proxies send), `retry_after_429` the seconds of its `retry-after`
@@ -110,6 +122,9 @@ class Faults:
     code_429: str = "queue_exceeded"
     retry_after_429: float | None = None
     headers_429: bool = True
+    invalid_json: float = 0.0
+    truncated_json: float = 0.0
+    reasoning_starved: float = 0.0
 
     def __post_init__(self) -> None:
         for name in FAULT_FIELDS:
@@ -159,6 +174,10 @@ class SimConfig:
         context_length: prompt tokens + `max_completion_tokens` above this is a 400.
         reserve_default: tokens reserved for the completion when the request sets no
             `max_completion_tokens` (the provider reserves 16384).
+        reasoning_tokens: tokens a reasoning model (`gpt-oss-*`) spends reasoning on each
+            request at `reasoning_effort` medium (half at low, twice at high, none at none);
+            they count against `max_completion_tokens` and into `completion_tokens`, as
+            `usage.completion_tokens_details.reasoning_tokens`, which such a model always reports.
         limits, faults: see `Limits` and `Faults`.
         retry_after: send `retry-after` (whole seconds) on quota 429s.
         openai_headers: also send OpenAI-style `x-ratelimit-*-requests/-tokens` headers.
@@ -175,6 +194,7 @@ class SimConfig:
     max_completion_default: int = 48
     context_length: int = 131072
     reserve_default: int = 16384
+    reasoning_tokens: int = 0
     limits: Limits = field(default_factory=Limits)
     faults: Faults = field(default_factory=Faults)
     retry_after: bool = True
@@ -189,6 +209,8 @@ class SimConfig:
             raise ValueError("tokens_per_second must be >= 0")
         if self.max_completion_default < 1:
             raise ValueError("max_completion_default must be >= 1")
+        if self.reasoning_tokens < 0:
+            raise ValueError("reasoning_tokens must be >= 0")
         if self.context_length < 1 or self.reserve_default < 1:
             raise ValueError("context_length and reserve_default must be >= 1")
         if not self.models:

@@ -12,6 +12,11 @@ prompt with a smaller budget yields a prefix of the same text, as a seeded model
 * `stop` cuts the text before the first stop sequence (finish_reason "stop"); a budget of
   `max_completion_tokens` truncates it to exactly that many tokens (finish_reason "length"),
   which can leave structured output unparseable, as it does for real.
+* A reasoning model (`gpt-oss-*`) first spends some tokens reasoning (`reasoning_tokens`, by
+  `reasoning_effort`); they count against the budget, so a budget they use up ends with an
+  empty answer and finish_reason "length", billed.
+* `spoil` applies the faults that change what is said: a structured answer that is not JSON,
+  one cut short, an empty answer after the whole budget went on reasoning.
 
 Tokens are counted with `enrich.tokens`, so a client can predict usage exactly.
 """
@@ -66,11 +71,39 @@ WORDS: tuple[str, ...] = tuple(dict.fromkeys(_WORD_TEXT.split()))
 
 @dataclass(frozen=True, slots=True)
 class Generation:
-    """What the model says: the content, why it stopped, and its token count."""
+    """What the model says: the content, why it stopped, and its token counts.
+
+    `completion_tokens` includes `reasoning_tokens`, as the provider counts them.
+    """
 
     content: str
     finish_reason: str
     completion_tokens: int
+    reasoning_tokens: int = 0
+
+
+#: How much of `SimConfig.reasoning_tokens` each `reasoning_effort` spends (medium: default).
+_EFFORT = {"none": 0.0, "low": 0.5, "medium": 1.0, "high": 2.0}
+
+
+def reasoning_model(model: str) -> bool:
+    """Whether `model` reasons before it answers (and reports reasoning tokens)."""
+    return model.startswith("gpt-oss")
+
+
+def reasoning_spend(request: Mapping[str, Any], per_request: int) -> int:
+    """Tokens a request's model spends reasoning: `per_request` scaled by its effort."""
+    if not reasoning_model(str(request.get("model", ""))):
+        return 0
+    effort = request.get("reasoning_effort")
+    return int(per_request * _EFFORT.get(effort if isinstance(effort, str) else "medium", 1.0))
+
+
+def _budget(request: Mapping[str, Any]) -> int | None:
+    budget = request.get("max_completion_tokens")
+    if budget is None:
+        budget = request.get("max_tokens")
+    return budget if isinstance(budget, int) and budget >= 0 else None
 
 
 def generation_key(request: Mapping[str, Any]) -> bytes:
@@ -86,10 +119,20 @@ def request_digest(raw_body: bytes) -> bytes:
     return hashlib.blake2b(raw_body, digest_size=16).digest()
 
 
-def generate(request: Mapping[str, Any], *, max_default: int) -> Generation:
-    """What the model generates for a validated chat request (deterministic)."""
+def generate(
+    request: Mapping[str, Any], *, max_default: int, reasoning_tokens: int = 0
+) -> Generation:
+    """What the model generates for a validated chat request (deterministic).
+
+    A reasoning model spends `reasoning_spend(request, reasoning_tokens)` first, out of the
+    budget.
+    """
     key = generation_key(request)
     rng = random.Random(int.from_bytes(key, "big"))
+    reasoning = reasoning_spend(request, reasoning_tokens)
+    budget = _budget(request)
+    if budget is not None and reasoning >= budget:
+        return Generation("", "length", budget, budget)
     text = _natural_text(request.get("response_format"), rng, max_default)
     finish = "stop"
     stops = request.get("stop")
@@ -99,13 +142,29 @@ def generate(request: Mapping[str, Any], *, max_default: int) -> Generation:
         cut = min((i for s in stops if s and (i := text.find(s)) >= 0), default=-1)
         if cut >= 0:
             text = text[:cut]
-    budget = request.get("max_completion_tokens")
-    if budget is None:
-        budget = request.get("max_tokens")
-    if isinstance(budget, int) and budget >= 0 and count_text_tokens(text) >= budget:
-        text = text[: budget * CHARS_PER_TOKEN]
+    left = None if budget is None else budget - reasoning
+    if left is not None and count_text_tokens(text) >= left:
+        text = text[: left * CHARS_PER_TOKEN]
         finish = "length"
-    return Generation(text, finish, count_text_tokens(text))
+    return Generation(text, finish, reasoning + count_text_tokens(text), reasoning)
+
+
+def spoil(generation: Generation, fault: str, budget: int) -> Generation:
+    """`generation` as a fault changes it (`invalid_json`, `truncated_json`,
+    `reasoning_starved`); `budget` is what the request allowed for its completion."""
+    reasoning = generation.reasoning_tokens
+    if fault == "reasoning_starved":
+        return Generation("", "length", budget, budget)
+    text = generation.content
+    if fault == "invalid_json":
+        # A trailing comma before the last bracket: JSON in every way but one.
+        cut = max(text.rfind("}"), text.rfind("]"))
+        text = text[:cut] + "," + text[cut:] if cut > 0 else text + ","
+        return Generation(text, "stop", reasoning + count_text_tokens(text), reasoning)
+    if fault == "truncated_json":
+        text = text[: max(1, len(text) // 2)]
+        return Generation(text, "length", reasoning + count_text_tokens(text), reasoning)
+    return generation
 
 
 def chunk_content(content: str, tokens_per_chunk: int = 4) -> list[str]:
@@ -142,6 +201,9 @@ def _phrase(rng: random.Random, low: int, high: int) -> str:
     return " ".join(rng.choices(WORDS, k=rng.randint(low, high)))
 
 
+_NULL_SHARE = 0.2
+
+
 def fake_json(
     schema: Mapping[str, Any], rng: random.Random, root: Mapping[str, Any], depth: int = 0
 ) -> Any:
@@ -160,7 +222,9 @@ def fake_json(
         options = schema.get(union)
         if isinstance(options, Sequence) and options:
             non_null = [o for o in options if isinstance(o, Mapping) and o.get("type") != "null"]
-            return fake_json(non_null[0] if non_null else options[0], rng, root, depth + 1)
+            if len(non_null) < len(options) and rng.random() < _NULL_SHARE:
+                return None  # a nullable field is sometimes null, as a model leaves it
+            return fake_json(rng.choice(non_null) if non_null else options[0], rng, root, depth + 1)
     parts = schema.get("allOf")
     if isinstance(parts, Sequence) and parts:
         merged: dict[str, Any] = {}

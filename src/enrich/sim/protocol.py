@@ -254,14 +254,23 @@ def completion_body(
     )
 
 
-def usage_fields(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
-    """The `usage` object."""
-    return {
+def usage_fields(
+    prompt_tokens: int, completion_tokens: int, reasoning_tokens: int | None = None
+) -> dict[str, Any]:
+    """The `usage` object; a reasoning model's adds `completion_tokens_details`."""
+    usage: dict[str, Any] = {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
         "prompt_tokens_details": {"cached_tokens": 0},
     }
+    if reasoning_tokens is not None:
+        usage["completion_tokens_details"] = {
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+            "reasoning_tokens": reasoning_tokens,
+        }
+    return usage
 
 
 def chunk_event(

@@ -25,9 +25,23 @@ import orjson
 from aiohttp import web
 
 from enrich.sim.buckets import AccountQuotas, Refusal
-from enrich.sim.config import STREAM_FAULTS, Faults, Limits, SimConfig
+from enrich.sim.config import (
+    ANSWER_FAULTS,
+    GENERATION_FAULTS,
+    STREAM_FAULTS,
+    Faults,
+    Limits,
+    SimConfig,
+)
 from enrich.sim.control import add_control_routes
-from enrich.sim.model import Generation, chunk_content, generate, request_digest
+from enrich.sim.model import (
+    Generation,
+    chunk_content,
+    generate,
+    reasoning_model,
+    request_digest,
+    spoil,
+)
 from enrich.sim.protocol import (
     DONE_EVENT,
     FAULT_ERRORS,
@@ -199,18 +213,26 @@ class SimulatorApp:
         fault = self.faults.pick(self._rng.random()) if self.faults.total else None
         if fault in STREAM_FAULTS and not chat.stream:
             fault = None  # nothing to break in a body sent whole
+        if fault in ANSWER_FAULTS and not chat.body.get("response_format"):
+            fault = None  # free text has no JSON to spoil
         if fault is not None:
             counters.faults[fault] = counters.faults.get(fault, 0) + 1
             if fault in ("hang", "drop"):
                 return await self._abandon(request, hang=fault == "hang")
             elif fault == "fail_429":
                 return self._throttle_fault()
-            elif fault not in STREAM_FAULTS and fault != "error_body":
+            elif fault in FAULT_ERRORS and fault != "error_body":
                 return self._error(FAULT_ERRORS[fault])
         refusal = self.quotas.admit(chat.reserve)
         if refusal is not None:
             return self._refused(refusal)
-        generation = generate(chat.body, max_default=config.max_completion_default)
+        generation = generate(
+            chat.body,
+            max_default=config.max_completion_default,
+            reasoning_tokens=config.reasoning_tokens,
+        )
+        if fault in GENERATION_FAULTS:
+            generation = spoil(generation, fault, chat.reserve - chat.prompt_tokens)
         queued = time.perf_counter() - started
         try:
             if chat.stream:
@@ -232,10 +254,16 @@ class SimulatorApp:
             fingerprint=self.fingerprint,
             content=generation.content,
             finish_reason=generation.finish_reason,
-            usage=usage_fields(chat.prompt_tokens, generation.completion_tokens),
+            usage=self._usage(chat, generation),
             time_info=self._time_info(chat, generation, created, queued),
         )
         return web.Response(status=200, body=body_bytes, headers=self._headers())
+
+    @staticmethod
+    def _usage(chat: ChatRequest, generation: Generation) -> dict[str, Any]:
+        # A reasoning model always reports its reasoning tokens, zero included.
+        reasoning = generation.reasoning_tokens if reasoning_model(chat.model) else None
+        return usage_fields(chat.prompt_tokens, generation.completion_tokens, reasoning)
 
     def _latency(self, completion_tokens: int) -> float:
         tps = self.config.tokens_per_second
@@ -332,7 +360,7 @@ class SimulatorApp:
         else:
             events.extend(chunk_event(*ids, {"delta": {"content": p}, "index": 0}) for p in pieces)
         final = {"delta": {}, "finish_reason": generation.finish_reason, "index": 0}
-        usage = usage_fields(chat.prompt_tokens, generation.completion_tokens)
+        usage = self._usage(chat, generation)
         time_info = self._time_info(chat, generation, created, queued)
         events.append(chunk_event(*ids, final, usage=usage, time_info=time_info))
         events.append(DONE_EVENT)
