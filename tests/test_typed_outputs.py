@@ -127,20 +127,24 @@ def test_the_schema_is_part_of_the_request(sim: ThreadedSimulator, make_job: Job
     sim.reset()
     assert run_config(config).summary.complete
     assert sim.stats.requests == 0  # the same schema: nothing asked again
-    plain = prepare_job(make_job())
-    typed = prepare_job(typed_job(make_job))
+    # Variants of the job over the same input file (written once: the input is pinned).
+    source = yaml.safe_load(config.read_text())["input"]["path"]
+    plain = prepare_job(make_job(input_path=source))
+    typed = prepare_job(typed_job(make_job, input_path=source))
     assert typed.response_format is not None and plain.response_format is None
-    edited = prepare_job(typed_job(make_job, {**FIELDS, "score": "float"}))
+    edited = prepare_job(typed_job(make_job, {**FIELDS, "score": "float"}, input_path=source))
+    renamed = prepare_job(
+        typed_job(make_job, input_path=source, output={"completion_column": "label"})
+    )
     assert typed.fingerprint != edited.fingerprint != plain.fingerprint
     # Another schema changes every request (the answer would differ); the column prefix does not.
     rows = next(typed.iter_tables(typed.chunks[:1]))
     assert set(typed.render(*rows)[1]).isdisjoint(edited.render(*rows)[1])
     assert set(typed.render(*rows)[1]).isdisjoint(plain.render(*rows)[1])
-    renamed = prepare_job(typed_job(make_job, output={"completion_column": "label"}))
     assert renamed.render(*rows)[1] == typed.render(*rows)[1]
     assert renamed.output is not None and renamed.output.columns()[0] == "label_sentiment"
     sim.reset()
-    run_config(typed_job(make_job, {**FIELDS, "score": "float"}))
+    run_config(typed_job(make_job, {**FIELDS, "score": "float"}, input_path=source))
     assert sim.stats.requests == 20
 
 

@@ -3,12 +3,12 @@
 :meth:`Job.prepare` does every check that can fail before a request is paid for: the output
 is not inside the input (nor the reverse) and belongs to no other job; the output schema is
 one strict mode accepts; the input exists, every JSONL line of it parses as an object whose
-values fit their columns and every Parquet footer reads (:func:`~enrich.inputs.survey_input`); every file has the template's columns, the id
-column and the kept columns, each with one type across files; ids are neither null nor
-repeated; no input column collides with an added one. Every file is pinned to the version
-surveyed, and reading it later checks the pin. It then plans the chunks deterministically.
-The first write to the output (the run's lease, in :func:`enrich.run.run_job`) also comes
-before any request.
+values fit their columns and every Parquet footer reads (:func:`~enrich.inputs.survey_input`);
+every file has the template's columns, the id column and the kept columns, each with one type
+across files; ids are neither null nor repeated; no input column collides with an added one.
+Every file is pinned to the version surveyed, and reading it later checks the pin. It then
+plans the chunks deterministically. The first write to the output (the run's lease, in
+:func:`enrich.run.run_job`) also comes before any request.
 """
 
 from __future__ import annotations
