@@ -2,12 +2,16 @@
 
 :func:`scan_output` lists every part under ``parts/`` and every journal entry under
 ``_journal/``, reads from each only the columns that decide reuse (``request_hash``,
-``status``, ``error_kind``, ``attempts``), and keeps one copy per request hash, the best by
-:data:`rank <_PAID_KEPT>`: a paying copy (the row that carried the request's tokens,
-``attempts > 0``; every journal entry is one) in a part that the next manifest keeps, then any
-paying copy, then a shared one. The result is a few flat arrays sorted by hash
-(:class:`IndexArrays`), which :class:`~enrich.output.index.ResultIndex` searches.
-:func:`read_file` reads a file for the index, whole or in part.
+``status``, ``error_kind``, ``attempts``), and keeps one copy per request hash, the best
+first: a paying copy (the row that carried the request's tokens, ``attempts > 0``; every
+journal entry is one) in a part that the next manifest keeps, then any paying copy, then a
+shared one. The result is a few flat arrays sorted by hash (:class:`IndexArrays`), which
+:class:`~enrich.output.index.ResultIndex` searches. :func:`read_file` reads a file for the
+index, whole or in part.
+
+All of it is Arrow compute, with no Python object per row, and the sort goes one column at a
+time: over 1,000,000 results the index holds 26 MB and the build peaks about 160 MB above
+where it started (``benchmarks/index_1m.py``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import io
 from array import array
 from collections.abc import Container, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 import pyarrow as pa
@@ -59,15 +63,6 @@ class IndexArrays(NamedTuple):
     kept: bytearray  # 1 where the copy is a paying copy in a kept part
 
 
-@dataclass(slots=True)
-class _Scan:
-    """The reusable rows of one file: their hashes (binary), rows and copy ranks."""
-
-    hashes: bytes = b""
-    rows: array[int] = field(default_factory=lambda: array("i"))
-    ranks: bytearray = field(default_factory=bytearray)
-
-
 def scan_output(store: Store, *, keep: Container[str], retry_errors: bool) -> IndexArrays:
     """Every reusable result under ``store``; ``keep``: chunk ids whose parts stay."""
     files: list[ResultFile] = []
@@ -81,7 +76,7 @@ def scan_output(store: Store, *, keep: Container[str], retry_errors: bool) -> In
         if LAYOUT.parse_journal_entry(key) is not None
     ]
 
-    def scan(f: ResultFile) -> _Scan:
+    def scan(f: ResultFile) -> pa.Table:
         return _scan(read_file(store, f, _SCAN_COLUMNS), f, retry_errors)
 
     with ThreadPoolExecutor(max_workers=_READERS) as pool:
@@ -109,99 +104,97 @@ def _wanted(names: Sequence[str], columns: Sequence[str] | None) -> list[str]:
     return list(names[names.index("request_hash") :]) if "request_hash" in names else []
 
 
-def _scan(table: pa.Table, f: ResultFile, retry_errors: bool) -> _Scan:
-    """The reusable rows of ``table`` and the rank of each copy."""
-    scan = _Scan()
+def _scan(table: pa.Table, f: ResultFile, retry_errors: bool) -> pa.Table:
+    """The reusable rows of ``table``: ``hash`` (hex, fixed width), ``rank``, ``row``.
+
+    Vectorised: no Python object per row. Reuse is decided by :func:`reusable` once per
+    distinct ``(status, error_kind)`` of the file.
+    """
     n = table.num_rows
-    if "request_hash" not in table.column_names or n == 0:
-        return scan
+    names = table.column_names
+    if "request_hash" not in names or n == 0:
+        return _SCANNED.empty_table()
 
-    def column(name: str, default: object) -> list[object]:
-        if name in table.column_names:
-            return list(table.column(name).to_pylist())
-        return [default] * n
+    def column(name: str, default: pa.Scalar) -> pa.Array:
+        if name in names:
+            return table.column(name).combine_chunks().cast(default.type)
+        return pa.repeat(default, n)
 
-    hashes = column("request_hash", None)
-    statuses, kinds = column("status", "ok"), column("error_kind", None)
-    attempts = column("attempts", 1)
-    verdicts: dict[tuple[object, object], bool] = {}
-    picked: list[str] = []
-    for i, h in enumerate(hashes):
-        if not (isinstance(h, str) and len(h) == 2 * HASH_BYTES):
-            continue
-        pair = (statuses[i], kinds[i])
-        verdict = verdicts.get(pair)
-        if verdict is None:
-            probe = Result(None, status=str(pair[0]), error_kind=_str_or_none(pair[1]))
-            verdict = verdicts[pair] = reusable(probe, retry_errors=retry_errors)
-        if not verdict:
-            continue
-        picked.append(h)
-        scan.rows.append(i)
-        paid = f.kind == "journal" or (attempts[i] or 0) > 0  # type: ignore[operator]
-        scan.ranks.append(_SHARED if not paid else _PAID_KEPT if f.kept else _PAID)
-    try:
-        scan.hashes = bytes.fromhex("".join(picked))
-    except ValueError:
-        scan.hashes = b""
-    if len(scan.hashes) != HASH_BYTES * len(picked):
-        # Not every value is a hash (a foreign file?): keep the rows whose value is one.
-        keep = [i for i, h in enumerate(picked) if _is_hash(h)]
-        scan.hashes = b"".join(bytes.fromhex(picked[i]) for i in keep)
-        scan.rows = array("i", (scan.rows[i] for i in keep))
-        scan.ranks = bytearray(scan.ranks[i] for i in keep)
-    return scan
+    hashes = column("request_hash", pa.scalar("", pa.string()))
+    outcome = pc.binary_join_element_wise(
+        pc.fill_null(column("status", pa.scalar("ok", pa.string())), ""),
+        pc.fill_null(column("error_kind", pa.scalar(None, pa.string())), ""),
+        "\x1f",
+    )
+    allowed = [
+        o for o in pc.unique(outcome).to_pylist() if _reusable(str(o), retry_errors=retry_errors)
+    ]
+    keep = pc.and_(
+        pc.fill_null(pc.match_substring_regex(hashes, _HEX_HASH), False),
+        pc.is_in(outcome, value_set=pa.array(allowed, pa.string())),
+    )
+    rows = pc.indices_nonzero(keep).cast(pa.int32())
+    if f.kind == "journal":
+        ranks = pa.repeat(pa.scalar(_PAID, pa.uint8()), len(rows))
+    else:
+        paid = pc.greater(pc.fill_null(column("attempts", pa.scalar(1, pa.int64())), 0), 0)
+        rank = _PAID_KEPT if f.kept else _PAID
+        ranks = pc.if_else(pc.take(paid, rows), rank, _SHARED).cast(pa.uint8())
+    hex_hashes = pc.take(hashes, rows).cast(pa.binary()).cast(pa.binary(2 * HASH_BYTES))
+    binary = bytes.fromhex(_values(hex_hashes, 2 * HASH_BYTES).decode("ascii"))
+    keys = pa.Array.from_buffers(pa.binary(HASH_BYTES), len(rows), [None, pa.py_buffer(binary)])
+    return pa.table([keys, ranks, rows], schema=_SCANNED)
 
 
-_HEX = frozenset("0123456789abcdefABCDEF")
+_HEX_HASH = f"^[0-9a-f]{{{2 * HASH_BYTES}}}$"
+_SCANNED = pa.schema([("hash", pa.binary(HASH_BYTES)), ("rank", pa.uint8()), ("row", pa.int32())])
 
 
-def _is_hash(text: str) -> bool:
-    return len(text) == 2 * HASH_BYTES and all(c in _HEX for c in text)
+def _reusable(outcome: str, *, retry_errors: bool) -> bool:
+    status, _, kind = outcome.partition("\x1f")
+    probe = Result(None, status=status, error_kind=kind or None)
+    return reusable(probe, retry_errors=retry_errors)
 
 
-def _str_or_none(value: object) -> str | None:
-    return None if value is None else str(value)
+def _sorted(scans: Sequence[pa.Table]) -> tuple[bytes, array[int], array[int], bytearray]:
+    """The best copy of each hash, sorted by hash: ``(hashes, file_of, row_of, kept)``.
 
-
-def _sorted(scans: Sequence[_Scan]) -> tuple[bytes, array[int], array[int], bytearray]:
-    """The best copy of each hash, sorted by hash: ``(hashes, file_of, row_of, kept)``."""
-    files = array("i")
-    for number, scan in enumerate(scans):
-        files.extend([number] * len(scan.rows))
-    rows = array("i")
-    for scan in scans:
-        rows.extend(scan.rows)
-    n = len(rows)
+    One column at a time, so that the peak stays near twice the index's own size.
+    """
+    table = pa.concat_tables(
+        [_SCANNED.empty_table().append_column("file", pa.array([], pa.int32()))]
+        + [
+            t.append_column("file", pa.repeat(pa.scalar(number, pa.int32()), t.num_rows))
+            for number, t in enumerate(scans)
+        ]
+    )
+    n = table.num_rows
     if n == 0:
         return b"", array("i"), array("i"), bytearray()
-    blob = pa.py_buffer(b"".join(s.hashes for s in scans))
-    ranks = b"".join(bytes(s.ranks) for s in scans)
-    table = pa.table(
-        {
-            "hash": pa.Array.from_buffers(pa.binary(HASH_BYTES), n, [None, blob]),
-            "rank": pa.Array.from_buffers(pa.uint8(), n, [None, pa.py_buffer(ranks)]),
-            "file": pa.Array.from_buffers(pa.int32(), n, [None, pa.py_buffer(files)]),
-            "row": pa.Array.from_buffers(pa.int32(), n, [None, pa.py_buffer(rows)]),
-        }
-    )
-    del files, rows, blob, ranks
-    table = table.sort_by([("hash", "ascending"), ("rank", "ascending")])
-    keys = table.column("hash").combine_chunks()
-    if n > 1:
+    order = pc.sort_indices(table, sort_keys=[("hash", "ascending"), ("rank", "ascending")])
+    keys = pc.take(table.column("hash"), order).combine_chunks()
+    if n > 1:  # the first (best) copy of each hash
         first = pc.not_equal(keys.slice(1), keys.slice(0, n - 1))
-        table = table.filter(pa.concat_arrays([pa.array([True]), first]))
-    table = table.combine_chunks()
+        order = pc.filter(order, pa.concat_arrays([pa.array([True]), first]))
+    del keys
 
-    def buffer(name: str, width: int) -> bytes:
-        column = table.column(name).chunk(0)
-        start = column.offset * width
-        data: bytes = column.buffers()[1].to_pybytes()
-        return data[start : start + len(column) * width]
-
+    hashes = _taken(table, "hash", order, HASH_BYTES)
     file_of, row_of = array("i"), array("i")
-    file_of.frombytes(buffer("file", 4))
-    row_of.frombytes(buffer("row", 4))
+    file_of.frombytes(_taken(table, "file", order, 4))
+    row_of.frombytes(_taken(table, "row", order, 4))
     only_kept = bytes(1 if rank == _PAID_KEPT else 0 for rank in range(256))
-    kept = bytearray(buffer("rank", 1).translate(only_kept))
-    return buffer("hash", HASH_BYTES), file_of, row_of, kept
+    kept = bytearray(_taken(table, "rank", order, 1).translate(only_kept))
+    del table, order
+    pa.default_memory_pool().release_unused()  # the sort's scratch, back to the system
+    return hashes, file_of, row_of, kept
+
+
+def _taken(table: pa.Table, name: str, order: pa.Array, width: int) -> bytes:
+    """The values of one fixed-width column at ``order``, as bytes."""
+    return _values(pc.take(table.column(name), order).combine_chunks(), width)
+
+
+def _values(column: pa.Array, width: int) -> bytes:
+    """The values of a fixed-width array (no nulls), as bytes."""
+    start = column.offset * width
+    return bytes(memoryview(column.buffers()[1])[start : start + len(column) * width])
