@@ -31,6 +31,9 @@ TINY = Sizes(
     cpu_rounds=1,
     flow_rows=200,
     flow_rounds=1,
+    noisy_rpm=600,
+    noisy_warmup_s=1.0,
+    noisy_window_s=2.0,
 )
 
 
@@ -108,6 +111,24 @@ async def test_every_scenario_reports_its_figures() -> None:
     json.dumps(document)  # plain JSON all the way down
     assert as_table(outcomes, host).row_count == 4
     assert as_markdown(outcomes).count("\n") == 5
+
+
+async def test_the_noisy_server_scenario_runs_alone_and_reports_both_sides() -> None:
+    lines: list[str] = []
+    (outcome,) = await run_scenarios("f", TINY, lines.append)
+    assert outcome.key == "f"
+    figures = outcome.figures
+    for side in ("pipeline", "bare"):
+        f = figures[side]
+        assert f["share_of_quota"] > 0
+        # The simulator's random 429s and 5xx reached both sides, and were counted.
+        assert 0 < f["throttled_total"] <= f["requests_total"]
+        assert 0 < f["server_errors_total"] <= f["requests_total"]
+        assert f["throttled_in_window"] <= f["throttled_total"]
+    assert outcome.setup["random_429_share"] == outcome.setup["random_5xx_share"] == 0.1
+    assert outcome.met == (figures["pipeline"]["share_of_quota"] >= 0.72)
+    assert any(line.startswith("f pipeline") for line in lines)
+    assert as_markdown([outcome]).count("\n") == 2
 
 
 @pytest.mark.slow

@@ -20,8 +20,11 @@ def bench_command(
         bool, typer.Option("--quick", help="Smaller sizes (about 2 minutes).")
     ] = False,
     only: Annotated[
-        str, typer.Option(help="Scenarios to run, in order: any of a b c d e.")
-    ] = "abcde",
+        str,
+        typer.Option(
+            "--only", "--scenario", help="Scenarios to run, in order: any of a b c d e f."
+        ),
+    ] = "abcdef",
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Also write the JSON document to this file.")
     ] = None,
@@ -29,7 +32,8 @@ def bench_command(
         Path | None, typer.Option("--markdown", help="Also write the table as Markdown.")
     ] = None,
 ) -> None:
-    """Pipeline vs a bare SDK loop on the simulator: throughput, quota, CPU, Prefect overhead."""
+    """Pipeline vs a bare SDK loop on the simulator: throughput, quota, CPU, Prefect overhead,
+    a noisy server."""
     import orjson
     from rich.console import Console
 
@@ -37,7 +41,7 @@ def bench_command(
     from enrich.bench.scenarios import FULL, QUICK, run_scenarios
 
     keys = "".join(k for k in only.lower() if not k.isspace() and k != ",")
-    unknown = sorted(set(keys) - set("abcde"))
+    unknown = sorted(set(keys) - set("abcdef"))
     if unknown:
         raise typer.BadParameter(f"unknown scenario(s): {', '.join(unknown)}", param_hint="--only")
     sizes = QUICK if quick else FULL

@@ -28,6 +28,7 @@ class Sample:
     ok: int
     throttled: int
     tokens: int
+    server_errors: int = 0
 
     @classmethod
     def of(cls, t: float, stats: SimStats) -> Sample:
@@ -37,6 +38,7 @@ class Sample:
             ok=stats.by_status.get(200, 0),
             throttled=stats.by_status.get(429, 0),
             tokens=stats.prompt_tokens + stats.completion_tokens,
+            server_errors=sum(n for status, n in stats.by_status.items() if status >= 500),
         )
 
 
@@ -50,6 +52,7 @@ class Window:
     ok: int
     throttled: int
     tokens: int
+    server_errors: int = 0
 
     @property
     def seconds(self) -> float:
@@ -85,6 +88,7 @@ def window(samples: Sequence[Sample], start: float, end: float) -> Window:
         ok=b.ok - a.ok,
         throttled=b.throttled - a.throttled,
         tokens=b.tokens - a.tokens,
+        server_errors=b.server_errors - a.server_errors,
     )
 
 

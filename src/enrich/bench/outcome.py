@@ -29,6 +29,10 @@ class Sizes:
     cpu_rounds: int = 3
     flow_rows: int = 10_000
     flow_rounds: int = 2
+    noisy_rpm: int = 900
+    noisy_share: float = 0.1
+    noisy_warmup_s: float = 15.0
+    noisy_window_s: float = 45.0
 
 
 FULL = Sizes()
@@ -42,6 +46,7 @@ QUICK = Sizes(
     cpu_rounds=2,
     flow_rows=2000,
     flow_rounds=1,
+    noisy_window_s=20.0,
 )
 
 

@@ -6,7 +6,14 @@
   headers (as Cerebras does not), and the job is configured with twice as much; share of the
   real quota and the share of 429s after the first seconds.
 
-Both run the same way (:func:`_run_sides`): each side on a fresh account (the simulator is
+* f. a noisy server: the simulator enforces a requests-per-minute quota (not in headers) and
+  answers a share of requests, at random, with a 429 (``rate_limit_exceeded``, ``retry-after:
+  1``, no rate-limit headers, as a proxy sends) and another share with a 500 or 503; the job is
+  configured at the quota. Rows done per second over the window, as a share of the quota, and
+  the 429s and 5xx each side met. The bare loop retries 429s after their ``retry-after`` and
+  5xx after half a second.
+
+All run the same way (:func:`_run_sides`): each side on a fresh account (the simulator is
 reset: counters zeroed, buckets full), cut off after the window; the figures are the
 simulator's own counters (see :mod:`enrich.bench.measure`). They differ in the quota, in the
 rate that measures its share, and in how the 429s are counted.
@@ -37,6 +44,8 @@ class QuotaSide:
     throttled: int
     window: Window
 
+    server_errors: int = 0
+
     def figures(self, share: float, **rates: float) -> dict[str, Any]:
         """The side's figures: its share of the quota, the scenario's ``rates``, the counts."""
         w = self.window
@@ -46,6 +55,7 @@ class QuotaSide:
             "window_s": [round(w.start, 2), round(w.end, 2)],
             "throttled_in_window": w.throttled,
             "throttled_total": self.throttled,
+            "server_errors_total": self.server_errors,
             "requests_total": self.requests,
             "side": self.run.to_json(),
         }
@@ -60,7 +70,11 @@ async def _windowed(
         side: SideRun = await run(warmup + span + 0.5)
     last = sampler.samples[-1]
     return QuotaSide(
-        side, last.requests, last.throttled, window(sampler.samples, warmup, warmup + span)
+        side,
+        last.requests,
+        last.throttled,
+        window(sampler.samples, warmup, warmup + span),
+        last.server_errors,
     )
 
 
@@ -75,16 +89,18 @@ async def _run_sides(
     *,
     requests_per_minute: int | None = None,
     tokens_per_minute: int | None = None,
+    sim_options: tuple[str, ...] = (),
+    retry_errors: bool = False,
 ) -> dict[str, QuotaSide]:
     """The pipeline, then the bare loop, on a simulator enforcing ``enforced`` (an ``enrich
-    sim`` option and its value); the job is configured with the given quota. ``done`` is
-    called after each side, with its name."""
+    sim`` option and its value, with any further ``sim_options``); the job is configured with
+    the given quota. ``done`` is called after each side, with its name."""
     source = write_input(work / "input.jsonl", rows)
     messages = bare_messages(rows)
     conc = sizes.concurrency
     option, limit = enforced
     sides: dict[str, QuotaSide] = {}
-    with SimProcess("--ttft", str(sizes.latency_s), option, str(limit)) as sim:
+    with SimProcess("--ttft", str(sizes.latency_s), option, str(limit), *sim_options) as sim:
         job = write_job(
             work / "pipeline",
             input_path=source,
@@ -96,7 +112,12 @@ async def _run_sides(
         runs: dict[str, Callable[[float], Any]] = {
             "pipeline": lambda t: run_pipeline(job, stop_after=t),
             "bare": lambda t: run_bare(
-                sim.base_url, messages, concurrency=conc, retry_throttled=True, stop_after=t
+                sim.base_url,
+                messages,
+                concurrency=conc,
+                retry_throttled=True,
+                retry_errors=retry_errors,
+                stop_after=t,
             ),
         }
         for name, run in runs.items():
@@ -140,7 +161,7 @@ def _outcome(
         baseline=said["bare"],
         reference=reference,
         target=target,
-        reached=f"{said['pipeline']} 429s",
+        reached=said["pipeline"],
         met=met,
     )
 
@@ -160,7 +181,7 @@ async def quota_known(sizes: Sizes, work: Path, log: Log) -> Outcome:
     sides = await _run_sides(
         sizes, work / "b", rows, ("--tpm", tpm), warmup, span, done, tokens_per_minute=tpm
     )
-    said = {name: f"{pct(share(side))}, {side.throttled}" for name, side in sides.items()}
+    said = {name: f"{pct(share(side))}, {side.throttled} 429s" for name, side in sides.items()}
     pipeline = sides["pipeline"]
     return _outcome(
         "b",
@@ -198,7 +219,7 @@ async def quota_unknown(sizes: Sizes, work: Path, log: Log) -> Outcome:
         sizes, work / "c", rows, ("--rpm", rpm), warmup, span, done, requests_per_minute=2 * rpm
     )
     said = {
-        name: f"{pct(share(side))}, {pct(side.window.throttled_share)}"
+        name: f"{pct(share(side))}, {pct(side.window.throttled_share)} 429s"
         for name, side in sides.items()
     }
     pipeline = sides["pipeline"]
@@ -222,4 +243,65 @@ async def quota_unknown(sizes: Sizes, work: Path, log: Log) -> Outcome:
         reference=f"{rpm} RPM (configured {2 * rpm})",
         target=">= 85 %, <= 2 % 429s",
         met=share(pipeline) >= 0.85 and pipeline.window.throttled_share <= 0.02,
+    )
+
+
+async def quota_noisy(sizes: Sizes, work: Path, log: Log) -> Outcome:
+    rpm, noise = sizes.noisy_rpm, sizes.noisy_share
+    warmup, span = sizes.noisy_warmup_s, sizes.noisy_window_s
+    rows = int(rpm * (1 + (warmup + span) / 60) * 1.5)
+    faults = (
+        *("--fail-429", str(noise), "--code-429", "rate_limit_exceeded"),
+        *("--retry-after-429", "1", "--no-headers-429"),
+        *("--fail-500", str(noise / 2), "--fail-503", str(noise / 2)),
+    )
+
+    def share(side: QuotaSide) -> float:
+        return side.window.ok_per_s / (rpm / 60)
+
+    def said(side: QuotaSide) -> str:
+        return f"{pct(share(side))}, {side.throttled} 429s, {side.server_errors} 5xx"
+
+    def done(name: str, side: QuotaSide) -> None:
+        log(f"f {name}: {said(side)}")
+
+    sides = await _run_sides(
+        sizes,
+        work / "f",
+        rows,
+        ("--rpm", rpm),
+        warmup,
+        span,
+        done,
+        requests_per_minute=rpm,
+        sim_options=faults,
+        retry_errors=True,
+    )
+    pipeline = sides["pipeline"]
+    return _outcome(
+        "f",
+        "noisy server",
+        _setup(
+            sizes,
+            warmup,
+            span,
+            simulator_rpm=rpm,
+            configured_rpm=rpm,
+            random_429_share=noise,
+            random_5xx_share=noise,
+        ),
+        {
+            name: side.figures(
+                share(side),
+                ok_per_s_in_window=round(side.window.ok_per_s, 3),
+                throttled_in_window=side.window.throttled,
+                server_errors_in_window=side.window.server_errors,
+            )
+            for name, side in sides.items()
+        },
+        {name: said(side) for name, side in sides.items()},
+        measure="rows/s as a share of the quota, 429s, 5xx",
+        reference=f"{rpm} RPM, {pct(noise)} random 429s + {pct(noise)} 5xx",
+        target=">= 72 %",
+        met=share(pipeline) >= 0.72,
     )

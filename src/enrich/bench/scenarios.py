@@ -3,6 +3,7 @@
 * a. latency-bound: fixed latency, fixed concurrency; rows/s against the bare loop and the
   ideal ``concurrency / latency``.
 * b, c. quota-bound, known and unknown limits: see :mod:`enrich.bench.quota`.
+* f. a noisy server (random 429s and 5xx on top of a quota): see :mod:`enrich.bench.quota`.
 * d. CPU per row: an instant simulator; CPU seconds of this process per 1,000 rows.
 * e. Prefect overhead: the same job through the flow and through the engine directly, in a
   child process (``enrich_flows.flowcost``, in the flows layer), so this process never imports
@@ -26,7 +27,7 @@ import orjson
 
 from enrich.bench.measure import median
 from enrich.bench.outcome import FULL, QUICK, Log, Outcome, Sizes, pct, side_runs
-from enrich.bench.quota import quota_known, quota_unknown
+from enrich.bench.quota import quota_known, quota_noisy, quota_unknown
 from enrich.bench.sides import SideRun, run_bare, run_pipeline
 from enrich.bench.workload import bare_messages, write_input, write_job
 from enrich.sim.process import SimProcess
@@ -188,11 +189,12 @@ SCENARIOS = {
     "b": quota_known,
     "c": quota_unknown,
     "d": cpu_per_row,
+    "f": quota_noisy,
 }
 
 
 async def run_scenarios(keys: str, sizes: Sizes, log: Log) -> list[Outcome]:
-    """Run the scenarios named in ``keys`` (e.g. ``"abcde"``), in order."""
+    """Run the scenarios named in ``keys`` (e.g. ``"abcdef"``), in order."""
     outcomes = []
     with tempfile.TemporaryDirectory(prefix="enrich-bench-") as tmp:
         work = Path(tmp)

@@ -6,7 +6,8 @@
 built by :func:`enrich.client.build_sdk_client`), an ``asyncio.Semaphore`` of the same
 concurrency, ``asyncio.gather`` over every request, and the SDK's normal
 ``chat.completions.create`` with its response models. With ``retry_throttled`` it sleeps for
-the 429's ``retry-after`` and tries again, the simplest way to survive a quota.
+the 429's ``retry-after`` and tries again, the simplest way to survive a quota; with
+``retry_errors`` it also tries a 5xx again after half a second.
 
 Both measure wall time and the CPU time of this process (every thread) and can be cut off
 after ``stop_after`` seconds, for runs that are measured over a time window.
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cerebras.cloud.sdk import APIError, RateLimitError
+from cerebras.cloud.sdk import APIError, APIStatusError, RateLimitError
 
 from enrich.bench.workload import API_KEY, MAX_COMPLETION_TOKENS, MODEL
 from enrich.client import build_sdk_client
@@ -129,12 +130,13 @@ async def run_bare(
     *,
     concurrency: int,
     retry_throttled: bool = False,
+    retry_errors: bool = False,
     stop_after: float | None = None,
 ) -> SideRun:
     """Send ``messages`` with a semaphore and ``asyncio.gather``; see the module doc."""
     client = build_sdk_client(api_key=API_KEY, base_url=base_url, max_connections=concurrency)
     semaphore = asyncio.Semaphore(concurrency)
-    counts = {"ok": 0, "errors": 0, "throttled": 0, "requests": 0}
+    counts = {"ok": 0, "errors": 0, "throttled": 0, "requests": 0, "server_errors": 0}
 
     async def one(request: Sequence[dict[str, str]]) -> None:
         async with semaphore:
@@ -150,6 +152,12 @@ async def run_bare(
                     counts["throttled"] += 1
                     if retry_throttled:
                         await asyncio.sleep(_retry_after(exc.response.headers.get("retry-after")))
+                        continue
+                    counts["errors"] += 1
+                except APIStatusError as exc:
+                    if retry_errors and exc.status_code >= 500:
+                        counts["server_errors"] += 1
+                        await asyncio.sleep(0.5)
                         continue
                     counts["errors"] += 1
                 except APIError:
