@@ -459,5 +459,5 @@ async def test_a_cut_after_which_the_429s_stop_is_kept() -> None:
     assert cut is not None and cut < 1200
     await drive(ctl, clock, seconds=10.0, refused=0.0)
     assert ctl.stats.undone == 0
-    # Held still while under test, then probing slowly from there.
-    assert ctl.stats.effective_rpm == pytest.approx(cut, rel=0.05)
+    # Held still while under test, then climbing from there, not restored.
+    assert cut <= (ctl.stats.effective_rpm or 0) <= cut / 0.9

@@ -194,6 +194,7 @@ def test_noise_on_top_of_a_quota_the_headers_never_show(share_429: float) -> Non
     # ... the quota's own 429s are at most 2 % of what is sent...
     sent = log.sent_per_minute(settled, end)
     assert log.per_minute(429, settled, end, "request_quota_exceeded") <= 0.02 * sent
-    # ... and the limit stays within 85-125 % of the quota.
+    # ... and the limit never falls below 85 % of the quota. (Above it, the quota's 429s and
+    # the rows done bound what is sent: a limit the workers do not reach can drift up.)
     limits = [limit for t, limit in log.limits if t >= settled]
-    assert min(limits) >= 0.85 * 900 and max(limits) <= 1.25 * 900
+    assert min(limits) >= 0.85 * 900

@@ -257,8 +257,10 @@ class RateController:
             limit = self._limits.by_name[act.lower]
             tokens = act.lower == "tokens_per_minute"
             left = snap.remaining_tokens_minute if tokens else None
-            if limit.bucket is not None:
-                limit.bucket.sync(left or 0.0, None, now)  # the server's bucket is empty
+            if limit.bucket is not None and act.confirmed:
+                # A quota said its bucket is empty; an unnamed 429 may be noise, and the cut
+                # is tested at once with what the bucket holds.
+                limit.bucket.sync(left or 0.0, None, now)
             pending = self._tokens_in_flight if tokens else self._in_flight
             if self._adaptive and limit.adaptive.on_throttle(
                 permit.seq,
