@@ -212,6 +212,8 @@ def test_the_chunk_record_is_built_from_the_run_statistics() -> None:
         "part",
         "latency",
         "errors",
+        "reasoning_tokens",
+        "steps",
     ]
 
 

@@ -223,7 +223,9 @@ def test_an_empty_answer_after_reasoning_is_its_own_error(
     sim: ThreadedSimulator, make_job: JobFactory
 ) -> None:
     sim.set_faults(reasoning_starved=1.0)
-    ran = run_config(typed_job(make_job, execution={"max_error_share": 1}))
+    # Without the retry of a larger budget (tests/test_steps_reasoning.py has it).
+    execution = {"max_error_share": 1, "empty_length_retry": {"enabled": False}}
+    ran = run_config(typed_job(make_job, execution=execution))
     table = read_dataset(str(ran.job.store.url))
     assert set(table.column("error_kind").to_pylist()) == {"empty_length"}
     assert set(table.column("completion_tokens").to_pylist()) == {400}  # the budget, billed

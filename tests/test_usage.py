@@ -23,6 +23,7 @@ FULL_BODY: dict[str, Any] = {
         "completion_tokens": 5,
         "total_tokens": 17,
         "prompt_tokens_details": {"cached_tokens": 8},
+        "completion_tokens_details": {"reasoning_tokens": 3},
     },
     "time_info": {
         "queue_time": 0.001,
@@ -38,7 +39,7 @@ FULL_BODY: dict[str, Any] = {
     [
         pytest.param(
             FULL_BODY,
-            Usage(12, 5, 17, 8, 0.001, 0.002, 0.01, 0.02),
+            Usage(12, 5, 17, 8, 3, 0.001, 0.002, 0.01, 0.02),
             id="every field",
         ),
         pytest.param({}, Usage(), id="no usage at all"),
@@ -72,7 +73,15 @@ def test_usage_from_a_response_body(body: dict[str, Any], usage: Usage) -> None:
 
 def test_a_shared_usage_charges_no_tokens_and_keeps_the_timings() -> None:
     shared = Usage.from_body(FULL_BODY).shared()
-    assert shared == Usage(0, 0, 0, 0, 0.001, 0.002, 0.01, 0.02)
+    assert shared == Usage(0, 0, 0, 0, 0, 0.001, 0.002, 0.01, 0.02)
+
+
+def test_two_requests_usage_adds_counts_and_timings() -> None:
+    first = Usage.from_body(FULL_BODY)
+    assert first.plus(Usage(prompt_tokens=1, reasoning_tokens=2)) == Usage(
+        13, 5, 17, 8, 5, 0.001, 0.002, 0.01, 0.02
+    )
+    assert Usage(total_time=0.5).plus(Usage(total_time=0.25)).total_time == 0.75
 
 
 # The output columns as users and files on disk know them: changing this list is a format change.
@@ -85,6 +94,7 @@ OUTPUT_SCHEMA = [
     ("completion_tokens", pa.int64()),
     ("total_tokens", pa.int64()),
     ("cached_tokens", pa.int64()),
+    ("reasoning_tokens", pa.int64()),
     ("queue_time", pa.float64()),
     ("prompt_time", pa.float64()),
     ("completion_time", pa.float64()),

@@ -92,7 +92,9 @@ def parse_completion(body: Any, headers: Mapping[str, str]) -> Completion:
         )
     choice = body["choices"][0]
     model, request_id = body.get("model"), body.get("id")
+    reasoning = choice["message"].get("reasoning")
     return Completion(
+        reasoning=reasoning if isinstance(reasoning, str) and reasoning else None,
         content=choice["message"].get("content") or "",
         finish_reason=choice.get("finish_reason"),
         usage=Usage.from_body(body),
@@ -241,6 +243,7 @@ class CerebrasCompleter:
             **request.body_fields(),
         )
         parts: list[str] = []
+        thoughts: list[str] = []
         last: dict[str, Any] = {}
         finish: str | None = None
         try:
@@ -252,6 +255,8 @@ class CerebrasCompleter:
                     delta = choice.get("delta") or {}
                     if delta.get("content"):
                         parts.append(delta["content"])
+                    if delta.get("reasoning"):
+                        thoughts.append(delta["reasoning"])
                     finish = choice.get("finish_reason") or finish
                 last = data
         except (httpx.TransportError, APIConnectionError) as exc:
@@ -271,7 +276,12 @@ class CerebrasCompleter:
         body = {
             "id": last.get("id"),
             "model": last.get("model"),
-            "choices": [{"message": {"content": "".join(parts)}, "finish_reason": finish}],
+            "choices": [
+                {
+                    "message": {"content": "".join(parts), "reasoning": "".join(thoughts)},
+                    "finish_reason": finish,
+                }
+            ],
             "usage": last.get("usage"),
             "time_info": last.get("time_info"),
         }

@@ -58,6 +58,8 @@ class Completion:
     model: str | None = None
     request_id: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    #: The reasoning text, when the request asked for it apart (``reasoning_format: parsed``).
+    reasoning: str | None = None
 
 
 class Completer(Protocol):

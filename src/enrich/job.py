@@ -22,8 +22,9 @@ import pyarrow as pa
 
 from enrich.config import JobConfig
 from enrich.config.places import refuse_overlap
-from enrich.errors import InputChanged
-from enrich.hashing import RequestHasher, endpoint_identity, job_fingerprint
+from enrich.config.schema import EmptyLengthRetry
+from enrich.errors import ConfigError, InputChanged
+from enrich.hashing import endpoint_identity, job_fingerprint
 from enrich.inputs import (
     SourceFile,
     check_columns,
@@ -40,9 +41,11 @@ from enrich.output.owner import refuse_other_job
 from enrich.output.records import Plan, PlannedChunk
 from enrich.planning import ChunkSpec, plan_chunks
 from enrich.results import check_collisions
+from enrich.steps import StepGraphError
+from enrich.steps.step import build_steps
+from enrich.steps.table import check_step_columns
 from enrich.storage import Store
-from enrich.structured import OutputSchema, check_output_schema
-from enrich.template import PromptTemplate
+from enrich.structured import check_output_schema
 
 ENGINE_VERSION = 1
 
@@ -56,31 +59,45 @@ class Job:
         self.config = config
         self.where = where
         self.sources = sources
-        self.template = PromptTemplate.compile(config.prompt.system, config.prompt.template)
-        self.template.check(input_columns, where)
         spec = config.input
-        schema = config.prompt.output_schema
-        #: The structured output asked for (None: free text); its columns are named after the
-        #: completion column, the one step of a one-prompt job.
-        self.output = (
-            None if schema is None else OutputSchema(schema, prefix=config.output.completion_column)
-        )
-        self.keep_columns = kept_columns(input_columns, spec)
-        typed = self.output.columns() if self.output is not None else []
-        check_collisions(self.keep_columns, config.output.completion_column, where, typed)
-        self.read_columns = needed_columns(input_columns, spec, self.template.columns)
         # Who answers is part of the answer: the endpoint as the client resolves it.
         self.endpoint = endpoint_identity(config.api.endpoint(os.environ))
-        structured = {} if schema is None else {"output_schema": schema}
+        try:
+            #: The steps in run order: one unnamed step for a one-prompt job.
+            self.steps = build_steps(config, self.endpoint)
+        except StepGraphError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        first = self.steps[0]
+        #: Whether this is a ``steps:`` job (named steps, prefixed columns, row totals).
+        self.multi_step = config.steps is not None
+        self.template = first.template
+        for step in self.steps:
+            key = "prompt" if step.name is None else f"steps.{step.name}"
+            step.template.check(input_columns, where, key)
+        #: The structured output of a one-prompt job (None: free text, or a steps: job); its
+        #: columns are named after the completion column.
+        self.output = None if self.multi_step else first.output
+        self.keep_columns = kept_columns(input_columns, spec)
+        if self.multi_step:
+            check_step_columns(self.keep_columns, self.steps, where)
+        else:
+            typed = self.output.columns() if self.output is not None else []
+            check_collisions(
+                self.keep_columns,
+                config.output.completion_column,
+                where,
+                typed,
+                reasoning=first.keep_reasoning,
+            )
+        read = frozenset().union(*(s.template.columns for s in self.steps))
+        self.read_columns = needed_columns(input_columns, spec, read)
         self.fingerprint = job_fingerprint(
             {
-                **structured,
+                **self._prompt_identity(),
                 "engine": ENGINE_VERSION,
                 "endpoint": self.endpoint,
                 "model": config.model,
                 "params": config.params.request_fields(),
-                "system": config.prompt.system,
-                "template": config.prompt.template,
                 "id_column": spec.id_column,
                 "columns": self.keep_columns,
                 "completion_column": config.output.completion_column,
@@ -93,12 +110,7 @@ class Job:
                 ],
             }
         )
-        self.hasher = RequestHasher(
-            self.endpoint,
-            config.model,
-            config.params.request_fields(),
-            self.response_format,
-        )
+        self.hasher = first.hasher
         self.chunks = plan_chunks(sources, config.execution.rows_per_chunk, self.fingerprint)
         self.store = Store(config.output.path, config.output.storage_options)
 
@@ -111,8 +123,11 @@ class Job:
         """
         refuse_overlap(config.input.path, config.output.path, os.getcwd(), where)
         refuse_other_job(Store(config.output.path, config.output.storage_options), config.name)
-        if config.prompt.output_schema is not None:
+        if config.prompt is not None and config.prompt.output_schema is not None:
             check_output_schema(config.prompt.output_schema, f"{where}: prompt.output_schema")
+        for step in config.steps or ():
+            if step.output_schema is not None:
+                check_output_schema(step.output_schema, f"{where}: steps.{step.name}.output_schema")
         spec = config.input
         surveyed = survey_input(spec)
         columns: list[str] = []
@@ -128,10 +143,34 @@ class Job:
         check_ids(readers, surveyed.surveys, spec)
         return job
 
+    def _prompt_identity(self) -> dict[str, Any]:
+        """What the job fingerprint holds of the prompts: a one-prompt job's as it always
+        did (so outputs committed before steps existed stay committed), or every step."""
+        config = self.config
+        retry = config.execution.empty_length_retry
+        extra: dict[str, Any] = {}
+        if retry != EmptyLengthRetry():
+            extra["empty_length_retry"] = retry.model_dump()
+        if config.prompt is not None:
+            prompt = config.prompt
+            if prompt.output_schema is not None:
+                extra["output_schema"] = prompt.output_schema
+            if prompt.keep_reasoning:
+                extra["keep_reasoning"] = True
+            return {**extra, "system": prompt.system, "template": prompt.template}
+        return {**extra, "steps": [s.model_dump(exclude_defaults=True) for s in config.steps or ()]}
+
+    def output_description(self) -> dict[str, Any] | None:
+        """What the manifest records of the structured output (None: free text only)."""
+        if not self.multi_step:
+            return None if self.output is None else self.output.describe()
+        described = {s.name: s.output.describe() for s in self.steps if s.output is not None}
+        return {"steps": described} if described else None
+
     def _why_read(self, column: str) -> str:
         """Why the job reads ``column``, for a file that does not have it."""
         spec = self.config.input
-        if column in self.template.columns:
+        if any(column in s.template.columns for s in self.steps):
             return "used by the template"
         if column == spec.id_column:
             return "named by input.id_column"
@@ -141,8 +180,9 @@ class Job:
 
     @property
     def response_format(self) -> dict[str, Any] | None:
-        """What every request asks of the answer's shape (None: free text)."""
-        return None if self.output is None else self.output.response_format()
+        """What every request of the first step asks of the answer's shape (None: free
+        text)."""
+        return self.steps[0].kind.response_format
 
     @property
     def rows(self) -> int:
@@ -187,20 +227,30 @@ class Job:
     def render(
         self, chunk: ChunkSpec, table: pa.Table
     ) -> tuple[list[str], list[str], list[list[dict[str, str]]]]:
-        """Row ids, request hashes and messages for every row of a chunk."""
+        """Row ids, request hashes and messages of the first step for every row of a chunk."""
         n = table.num_rows
         columns: Mapping[str, Sequence[Any]] = {
             c: table.column(c).to_pylist() for c in self.template.columns
         }
         messages = [self.template.messages(u) for u in self.template.render_users(columns, n)]
         hashes = [self.hasher(m) for m in messages]
+        return self.row_ids(chunk, table), hashes, messages
+
+    def input_values(self, table: pa.Table) -> dict[str, list[Any]]:
+        """The input columns any step's template reads, as lists."""
+        read = set().union(*(s.template.columns for s in self.steps))
+        return {c: table.column(c).to_pylist() for c in read}
+
+    def row_ids(self, chunk: ChunkSpec, table: pa.Table) -> list[str]:
+        """The ``row_id`` of every row of a chunk."""
+        n = table.num_rows
         id_column = self.config.input.id_column
         if id_column:
             row_ids = [str(v) for v in table.column(id_column).to_pylist()]
         else:
             key = self.sources[chunk.source_index].key
             row_ids = [f"{key}:{chunk.start + i}" for i in range(n)]
-        return row_ids, hashes, messages
+        return row_ids
 
     def keep(self, table: pa.Table) -> pa.Table:
         """The input columns that pass through to the output."""

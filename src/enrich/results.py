@@ -49,6 +49,8 @@ class Result:
     status: str = "ok"
     error: str | None = None
     error_kind: str | None = None
+    #: The model's reasoning text (``reasoning_format: parsed``); a column only when kept.
+    reasoning: str | None = None
 
     def shared(self) -> Result:
         """This result as seen by a second row with the same request: nothing paid again."""
@@ -66,7 +68,10 @@ _OWN_TYPES: dict[str, pa.DataType] = {
     "status": pa.string(),
     "error": pa.string(),
     "error_kind": pa.string(),
+    "reasoning": pa.string(),
 }
+#: Result fields that are columns of a part only on request (``keep_reasoning``).
+OPTIONAL_FIELDS = frozenset({"reasoning"})
 
 
 def completion_status(content: str, finish_reason: str | None) -> tuple[str, str | None]:
@@ -93,14 +98,37 @@ COMPLETION_ERRORS: dict[str, str] = {
     "truncated": "finish_reason length: the completion was cut at max_completion_tokens",
     "content_filter": "finish_reason content_filter: the provider filtered the completion",
 }
+#: The kind of a row whose answer was empty again after the one retry with a larger budget.
+EMPTY_AFTER_RETRY = "empty_length_after_retry"
 
 
 #: Error kinds that belong to the request itself: asking again gets the same answer, so a rerun
 #: reuses them (unless ``--retry-errors``). Any other error row is asked for again.
 REQUEST_ERRORS = frozenset(
     {"http_400", "http_413", "http_422", "context_length_exceeded", "invalid_output"}
+    | {EMPTY_AFTER_RETRY}
     | COMPLETION_ERRORS.keys()
 )
+
+
+def after_retry(first: Result, retry: Result, budget: int) -> Result:
+    """The one result of an ``empty_length`` answer and its retry (with ``budget`` tokens):
+    the retry's answer, both requests' tokens, attempts and latency. Empty again, it is an
+    error of kind :data:`EMPTY_AFTER_RETRY`, which is never retried again."""
+    latencies = [x for x in (first.latency_s, retry.latency_s) if x is not None]
+    joined = replace(
+        retry,
+        usage=first.usage.plus(retry.usage),
+        attempts=first.attempts + retry.attempts,
+        latency_s=sum(latencies) if latencies else None,
+    )
+    if retry.error_kind == "empty_length":
+        joined.error_kind = EMPTY_AFTER_RETRY
+        joined.error = (
+            "finish_reason length with no content, also after a retry with "
+            f"max_completion_tokens {budget}: reasoning used the whole budget"
+        )
+    return joined
 
 
 def reusable(result: Result, *, retry_errors: bool = False) -> bool:
@@ -120,36 +148,51 @@ def _column_types() -> dict[str, pa.DataType]:
 
 _TYPES = _column_types()
 RESULT_FIELDS: tuple[str, ...] = tuple(_TYPES)
+#: The result fields every part has, in column order.
+PART_FIELDS: tuple[str, ...] = tuple(f for f in RESULT_FIELDS if f not in OPTIONAL_FIELDS)
+RESULT_TYPES: Mapping[str, pa.DataType] = _TYPES
 # ``usage.prompt_tokens`` for a usage column, ``status`` for the result's own.
-_GET: dict[str, Callable[[Result], Any]] = {
+GET: dict[str, Callable[[Result], Any]] = {
     name: attrgetter(f"usage.{name}" if name in USAGE_TYPES else name) for name in RESULT_FIELDS
 }
 IDENTITY_COLUMNS = ("row_id", "request_hash")
 _NOT_COMPLETION = frozenset(IDENTITY_COLUMNS + RESULT_FIELDS) - {"completion"}
 
 
-def added_columns(completion_column: str, typed: Sequence[str] = ()) -> list[str]:
+def added_columns(
+    completion_column: str, typed: Sequence[str] = (), *, reasoning: bool = False
+) -> list[str]:
     """The columns the engine adds to every output row, in order (``typed`` after the
-    completion)."""
+    completion, then ``reasoning`` when it is kept)."""
     columns: list[str] = list(IDENTITY_COLUMNS)
-    for f in RESULT_FIELDS:
-        columns.extend([completion_column, *typed] if f == "completion" else [f])
+    for f in PART_FIELDS:
+        if f == "completion":
+            columns.extend([completion_column, *typed, *(["reasoning"] if reasoning else [])])
+        else:
+            columns.append(f)
     return columns
 
 
 def check_collisions(
-    input_columns: Sequence[str], completion_column: str, where: str, typed: Sequence[str] = ()
+    input_columns: Sequence[str],
+    completion_column: str,
+    where: str,
+    typed: Sequence[str] = (),
+    *,
+    reasoning: bool = False,
 ) -> None:
     """Refuse inputs whose kept columns would be overwritten by an added column, and typed
     columns (``typed``) that would overwrite one of the engine's."""
-    fixed = added_columns(completion_column)
+    fixed = added_columns(completion_column, reasoning=reasoning)
     taken = sorted(set(typed) & set(fixed))
     if taken:
         raise ConfigError(
             f"{where}: prompt.output_schema: field column(s) {', '.join(taken)} clash with "
             "output columns; rename the field or output.completion_column"
         )
-    clash = sorted(set(input_columns) & set(added_columns(completion_column, typed)))
+    clash = sorted(
+        set(input_columns) & set(added_columns(completion_column, typed, reasoning=reasoning))
+    )
     if clash:
         raise ConfigError(
             f"{where}: input column(s) {', '.join(clash)} clash with output columns; "
@@ -161,7 +204,7 @@ def results_table(hashes: Sequence[str], results: Sequence[Result]) -> pa.Table:
     """A journal table: one row per request hash."""
     arrays: dict[str, pa.Array] = {"request_hash": pa.array(hashes, pa.string())}
     for name, typ in _TYPES.items():
-        arrays[name] = pa.array(list(map(_GET[name], results)), typ)
+        arrays[name] = pa.array(list(map(GET[name], results)), typ)
     return pa.table(arrays)
 
 
@@ -206,22 +249,39 @@ def output_table(
     results: Sequence[Result],
     completion_column: str,
     output: OutputSchema | None = None,
+    *,
+    reasoning: bool = False,
 ) -> pa.Table:
     """Join results onto their input rows (same order, one result per row).
 
     With ``output``, its typed columns follow the completion column, filled from the
-    completions of ``ok`` rows (judged valid when they arrived) and null for error rows.
+    completions of ``ok`` rows (judged valid when they arrived) and null for error rows; with
+    ``reasoning``, the reasoning text comes next.
     """
     table = inputs.append_column("row_id", pa.array(row_ids, pa.string()))
     table = table.append_column("request_hash", pa.array(hashes, pa.string()))
-    for name, typ in _TYPES.items():
-        column = completion_column if name == "completion" else name
-        table = table.append_column(column, pa.array(list(map(_GET[name], results)), typ))
-        if name == "completion" and output is not None:
-            valid = [r.completion if r.status == "ok" else None for r in results]
-            for typed, array in output.arrays(valid).items():
-                table = table.append_column(typed, array)
+    for name, is_field, array in result_arrays(results, output, reasoning=reasoning):
+        column = completion_column if is_field and name == "completion" else name
+        table = table.append_column(column, array)
     return table
+
+
+def result_arrays(
+    results: Sequence[Result], output: OutputSchema | None, *, reasoning: bool
+) -> list[tuple[str, bool, pa.Array]]:
+    """A part's result columns of ``results``, in column order: ``(name, is_field, array)``,
+    where ``name`` is a result field (``is_field``) or a typed column's full name."""
+    arrays: list[tuple[str, bool, pa.Array]] = []
+    for name in PART_FIELDS:
+        arrays.append((name, True, pa.array(list(map(GET[name], results)), _TYPES[name])))
+        if name == "completion":
+            if output is not None:
+                valid = [r.completion if r.status == "ok" else None for r in results]
+                arrays.extend((c, False, a) for c, a in output.arrays(valid).items())
+            if reasoning:
+                values = [r.reasoning for r in results]
+                arrays.append(("reasoning", True, pa.array(values, pa.string())))
+    return arrays
 
 
 def encode(table: pa.Table, fmt: OutputFormat) -> bytes:

@@ -197,7 +197,7 @@ def finalize(
         fmt=cfg.output.format,
         chunk_ids=[c.chunk_id for c in job.chunks],
         fence=fence,
-        output_schema=None if job.output is None else job.output.describe(),
+        output_schema=job.output_description(),
     )
     result.complete = True
     result.message = f"committed {manifest.rows} rows in {len(manifest.parts)} parts"

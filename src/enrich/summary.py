@@ -60,9 +60,12 @@ class Tally:
     reused: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    reasoning_tokens: int = 0
     cost_usd: float = 0.0
     latency: dict[str, int] = field(default_factory=dict)
     errors: dict[str, list[Any]] = field(default_factory=dict)
+    #: A ``steps:`` job's figures per step (:data:`STEP_FIGURES`), by step name.
+    steps: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def add_error(self, kind: str, message: str, count: int = 1) -> None:
         """Count ``count`` rows of error ``kind``; the first message seen is its sample."""
@@ -78,7 +81,23 @@ class Tally:
             self.latency[key] = self.latency.get(key, 0) + count
         for kind, (count, sample) in other.errors.items():
             self.add_error(kind, sample, count)
+        for name, figures in other.steps.items():
+            mine = self.steps.setdefault(name, dict.fromkeys(STEP_FIGURES, 0))
+            for key, value in figures.items():
+                mine[key] = mine.get(key, 0) + value
 
+
+#: What a ``steps:`` job reports per step.
+STEP_FIGURES = (
+    "requests",
+    "ok",
+    "failed",
+    "skipped",
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+)
 
 #: The integer figures of a :class:`Tally`, which add up across chunks.
 TALLY_COUNTS: tuple[str, ...] = tuple(f.name for f in fields(Tally) if f.type in (int, "int"))
@@ -138,6 +157,7 @@ class JobSummary(Tally):
                 "reused": self.reused,
                 "tokens_in": self.prompt_tokens,
                 "tokens_out": self.completion_tokens,
+                "reasoning_tokens": self.reasoning_tokens,
                 "cost_usd": round(self.cost_usd, 6),
                 "rows_per_s": round(self.rows_per_s, 1),
                 "elapsed_s": round(self.elapsed_s, 2),
@@ -159,6 +179,12 @@ class JobSummary(Tally):
             "|---|---|",
         ]
         lines += [f"| {k} | {v} |" for k, v in row.items() if k not in ("job", "output")]
+        if self.steps:
+            lines += ["", "## By step", "", "| " + " | ".join(["step", *STEP_FIGURES]) + " |"]
+            lines.append("|---" * (len(STEP_FIGURES) + 1) + "|")
+            for name, figures in self.steps.items():
+                cells = [_cell(k, figures.get(k, 0)) for k in STEP_FIGURES]
+                lines.append("| " + " | ".join([name, *cells]) + " |")
         if self.errors:
             lines += ["", "## Errors", "", "| kind | rows | sample |", "|---|---|---|"]
             for kind, (count, sample) in sorted(self.errors.items()):
@@ -166,6 +192,10 @@ class JobSummary(Tally):
         if self.message:
             lines += ["", self.message]
         return "\n".join(lines)
+
+
+def _cell(key: str, value: float) -> str:
+    return f"{value:.6f}" if key == "cost_usd" else str(int(value))
 
 
 def _round(value: float | None) -> float | None:

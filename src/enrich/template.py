@@ -18,6 +18,7 @@ simple.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from string import Formatter
@@ -29,9 +30,16 @@ from enrich.errors import ConfigError
 
 __all__ = ["PromptTemplate"]
 
+_STEP_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$")
 
-def _parse(text: str, key: str, where: str) -> tuple[list[str], list[str]]:
-    """Split ``text`` into literal parts and field names: ``lit0 f0 lit1 f1 ... litN``."""
+
+def _parse(
+    text: str, key: str, where: str, *, step_fields: bool = False
+) -> tuple[list[str], list[str]]:
+    """Split ``text`` into literal parts and field names: ``lit0 f0 lit1 f1 ... litN``.
+
+    With ``step_fields``, ``{step.field}`` (an earlier step's field) is a field too.
+    """
     prefix = f"{where}: {key}" if where else key
     literals: list[str] = []
     fields: list[str] = []
@@ -50,6 +58,11 @@ def _parse(text: str, key: str, where: str) -> tuple[list[str], list[str]]:
         shown += "}"
         if not field.strip():
             problem = "positional fields are not supported; name a column"
+        elif step_fields and _STEP_FIELD.match(field):
+            literals.append(pending)
+            fields.append(field)
+            pending = ""
+            continue
         elif "." in field or "[" in field:
             problem = "only bare column names are supported (no attribute access or indexing)"
         elif conversion:
@@ -85,46 +98,64 @@ def _text(value: Any) -> str:
 class PromptTemplate:
     """A compiled prompt: a static system message and a user-message template.
 
-    Build it with :meth:`compile`. ``columns`` is the set of columns the template reads.
+    Build it with :meth:`compile`. ``columns`` is the set of input columns the template reads;
+    ``step_fields`` the ``(step, field)`` pairs of earlier steps it reads (``{triage.label}``,
+    allowed when compiled with ``step_fields=True``), which :meth:`render_users` takes under
+    their dotted names.
     """
 
     system: str | None
     literals: tuple[str, ...]
     fields: tuple[str, ...]
     columns: frozenset[str]
+    step_fields: tuple[tuple[str, str], ...]
     # The template as a printf-style pattern with one %s per field; ``%`` with a tuple is the
     # fastest way to splice strings in pure Python (about 0.3 us a row for two fields).
     _pattern: str
 
     @classmethod
-    def compile(cls, system: str | None, user: str, *, where: str = "") -> PromptTemplate:
+    def compile(
+        cls,
+        system: str | None,
+        user: str,
+        *,
+        where: str = "",
+        key: str = "prompt",
+        step_fields: bool = False,
+    ) -> PromptTemplate:
         """Parse the system message and user template.
 
         Raises ConfigError naming ``prompt.template`` (or ``prompt.system``) and the offending
         field; ``where`` (a config file name) prefixes the message.
         """
-        literals, fields = _parse(user, "prompt.template", where)
+        literals, fields = _parse(user, f"{key}.template", where, step_fields=step_fields)
         static = None
         if system is not None:
-            sys_literals, sys_fields = _parse(system, "prompt.system", where)
+            sys_literals, sys_fields = _parse(system, f"{key}.system", where)
             if sys_fields:
-                prefix = f"{where}: prompt.system" if where else "prompt.system"
+                prefix = f"{where}: {key}.system" if where else f"{key}.system"
                 raise ConfigError(
                     f"{prefix}: field {{{sys_fields[0]}}}: the system message is static text; "
-                    "put row data in prompt.template (write {{ and }} for literal braces)"
+                    f"put row data in {key}.template (write {{{{ and }}}} for literal braces)"
                 )
             static = sys_literals[0]
         pattern = "%s".join(part.replace("%", "%%") for part in literals)
-        return cls(static, tuple(literals), tuple(fields), frozenset(fields), pattern)
+        columns = frozenset(f for f in fields if "." not in f)
+        refs: dict[tuple[str, str], None] = {}
+        for f in fields:
+            step, dot, name = f.partition(".")
+            if dot:
+                refs[(step, name)] = None
+        return cls(static, tuple(literals), tuple(fields), columns, tuple(refs), pattern)
 
-    def check(self, available: Iterable[str], where: str) -> None:
+    def check(self, available: Iterable[str], where: str, key: str = "prompt") -> None:
         """Raise ConfigError if the template reads a column that is not in ``available``."""
         have = list(available)
         present = set(have)
         for field in self.fields:
-            if field not in present:
+            if field not in present and field in self.columns:
                 raise ConfigError(
-                    f"{where}: prompt.template uses column {field!r} that the input does not "
+                    f"{where}: {key}.template uses column {field!r} that the input does not "
                     f"have (has: {', '.join(have)})"
                 )
 
@@ -136,7 +167,7 @@ class PromptTemplate:
         """
         if not self.fields:
             return [self.literals[0]] * n
-        text = {name: _as_text(columns[name], n) for name in self.columns}
+        text = {name: _as_text(columns[name], n) for name in set(self.fields)}
         if len(self.fields) == 1 and self._pattern == "%s":
             return text[self.fields[0]]
         pattern = self._pattern

@@ -61,6 +61,8 @@ class Usage:
     completion_tokens: int = _count("usage", "completion_tokens", required=True)
     total_tokens: int = _count("usage", "total_tokens", required=True)
     cached_tokens: int = _count("usage", "prompt_tokens_details", "cached_tokens")
+    # Part of completion_tokens (and of the budget), reported by reasoning models.
+    reasoning_tokens: int = _count("usage", "completion_tokens_details", "reasoning_tokens")
     queue_time: float | None = _seconds("time_info", "queue_time")
     prompt_time: float | None = _seconds("time_info", "prompt_time")
     completion_time: float | None = _seconds("time_info", "completion_time")
@@ -86,6 +88,15 @@ class Usage:
                     if isinstance(value, (int, float)):
                         values[index] = parse(value)
         return cls(*values)
+
+    def plus(self, other: Usage) -> Usage:
+        """Two requests' usage as one: counts and timings added (a timing neither has stays
+        None)."""
+        values = {}
+        for name in USAGE_FIELDS:
+            a, b = getattr(self, name), getattr(other, name)
+            values[name] = a if b is None else b if a is None else a + b
+        return Usage(**values)
 
     def shared(self) -> Usage:
         """This usage as seen by a second row with the same request: no tokens charged again."""

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from enrich.config.schema import JobConfig
 from enrich.errors import ConfigError
+from enrich.steps import StepGraphError, check_steps
 
 __all__ = ["load_job_config"]
 
@@ -44,9 +45,14 @@ def load_job_config(
     overridden = _apply_overrides(data, overrides, where)
     data.setdefault("name", Path(path).stem)
     try:
-        return JobConfig.model_validate(data)
+        config = JobConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe_validation(exc, data, where, overridden)) from None
+    try:
+        check_steps(config)  # which steps read which: before anything is read or sent
+    except StepGraphError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return config
 
 
 def _read_yaml(path: Path, where: str) -> dict[str, Any]:
@@ -122,8 +128,9 @@ def _is_text_field(keys: Sequence[str]) -> bool:
         if field is None:
             return False
         annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            model = annotation
+        section = _section(annotation)
+        if section is not None:
+            model = section
         elif depth < len(keys) - 1:
             return False
     if annotation is str:
@@ -132,6 +139,20 @@ def _is_text_field(keys: Sequence[str]) -> bool:
         typing.Union
     )
     return is_union and set(typing.get_args(annotation)) == {str, type(None)}
+
+
+def _section(annotation: Any) -> type[BaseModel] | None:
+    """The model of a section's annotation (``PromptSpec``, or ``PromptSpec | None``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    is_union = isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is (
+        typing.Union
+    )
+    if is_union:
+        models = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(models) == 1 and isinstance(models[0], type) and issubclass(models[0], BaseModel):
+            return models[0]
+    return None
 
 
 def _describe_validation(
@@ -175,9 +196,9 @@ def _suggestion(loc: tuple[str, ...]) -> str:
     model: type[BaseModel] = JobConfig
     for part in loc[:-1]:
         field = model.model_fields.get(part)
-        annotation = field.annotation if field is not None else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        section = _section(field.annotation if field is not None else None)
+        if section is None:
             return ""
-        model = annotation
+        model = section
     close = difflib.get_close_matches(loc[-1], list(model.model_fields), n=1) if loc else []
     return f" (did you mean {close[0]!r}?)" if close else ""

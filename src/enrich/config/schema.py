@@ -9,9 +9,10 @@ Paths are kept exactly as written: a relative ``input.path`` or ``output.path`` 
 the current working directory of the process that runs the job (not the config file's folder),
 so ``data/reviews.jsonl`` works when the job runs from the repository root.
 
-Later extensions fit without breaking existing files: a structured-output schema is an optional
-key of :class:`PromptSpec` (``output_schema``), and several prompts per job will be a new
-optional ``prompts`` map next to ``prompt``.
+A job asks either one ``prompt`` (a one-step job, as every job did before steps) or a list of
+``steps`` (:class:`StepSpec`), each with its own prompt, model, parameters and output schema,
+which may read earlier steps' fields; which steps read which is checked by
+:func:`enrich.steps.check_steps` when the file is loaded.
 """
 
 from __future__ import annotations
@@ -31,11 +32,15 @@ from pydantic import (
 
 from enrich.config.guard import insecure_reason
 from enrich.errors import ConfigError
+from enrich.steps.when import WhenError, parse_when
 from enrich.structured.fields import FieldListError, field_list_schema, is_json_schema
 from enrich.template import PromptTemplate
 
+ReasoningEffort = Literal["none", "low", "medium", "high"]
+
 __all__ = [
     "ApiSpec",
+    "EmptyLengthRetry",
     "ExecutionSpec",
     "InputSpec",
     "JobConfig",
@@ -44,9 +49,12 @@ __all__ = [
     "PricingSpec",
     "PromptSpec",
     "RetrySpec",
+    "StepSpec",
 ]
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+# A step's name is a prefix of its columns and the left half of ``{step.field}``.
+_STEP_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _MAX_STOP_SEQUENCES = 4
 
 
@@ -88,30 +96,40 @@ class PromptSpec(_Spec):
     system: str | None = None
     template: str = Field(min_length=1)
     output_schema: dict[str, Any] | None = None
+    #: Keep the model's reasoning text in a column (asks for ``reasoning_format: parsed``).
+    keep_reasoning: bool = False
 
     @field_validator("system", "template")
     @classmethod
     def _check_syntax(cls, value: str | None, info: ValidationInfo) -> str | None:
-        # Compile here too, so a bad field fails when the config loads, naming the file.
-        if value is not None:
-            try:
-                if info.field_name == "system":
-                    PromptTemplate.compile(value, "-")
-                else:
-                    PromptTemplate.compile(None, value)
-            except ConfigError as exc:
-                raise ValueError(str(exc).split(": ", 1)[1]) from None
-        return value
+        return _check_template(value, info, step_fields=False)
 
     @field_validator("output_schema")
     @classmethod
     def _to_json_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is None or is_json_schema(value):
-            return value
+        return _json_schema(value)
+
+
+def _check_template(value: str | None, info: ValidationInfo, *, step_fields: bool) -> str | None:
+    # Compile here too, so a bad field fails when the config loads, naming the file.
+    if value is not None:
         try:
-            return field_list_schema(value)
-        except FieldListError as exc:
-            raise ValueError(f"field {exc}") from None
+            if info.field_name == "system":
+                PromptTemplate.compile(value, "-")
+            else:
+                PromptTemplate.compile(None, value, step_fields=step_fields)
+        except ConfigError as exc:
+            raise ValueError(str(exc).split(": ", 1)[1]) from None
+    return value
+
+
+def _json_schema(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is None or is_json_schema(value):
+        return value
+    try:
+        return field_list_schema(value)
+    except FieldListError as exc:
+        raise ValueError(f"field {exc}") from None
 
 
 class ModelParams(_Spec):
@@ -124,7 +142,10 @@ class ModelParams(_Spec):
     seed: int | None = None
     # Reasoning models spend completion tokens on reasoning first; a tight token budget needs
     # ``low`` (or ``none`` where the model supports it) to leave room for the answer.
-    reasoning_effort: Literal["none", "low", "medium", "high"] | None = None
+    reasoning_effort: ReasoningEffort | None = None
+    # parsed: the reasoning comes back as its own field (``message.reasoning``); raw: inside
+    # the content; hidden: dropped (its tokens still count); none: no reasoning.
+    reasoning_format: Literal["parsed", "raw", "hidden", "none"] | None = None
     stream: bool = False
 
     @field_validator("stop", mode="before")
@@ -140,6 +161,56 @@ class ModelParams(_Spec):
     def request_fields(self) -> dict[str, Any]:
         """The parameters to put in the request body: every field that is not ``None``."""
         return self.model_dump(exclude_none=True)
+
+
+class StepSpec(_Spec):
+    """One step of a job: a prompt, the model and parameters it goes to, its output schema.
+
+    ``template`` may read the input's columns and earlier steps' fields (``{triage.label}``;
+    ``{step.completion}`` is a step's text). ``model`` and ``params`` default to the job's;
+    ``params`` set here replace the job's keys they name and keep the rest. ``when`` is a
+    condition on earlier steps' fields (:mod:`enrich.steps.when`): a row for which it is false
+    skips the step (no request, no cost).
+    """
+
+    name: str
+    system: str | None = None
+    template: str = Field(min_length=1)
+    output_schema: dict[str, Any] | None = None
+    model: str | None = Field(default=None, min_length=1)
+    params: ModelParams | None = None
+    when: str | None = None
+    keep_reasoning: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _STEP_NAME.match(value):
+            raise ValueError(
+                f"{value!r}: a step's name is lowercase letters, digits and '_', starting with "
+                "a letter (it prefixes the step's columns)"
+            )
+        return value
+
+    @field_validator("system", "template")
+    @classmethod
+    def _check_syntax(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _check_template(value, info, step_fields=True)
+
+    @field_validator("output_schema")
+    @classmethod
+    def _to_json_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return _json_schema(value)
+
+    @field_validator("when")
+    @classmethod
+    def _check_when(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_when(value)
+            except WhenError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
 
 class OutputSpec(_Spec):
@@ -163,6 +234,21 @@ class RetrySpec(_Spec):
         if self.backoff_max < self.backoff_initial:
             raise ValueError("backoff_max must be at least backoff_initial")
         return self
+
+
+class EmptyLengthRetry(_Spec):
+    """The one retry of an answer that came back empty because reasoning used the whole
+    ``max_completion_tokens`` (kind ``empty_length``): a larger budget, a lower effort, or both.
+
+    The retry is a request of its own (its parameters differ, so does its request hash); a
+    row whose retry is empty too is an error of kind ``empty_length_after_retry``.
+    """
+
+    enabled: bool = True
+    #: ``max_completion_tokens`` of the retry: the step's times this.
+    budget_factor: float = Field(default=2.0, ge=1)
+    #: ``reasoning_effort`` of the retry (None: the step's own).
+    reasoning_effort: ReasoningEffort | None = None
 
 
 class ExecutionSpec(_Spec):
@@ -191,6 +277,7 @@ class ExecutionSpec(_Spec):
     # Past this share of error results (judged after 20), the run stops and commits nothing:
     # a prompt or budget that fails half its rows is a broken job, not bad rows. 1 turns it off.
     max_error_share: float = Field(default=0.5, ge=0, le=1)
+    empty_length_retry: EmptyLengthRetry = EmptyLengthRetry()
 
 
 class PricingSpec(_Spec):
@@ -251,11 +338,15 @@ class ApiSpec(_Spec):
 
 
 class JobConfig(_Spec):
-    """One enrichment job. ``name`` defaults to the config file's stem when loaded from a file."""
+    """One enrichment job. ``name`` defaults to the config file's stem when loaded from a file.
+
+    It has a ``prompt`` (one step) or ``steps``, not both.
+    """
 
     name: str
     input: InputSpec
-    prompt: PromptSpec
+    prompt: PromptSpec | None = None
+    steps: list[StepSpec] | None = None
     model: str = Field(min_length=1)
     params: ModelParams = ModelParams()
     output: OutputSpec
@@ -272,3 +363,11 @@ class JobConfig(_Spec):
                 "letter or digit)"
             )
         return value
+
+    @model_validator(mode="after")
+    def _prompt_or_steps(self) -> JobConfig:
+        if self.prompt is None and not self.steps:
+            raise ValueError("a job needs a prompt (one step) or steps")
+        if self.prompt is not None and self.steps is not None:
+            raise ValueError("a job has a prompt or steps, not both (a prompt is one step)")
+        return self

@@ -40,7 +40,7 @@ from enrich.errors import CompletionError
 from enrich.results import Result
 from enrich.summary import ChunkSummary, add_latency
 
-__all__ = ["fold_results", "priced"]
+__all__ = ["add_step", "fold_results", "priced"]
 
 
 def priced(result: Result, pricing: PricingSpec) -> Result:
@@ -94,6 +94,7 @@ def fold_results(
         rows.append(result)
         summary.prompt_tokens += result.usage.prompt_tokens
         summary.completion_tokens += result.usage.completion_tokens
+        summary.reasoning_tokens += result.usage.reasoning_tokens
         summary.cost_usd += result.cost_usd
         if result.status == "ok":
             summary.ok += 1
@@ -101,3 +102,34 @@ def fold_results(
             summary.failed += 1
             summary.add_error(result.error_kind or "error", result.error or "")
     return rows, summary
+
+
+def add_step(summary: ChunkSummary, tally: ChunkSummary, name: str | None, *, skipped: int) -> None:
+    """Add one step's fold (``tally``) to its chunk's ``summary``.
+
+    A one-prompt job's step is the chunk's figures as they are. A named step's figures also go
+    to ``summary.steps[name]``, its error kinds are prefixed by its name (``summary:
+    invalid_output``), and its rows are not counted ``ok`` or ``failed``: a row's outcome is
+    that of all its steps, counted once the chunk has them all.
+    """
+    if name is None:
+        summary.add_tally(tally)
+        return
+    figures = {
+        "requests": tally.requests,
+        "ok": tally.ok,
+        "failed": tally.failed,
+        "skipped": skipped,
+        "prompt_tokens": tally.prompt_tokens,
+        "completion_tokens": tally.completion_tokens,
+        "reasoning_tokens": tally.reasoning_tokens,
+        "cost_usd": tally.cost_usd,
+    }
+    step = replace(
+        tally,
+        ok=0,
+        failed=0,
+        errors={f"{name}: {kind}": entry for kind, entry in tally.errors.items()},
+        steps={name: figures},
+    )
+    summary.add_tally(step)

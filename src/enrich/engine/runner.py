@@ -24,12 +24,13 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from functools import partial
 
 import pyarrow as pa
 
 from enrich.completer import Completer
-from enrich.engine.fold import fold_results
+from enrich.engine.fold import add_step, fold_results
 from enrich.engine.progress import RunProgress
 from enrich.engine.selection import select_requests
 from enrich.engine.sender import GaveUp, RequestSender
@@ -41,10 +42,27 @@ from enrich.output.journal import ChunkJournal
 from enrich.output.spill import Spill
 from enrich.planning import ChunkSpec
 from enrich.ratelimit import RateController
-from enrich.results import Result, encode, output_table
+from enrich.results import Result, after_retry, encode, output_table
+from enrich.steps.step import RequestKind, RowFields, Step
+from enrich.steps.table import SKIPPED, steps_table
 from enrich.summary import ChunkSummary
 
 __all__ = ["Engine"]
+
+#: A step a row skips: no request, no cost (``error`` says why when a step it reads failed).
+_SKIPPED = Result(None, status=SKIPPED)
+
+
+@dataclass(slots=True)
+class _Round:
+    """What a step's requests came to: results by hash, hashes still failing transiently,
+    hashes this chunk sent, hashes found in the index whose cost it carries."""
+
+    results: dict[str, Result]
+    transient: dict[str, CompletionError]
+    sent: set[str]
+    paying: set[str]
+    requests: int
 
 
 class Engine:
@@ -87,12 +105,17 @@ class Engine:
         self._recent_max = cfg.execution.dedupe_window
 
     async def run_chunk(self, chunk: ChunkSpec, table: pa.Table) -> ChunkSummary:
-        """Enrich one chunk and commit it; returns what it did (never raises for row errors)."""
+        """Enrich one chunk and commit it; returns what it did (never raises for row errors).
+
+        The steps run in order, each over the rows that do not skip it (rendered from the
+        input and the earlier steps' answers of the same rows); the chunk commits when every
+        step of every row has its result.
+        """
         started = time.perf_counter()
         job, cfg = self.job, self.job.config
         job.check_rows(chunk, table)  # a short read is never committed
         summary = ChunkSummary(chunk_id=chunk.chunk_id, label=chunk.label, rows=chunk.rows)
-        row_ids, hashes, messages = job.render(chunk, table)
+        row_ids = job.row_ids(chunk, table)
         journal = ChunkJournal(
             job.store,
             chunk,
@@ -101,6 +124,122 @@ class Engine:
             retry=cfg.execution.retry,
             spill=self._spill,
         )
+        columns = job.input_values(table)
+        n = table.num_rows
+        fields: dict[str, list[RowFields]] = {}
+        step_hashes: list[list[str | None]] = []
+        step_results: list[list[Result]] = []
+        for step in job.steps:
+            rows: list[int] = []
+            per_row: list[Result] = [_SKIPPED] * n
+            for row in range(n):
+                reason = step.skip_reason(fields, row)
+                if reason is None:
+                    rows.append(row)
+                elif reason != "when":
+                    per_row[row] = replace(_SKIPPED, error=reason)
+            messages = step.render(columns, fields, rows)
+            hashes = [step.hasher(m) for m in messages]
+            done = await self._resolve(step, hashes, messages, journal)
+            start = ChunkSummary(chunk_id=chunk.chunk_id, label=chunk.label)
+            start.requests = done.requests
+            folded, tally = fold_results(
+                start,
+                hashes,
+                done.results,
+                sent=done.sent,
+                known=done.paying,
+                transient=done.transient,
+                pricing=cfg.pricing,
+            )
+            add_step(summary, tally, step.name, skipped=n - len(rows))
+            if tally.pending:
+                break  # the rows of later steps wait for this one: the next run asks again
+            row_hashes: list[str | None] = [None] * n
+            for i, row in enumerate(rows):
+                per_row[row], row_hashes[row] = folded[i], hashes[i]
+            step_hashes.append(row_hashes)
+            step_results.append(per_row)
+            if step.name is not None:
+                fields[step.name] = [
+                    step.fields_of(r.completion) if r.status == "ok" else None for r in per_row
+                ]
+        await journal.flush()
+        if job.multi_step and not summary.pending:
+            totals = [[results[i] for results in step_results] for i in range(n)]
+            summary.failed = sum(any(r.status == "error" for r in row) for row in totals)
+            summary.ok = n - summary.failed
+        self.progress.rows_done += summary.ok + summary.failed
+        self.progress.rows_failed += summary.failed
+        # Rows reused from an earlier run count too: a rerun of a broken job stops again.
+        self._sender.judge(self.progress.rows_failed, self.progress.rows_done)
+        summary.elapsed_s = time.perf_counter() - started
+        if self._sender.stopped is not None:
+            raise self._sender.stopped  # a job error or too many errors: commit nothing
+        if summary.pending:
+            return summary
+
+        if job.multi_step:
+            out = steps_table(job.keep(table), row_ids, job.steps, step_hashes, step_results)
+        else:
+            first = job.steps[0]
+            out = output_table(
+                job.keep(table),
+                row_ids,
+                [h or "" for h in step_hashes[0]],
+                step_results[0],
+                cfg.output.completion_column,
+                job.output,
+                reasoning=first.keep_reasoning,
+            )
+        data = await asyncio.to_thread(encode, out, cfg.output.format)
+        await asyncio.to_thread(commit_chunk, job.store, chunk, data, cfg.output.format, summary)
+        await asyncio.to_thread(journal.discard)
+        return summary
+
+    async def _resolve(
+        self,
+        step: Step,
+        hashes: Sequence[str],
+        messages: Sequence[Sequence[Mapping[str, str]]],
+        journal: ChunkJournal,
+    ) -> _Round:
+        """The results of one step's requests; answers left empty by reasoning are asked
+        once more with the step's retry (a request of its own) and joined with it."""
+        first = await self._round(step.kind, hashes, messages, journal)
+        if step.retry is None or step.retry_hasher is None:
+            return first
+        starved: dict[str, int] = {}
+        for i, h in enumerate(hashes):
+            result = first.results.get(h)
+            if result is not None and result.error_kind == "empty_length":
+                starved.setdefault(h, i)
+        if not starved:
+            return first
+        again = [messages[i] for i in starved.values()]
+        retry_hashes = [step.retry_hasher(m) for m in again]
+        second = await self._round(step.retry, retry_hashes, again, journal)
+        first.requests += second.requests
+        budget = step.retry.max_completion_tokens
+        for h, h2 in zip(starved, retry_hashes, strict=True):
+            if h2 in second.transient:
+                first.transient[h] = second.transient[h2]
+                continue
+            first.results[h] = after_retry(first.results[h], second.results[h2], budget)
+            if h2 in second.sent:
+                first.sent.add(h)
+            if h2 in second.paying:
+                first.paying.add(h)
+        return first
+
+    async def _round(
+        self,
+        kind: RequestKind,
+        hashes: Sequence[str],
+        messages: Sequence[Sequence[Mapping[str, str]]],
+        journal: ChunkJournal,
+    ) -> _Round:
+        """Find, send and wait for the results of ``hashes`` (one per row, in row order)."""
         found = await asyncio.to_thread(self.index.lookup, hashes)
         # On the event loop, with no await before the sends start: of the chunks that find
         # a result in the index, the first pays for it, and no chunk can send a request
@@ -112,12 +251,11 @@ class Engine:
         results: dict[str, Result] = {**found.results, **selection.reuse}
         waits = {h: self._in_flight[h] for h in selection.wait}
         for h, row in selection.send.items():
-            future = self._start(h, messages[row])
+            future = self._start(h, messages[row], kind)
             waits[h] = future
             # Journal each result as it arrives, from the future's own completion: no waiter
             # task per row.
             future.add_done_callback(partial(_journal_result, journal, h))
-        summary.requests = len(selection.send)
 
         transient: dict[str, CompletionError] = {}
         if waits:
@@ -140,34 +278,7 @@ class Engine:
                 except BaseException:
                     await journal.flush()
                     raise
-        await journal.flush()
-
-        row_results, summary = fold_results(
-            summary,
-            hashes,
-            results,
-            sent=selection.send,
-            known=paying,
-            transient=transient,
-            pricing=self.job.config.pricing,
-        )
-        self.progress.rows_done += summary.ok + summary.failed
-        self.progress.rows_failed += summary.failed
-        # Rows reused from an earlier run count too: a rerun of a broken job stops again.
-        self._sender.judge(self.progress.rows_failed, self.progress.rows_done)
-        summary.elapsed_s = time.perf_counter() - started
-        if self._sender.stopped is not None:
-            raise self._sender.stopped  # a job error or too many errors: commit nothing
-        if summary.pending:
-            return summary
-
-        out = output_table(
-            job.keep(table), row_ids, hashes, row_results, cfg.output.completion_column, job.output
-        )
-        data = await asyncio.to_thread(encode, out, cfg.output.format)
-        await asyncio.to_thread(commit_chunk, job.store, chunk, data, cfg.output.format, summary)
-        await asyncio.to_thread(journal.discard)
-        return summary
+        return _Round(results, transient, set(selection.send), paying, len(selection.send))
 
     @property
     def stopped(self) -> RunStopped | None:
@@ -185,10 +296,10 @@ class Engine:
             future.cancel()
 
     def _start(
-        self, request_hash: str, messages: Sequence[Mapping[str, str]]
+        self, request_hash: str, messages: Sequence[Mapping[str, str]], kind: RequestKind
     ) -> asyncio.Future[Result]:
         """Send ``request_hash`` in the background, visible to every chunk while in flight."""
-        future = asyncio.ensure_future(self._sender.send(messages))
+        future = asyncio.ensure_future(self._sender.send(messages, kind))
         self._in_flight[request_hash] = future
         future.add_done_callback(partial(self._landed, request_hash))
         return future

@@ -38,6 +38,7 @@ from enrich.errors import CompletionError, RunStopped
 from enrich.ratelimit import RateController
 from enrich.results import COMPLETION_ERRORS, Result, completion_status
 from enrich.retry import JOB_ERRORS, is_retryable, retrying, too_many_errors, verdict
+from enrich.steps.step import RequestKind
 from enrich.structured import OutputSchema
 from enrich.tokens import count_prompt_tokens
 
@@ -71,7 +72,12 @@ class GaveUp(Exception):
 
 
 class RequestSender:
-    """Sends requests of one model and parameters through one completer and controller."""
+    """Sends requests through one completer and controller: of one model and parameters by
+    default, or of the :class:`~enrich.steps.step.RequestKind` a call names (a step's).
+
+    One sender serves every step, so the run stops once for all of them and the error share
+    is judged over every result.
+    """
 
     def __init__(
         self,
@@ -91,20 +97,20 @@ class RequestSender:
         self.controller = controller
         self.progress = progress
         self._model = model
-        self._params = params
-        self._max_completion = max_completion_tokens
+        self._kind = RequestKind(model, params, max_completion_tokens, output)
         self._retry = retry
         self._key_env = api_key_env
         self._max_error_share = max_error_share
-        self._output = output
-        self._response_format = None if output is None else output.response_format()
         self._results = 0
         self._errors = 0
         #: Why the run stopped, once it has: every later send raises it without sending.
         self.stopped: RunStopped | None = None
 
-    async def send(self, messages: Sequence[Mapping[str, str]]) -> Result:
-        """Send one request with retries; a final failure becomes an error Result.
+    async def send(
+        self, messages: Sequence[Mapping[str, str]], kind: RequestKind | None = None
+    ) -> Result:
+        """Send one request (of ``kind``, else the default) with retries; a final failure
+        becomes an error Result.
 
         The first attempt is made directly; only a retryable failure enters the tenacity loop,
         which then makes the remaining attempts with the same waits (see ``retrying(after=)``).
@@ -115,8 +121,9 @@ class RequestSender:
         """
         if self.stopped is not None:
             raise self.stopped
-        request = CompletionRequest(self._model, messages, self._params, self._response_format)
-        reserve = count_prompt_tokens(messages) + self._max_completion
+        kind = kind or self._kind
+        request = CompletionRequest(kind.model, messages, kind.params, kind.response_format)
+        reserve = count_prompt_tokens(messages) + kind.max_completion_tokens
         started = time.perf_counter()
         self.progress.requests += 1
         try:
@@ -129,7 +136,7 @@ class RequestSender:
                 if judged == "transient":
                     raise GaveUp(outcome, attempts) from None
                 if judged == "job":
-                    message = job_error_message(outcome, model=self._model, key_env=self._key_env)
+                    message = job_error_message(outcome, model=kind.model, key_env=self._key_env)
                     self.stopped = self.stopped or RunStopped(message)
                     raise self.stopped from None
                 return self._counted(
@@ -146,12 +153,12 @@ class RequestSender:
         usage = completion.usage
         self.progress.prompt_tokens += usage.prompt_tokens
         self.progress.completion_tokens += usage.completion_tokens
-        status, kind = completion_status(completion.content, completion.finish_reason)
-        error = COMPLETION_ERRORS[kind] if kind else None
-        if status == "ok" and self._output is not None:
-            problem = self._output.parse(completion.content).problem
+        status, error_kind = completion_status(completion.content, completion.finish_reason)
+        error = COMPLETION_ERRORS[error_kind] if error_kind else None
+        if status == "ok" and kind.output is not None:
+            problem = kind.output.parse(completion.content).problem
             if problem is not None:
-                status, kind, error = "error", INVALID_OUTPUT, problem
+                status, error_kind, error = "error", INVALID_OUTPUT, problem
         return self._counted(
             Result(
                 completion=completion.content,
@@ -163,14 +170,17 @@ class RequestSender:
                 latency_s=time.perf_counter() - started,
                 status=status,
                 error=error,
-                error_kind=kind,
-            )
+                error_kind=error_kind,
+                reasoning=completion.reasoning,
+            ),
+            will_retry=kind.retries_empty and error_kind == "empty_length",
         )
 
-    def _counted(self, result: Result) -> Result:
-        """Count a result this run paid for, and judge the error share so far."""
+    def _counted(self, result: Result, *, will_retry: bool = False) -> Result:
+        """Count a result this run paid for, and judge the error share so far (an answer
+        that will be asked again is not an error yet)."""
         self._results += 1
-        self._errors += result.status != "ok"
+        self._errors += result.status != "ok" and not will_retry
         self.judge(self._errors, self._results, result)
         return result
 

@@ -137,7 +137,10 @@ class ResultIndex:
             for number, positions in wanted.items():
                 table = self._table(number)
                 rows = pa.array([self._row_of[at] for at in positions.values()], pa.int64())
-                results = results_from_table(table.take(rows), self._completion_column)
+                # A step's columns are read without their prefix: its completion is
+                # ``completion``.
+                column = "completion" if self._files[number].prefix else self._completion_column
+                results = results_from_table(table.take(rows), column)
                 for h, at in positions.items():
                     if h in results:
                         found.results[h] = results[h]

@@ -158,6 +158,9 @@ class ChunkRecord:
     part: str
     latency: dict[str, int] = field(default_factory=dict)
     errors: dict[str, list[Any]] = field(default_factory=dict)
+    # Added later: at the end, so the older fields keep their order on disk.
+    reasoning_tokens: int = 0
+    steps: dict[str, dict[str, float]] = field(default_factory=dict)
     format_version: int = CHUNK_RECORD_FORMAT
 
     @classmethod
@@ -173,6 +176,7 @@ class ChunkRecord:
             part=part,
             latency=dict(summary.latency),
             errors={kind: list(entry) for kind, entry in summary.errors.items()},
+            steps={name: dict(figures) for name, figures in summary.steps.items()},
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -199,6 +203,10 @@ class ChunkRecord:
                 part=raw["part"],
                 latency={str(k): int(v) for k, v in raw.get("latency", {}).items()},
                 errors={str(k): list(v) for k, v in raw.get("errors", {}).items()},
+                steps={
+                    str(k): {str(f): float(x) for f, x in v.items()}
+                    for k, v in raw.get("steps", {}).items()
+                },
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise _field_error(where, exc) from None

@@ -20,7 +20,7 @@ import io
 from array import array
 from collections.abc import Container, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, NamedTuple
 
 import pyarrow as pa
@@ -51,6 +51,9 @@ class ResultFile:
     fmt: OutputFormat = "parquet"
     #: A part the next manifest names as it is: its paying copies are paid for already.
     kept: bool = False
+    #: The step of a ``steps:`` part whose results these are, by its columns' prefix
+    #: (``triage_``); ``""`` for a one-prompt part and a journal entry.
+    prefix: str = ""
 
 
 class IndexArrays(NamedTuple):
@@ -76,32 +79,57 @@ def scan_output(store: Store, *, keep: Container[str], retry_errors: bool) -> In
         if LAYOUT.parse_journal_entry(key) is not None
     ]
 
-    def scan(f: ResultFile) -> pa.Table:
-        return _scan(read_file(store, f, _SCAN_COLUMNS), f, retry_errors)
+    def scan(f: ResultFile) -> list[tuple[ResultFile, pa.Table]]:
+        data = store.read_bytes(f.key)
+        # A part of a steps: job holds one result per step and row: one file per step.
+        steps = [f] if f.kind == "journal" else [replace(f, prefix=p) for p in _prefixes(data, f)]
+        return [(g, _scan(_table(data, g, _SCAN_COLUMNS), g, retry_errors)) for g in steps]
 
     with ThreadPoolExecutor(max_workers=_READERS) as pool:
-        scans = list(pool.map(scan, files))
-    return IndexArrays(files, *_sorted(scans))
+        scanned = [pair for pairs in pool.map(scan, files) for pair in pairs]
+    return IndexArrays([f for f, _ in scanned], *_sorted([s for _, s in scanned]))
 
 
 def read_file(store: Store, f: ResultFile, columns: Sequence[str] | None) -> pa.Table:
-    """``columns`` of a file (None: ``request_hash`` and every column after it)."""
-    data = store.read_bytes(f.key)
+    """``columns`` of a file (None: ``request_hash`` and every column after it), one step's
+    of a ``steps:`` part, named without its prefix."""
+    return _table(store.read_bytes(f.key), f, columns)
+
+
+def _table(data: bytes, f: ResultFile, columns: Sequence[str] | None) -> pa.Table:
     if f.kind == "journal":
         table = ipc.open_file(pa.py_buffer(data)).read_all()
     elif f.fmt == "parquet":
         schema = pq.read_schema(io.BytesIO(data))
-        return pq.read_table(io.BytesIO(data), columns=_wanted(schema.names, columns))
+        wanted = _wanted(schema.names, columns, f.prefix)
+        table = pq.read_table(io.BytesIO(data), columns=wanted)
+        return table.rename_columns([c.removeprefix(f.prefix) for c in wanted])
     else:
         table = decode(data, f.fmt)
-    return table.select(_wanted(table.column_names, columns))
+    wanted = _wanted(table.column_names, columns, f.prefix)
+    return table.select(wanted).rename_columns([c.removeprefix(f.prefix) for c in wanted])
 
 
-def _wanted(names: Sequence[str], columns: Sequence[str] | None) -> list[str]:
+def _wanted(names: Sequence[str], columns: Sequence[str] | None, prefix: str = "") -> list[str]:
     if columns is not None:
-        return [c for c in columns if c in names]
-    # The result columns follow request_hash in a part (results.output_table).
-    return list(names[names.index("request_hash") :]) if "request_hash" in names else []
+        return [prefix + c for c in columns if prefix + c in names]
+    # The result columns follow request_hash in a part (results.output_table); a step's
+    # start with its prefix (steps.table).
+    first = prefix + "request_hash"
+    if first not in names:
+        return []
+    after = names[names.index(first) :]
+    return [c for c in after if c.startswith(prefix)] if prefix else list(after)
+
+
+def _prefixes(data: bytes, f: ResultFile) -> list[str]:
+    """The steps of a part, by the prefix of their columns (``""``: a one-prompt part)."""
+    if f.fmt == "parquet":
+        names = pq.read_schema(io.BytesIO(data)).names
+    else:
+        names = decode(data, f.fmt).column_names
+    after = names[names.index("row_id") + 1 :] if "row_id" in names else names
+    return [c.removesuffix("request_hash") for c in after if c.endswith("request_hash")]
 
 
 def _scan(table: pa.Table, f: ResultFile, retry_errors: bool) -> pa.Table:

@@ -167,6 +167,13 @@ def spoil(generation: Generation, fault: str, budget: int) -> Generation:
     return generation
 
 
+def reasoning_text(generation: Generation) -> str:
+    """The reasoning a generation spent its reasoning tokens on, as text (deterministic)."""
+    words = "Weighing the request before answering. "
+    size = generation.reasoning_tokens * CHARS_PER_TOKEN
+    return (words * (size // len(words) + 1))[:size]
+
+
 def chunk_content(content: str, tokens_per_chunk: int = 4) -> list[str]:
     """Split content into stream deltas of a few tokens each."""
     size = tokens_per_chunk * CHARS_PER_TOKEN

@@ -232,8 +232,13 @@ def completion_body(
     finish_reason: str,
     usage: Mapping[str, Any],
     time_info: Mapping[str, Any],
+    reasoning: str | None = None,
 ) -> bytes:
-    """A non-streaming `chat.completion` body (null keys omitted, as the live API does)."""
+    """A non-streaming `chat.completion` body (null keys omitted, as the live API does);
+    `reasoning` is the message's reasoning text (`reasoning_format: parsed`)."""
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if reasoning is not None:
+        message["reasoning"] = reasoning
     return orjson.dumps(
         {
             "id": completion_id,
@@ -241,7 +246,7 @@ def completion_body(
                 {
                     "finish_reason": finish_reason,
                     "index": 0,
-                    "message": {"role": "assistant", "content": content},
+                    "message": message,
                 }
             ],
             "created": int(created),

@@ -39,6 +39,7 @@ from enrich.sim.model import (
     chunk_content,
     generate,
     reasoning_model,
+    reasoning_text,
     request_digest,
     spoil,
 )
@@ -256,8 +257,16 @@ class SimulatorApp:
             finish_reason=generation.finish_reason,
             usage=self._usage(chat, generation),
             time_info=self._time_info(chat, generation, created, queued),
+            reasoning=self._reasoning(chat, generation),
         )
         return web.Response(status=200, body=body_bytes, headers=self._headers())
+
+    @staticmethod
+    def _reasoning(chat: ChatRequest, generation: Generation) -> str | None:
+        """The reasoning text of a body, asked for apart with `reasoning_format: parsed`."""
+        if chat.body.get("reasoning_format") != "parsed" or not generation.reasoning_tokens:
+            return None
+        return reasoning_text(generation)
 
     @staticmethod
     def _usage(chat: ChatRequest, generation: Generation) -> dict[str, Any]:
