@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from support import (
     JobFactory,
     Location,
     MotoServer,
+    counting_reads,
     job_writer,
     make_location,
     point_sdk_at,
@@ -58,6 +60,12 @@ def sim(sim_server: ThreadedSimulator, monkeypatch: pytest.MonkeyPatch) -> Threa
 def make_job(tmp_path: Path) -> JobFactory:
     """Write a job config (and optionally its input) under tmp_path; returns the YAML path."""
     return job_writer(tmp_path)
+
+
+@pytest.fixture
+def counted_reads() -> Counter[str]:
+    """Reads per file of everything opened through ``counted://`` (a local path) from now."""
+    return counting_reads()
 
 
 @pytest.fixture(scope="session")

@@ -12,14 +12,12 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 from uuid import UUID
 
-import fsspec
 import orjson
 import pyarrow.compute as pc
 import pytest
-from fsspec.implementations.local import LocalFileSystem
 from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
@@ -245,34 +243,6 @@ async def test_errors_by_kind_with_a_sample_in_the_report(
     assert "## Errors" in report
     [line] = [x for x in report.splitlines() if x.startswith(f"| {kind} |")]
     assert line.count("|") == 4 and len(line) > len(f"| {kind} | 10 |  |")  # one sample message
-
-
-class CountingFileSystem(LocalFileSystem):
-    """The local filesystem as ``counted://``, counting each time a file is opened to be read."""
-
-    protocol = ("counted",)
-    reads: ClassVar[Counter[str]] = Counter()
-
-    @classmethod
-    def _strip_protocol(cls, path: Any) -> Any:
-        if isinstance(path, str) and path.startswith("counted://"):
-            path = path.removeprefix("counted://")
-        return super()._strip_protocol(path)
-
-    def unstrip_protocol(self, name: str) -> str:
-        return f"counted://{self._strip_protocol(name)}"
-
-    def _open(self, path: Any, mode: str = "rb", **kwargs: Any) -> Any:
-        if "r" in mode:
-            self.reads[self._strip_protocol(path)] += 1
-        return super()._open(path, mode, **kwargs)
-
-
-@pytest.fixture
-def counted_reads() -> Counter[str]:
-    fsspec.register_implementation("counted", CountingFileSystem, clobber=True)
-    CountingFileSystem.reads.clear()
-    return CountingFileSystem.reads
 
 
 def test_enrich_run_through_the_flow_reads_the_input_no_more_than_a_direct_run(

@@ -59,6 +59,7 @@ class Job:
         self.config = config
         self.where = where
         self.sources = sources
+        self.input_columns = list(input_columns)  # recorded in the manifest at commit
         spec = config.input
         # Who answers is part of the answer: the endpoint as the client resolves it.
         self.endpoint = endpoint_identity(config.api.endpoint(os.environ))

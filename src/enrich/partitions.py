@@ -10,7 +10,8 @@ Each partition is an ordinary job (:func:`for_partition` substitutes the two pat
 own checkpoints, manifest and success marker, so the state of a partitioned job lives with its
 output: a partition is *committed* when its output's committed dataset is the current config's
 (:func:`enrich.output.committed.is_committed`). Nothing is remembered in a process or in the
-orchestrator; listing the input and reading a few small files answers "what is left to do".
+orchestrator; listing the input and reading a few small files answers "what is left to do",
+whatever the partitions weigh (:mod:`enrich.freshness`).
 """
 
 from __future__ import annotations
@@ -23,9 +24,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from enrich.config import JobConfig
 from enrich.errors import ConfigError
-from enrich.job import Job
-from enrich.output.committed import committed_manifest, is_committed
-from enrich.storage import Store, filesystem, list_inputs, qualify
+from enrich.freshness import current_manifest
+from enrich.storage import filesystem, list_inputs, qualify
 
 __all__ = [
     "DATE_FIELD",
@@ -233,26 +233,22 @@ class PartitionState:
 
 
 def partition_state(config: JobConfig, partition: str) -> PartitionState:
-    """Whether ``partition`` is committed under ``config`` (reads its output's small files).
+    """Whether ``partition`` is committed under ``config``, read from its manifest and a listing.
 
-    Committed is decided by :func:`enrich.output.committed.is_committed`: a manifest made by
-    this config (same fingerprint) from the input as it is now (same chunks), so an edited
-    prompt or model, or a file that landed late in the partition, makes it uncommitted again.
-    The input is read (listed, counted, schema checked) only when there is a manifest to
-    compare it with.
+    Committed is decided by :func:`enrich.freshness.current_manifest`: a manifest made by this
+    config (same fingerprint) from the input as it is now (the files and pins it recorded, so
+    the same chunks): an edited prompt or model, or a file that landed late in the partition,
+    makes it uncommitted again. No byte of the partition's input is read (only a manifest
+    committed before inputs were recorded has its input surveyed).
     """
     cfg = for_partition(config, partition)
-    manifest = committed_manifest(Store(cfg.output.path, cfg.output.storage_options))
-    committed = False
-    if manifest is not None:
-        job = Job.prepare(cfg, where=partition)
-        committed = is_committed(manifest, job.fingerprint, (c.chunk_id for c in job.chunks))
+    manifest = current_manifest(cfg, where=partition)
     return PartitionState(
         partition=partition,
         input_url=cfg.input.path,
         output_url=cfg.output.path,
-        committed=committed,
-        rows=manifest.rows if committed and manifest is not None else None,
+        committed=manifest is not None,
+        rows=None if manifest is None else manifest.rows,
     )
 
 

@@ -28,6 +28,7 @@ from enrich.lease import LeaseLost, hold_lease
 from enrich.output.commit import commit_dataset, read_chunk_record
 from enrich.output.committed import committed_chunk_ids, committed_manifest, is_committed
 from enrich.output.index import ResultIndex
+from enrich.output.provenance import InputRecord
 from enrich.output.spill import Spill
 from enrich.planning import ChunkSpec
 from enrich.ratelimit import RateController
@@ -198,6 +199,7 @@ def finalize(
         chunk_ids=[c.chunk_id for c in job.chunks],
         fence=fence,
         output_schema=job.output_description(),
+        inputs=InputRecord.of(job.sources, job.input_columns),
     )
     result.complete = True
     result.message = f"committed {manifest.rows} rows in {len(manifest.parts)} parts"

@@ -8,6 +8,7 @@ Fixtures stay in ``conftest.py`` and are built from these. One module per concer
 * :mod:`support.completions` -- answers a ``FakeCompleter`` gives in place of the API.
 * :mod:`support.clocks` -- a fake clock (and its sleep) for the time-driven cores, and an event
   loop on virtual time for whole concurrent systems.
+* :mod:`support.counting` -- a local filesystem (``counted://``) that counts reads per file.
 * :mod:`support.storage` -- a moto S3 server in a child process, and ``Location`` roots on the
   file, memory and s3 backends.
 * :mod:`support.processes` -- free ports, child processes in their own process group,
@@ -18,6 +19,7 @@ Fixtures stay in ``conftest.py`` and are built from these. One module per concer
 
 from support.clocks import FakeClock, VirtualTimeLoop, run_virtual
 from support.completions import answer, user_text
+from support.counting import CountingFileSystem, counting_reads
 from support.datasets import by_row
 from support.jobs import (
     API_KEY,
@@ -51,6 +53,7 @@ __all__ = [
     "AWS_UNSET",
     "DEADLINE_S",
     "ROOT",
+    "CountingFileSystem",
     "FakeClock",
     "JobFactory",
     "Location",
@@ -59,6 +62,7 @@ __all__ = [
     "VirtualTimeLoop",
     "answer",
     "by_row",
+    "counting_reads",
     "eventually",
     "free_port",
     "job_on",

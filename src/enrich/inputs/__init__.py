@@ -16,7 +16,14 @@ All IO goes through :mod:`enrich.storage`.
 
 from enrich.inputs.base import FileSurvey, Format, InputReader, SourceFile
 from enrich.inputs.columns import kept_columns, needed_columns
-from enrich.inputs.discovery import SurveyedInput, discover, format_of, reader_for, survey_input
+from enrich.inputs.discovery import (
+    SurveyedInput,
+    discover,
+    format_of,
+    list_sources,
+    reader_for,
+    survey_input,
+)
 from enrich.inputs.validation import check_columns, check_ids, check_types
 
 __all__ = [
@@ -31,6 +38,7 @@ __all__ = [
     "discover",
     "format_of",
     "kept_columns",
+    "list_sources",
     "needed_columns",
     "reader_for",
     "survey_input",

@@ -4,7 +4,8 @@ An input (:class:`~enrich.config.InputSpec`) names one file, a directory or a gl
 JSONL files (JSONL optionally gzipped). :func:`survey_input` lists them through
 :mod:`enrich.storage`, pins each one to the version listed, and surveys each with the reader of
 its format (:func:`reader_for`): rows counted and checked, schema, id digests. :func:`discover`
-is the same without what the survey found. A file's format comes from ``input.format`` when
+is the same without what the survey found; :func:`list_sources` is the listing alone, with no
+byte of any file read. A file's format comes from ``input.format`` when
 set, else from its extension (:func:`format_of`).
 """
 
@@ -20,7 +21,15 @@ from enrich.inputs.jsonl import JsonlReader
 from enrich.inputs.parquet import ParquetReader
 from enrich.storage import filesystem, list_inputs, qualify
 
-__all__ = ["EXTENSIONS", "SurveyedInput", "discover", "format_of", "reader_for", "survey_input"]
+__all__ = [
+    "EXTENSIONS",
+    "SurveyedInput",
+    "discover",
+    "format_of",
+    "list_sources",
+    "reader_for",
+    "survey_input",
+]
 
 EXTENSIONS: dict[str, tuple[Format, str | None]] = {
     ".parquet": ("parquet", None),
@@ -82,22 +91,36 @@ def survey_input(spec: InputSpec) -> SurveyedInput:
     Raises what :func:`discover` raises, and InputError for whatever a file's survey finds
     (:meth:`InputReader.survey`).
     """
-    objects = list_inputs(spec.path, spec.storage_options)
-    if not objects:
-        raise InputError(f"{spec.path}: no input files match")
-    root = _root(spec.path, spec.storage_options, [o.url for o in objects])
     sources = []
     surveys = []
-    for obj in objects:
-        fmt, compression = format_of(obj.url, spec)
-        key = obj.url[len(root) + 1 :] if obj.url.startswith(root + "/") else _basename(obj.url)
-        source = SourceFile(obj.url, key, fmt, obj.size, obj.version, 0, compression, obj.pin)
+    for source in list_sources(spec):
         found = reader_for(source, spec).survey(spec.id_column)
         sources.append(replace(source, num_rows=found.num_rows))
         surveys.append(found)
     if not any(s.num_rows for s in sources):
         raise InputError(f"{spec.path}: the input is empty (no rows in {len(sources)} file(s))")
     return SurveyedInput(sources, surveys)
+
+
+def list_sources(spec: InputSpec) -> list[SourceFile]:
+    """Every file of the input as one listing finds it, sorted by URL; not a byte is read.
+
+    Each has its URL, key, format, size, version and pin; ``num_rows`` is 0 (counting rows is
+    :func:`survey_input`'s). Raises InputError when nothing matches or a file's format is
+    unknown; StorageError when storage cannot be reached.
+    """
+    objects = list_inputs(spec.path, spec.storage_options)
+    if not objects:
+        raise InputError(f"{spec.path}: no input files match")
+    root = _root(spec.path, spec.storage_options, [o.url for o in objects])
+    sources = []
+    for obj in objects:
+        fmt, compression = format_of(obj.url, spec)
+        key = obj.url[len(root) + 1 :] if obj.url.startswith(root + "/") else _basename(obj.url)
+        sources.append(
+            SourceFile(obj.url, key, fmt, obj.size, obj.version, 0, compression, obj.pin)
+        )
+    return sources
 
 
 def _basename(url: str) -> str:

@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from enrich.output.layout import LAYOUT
+from enrich.output.provenance import InputRecord
 from enrich.output.records import ChunkRecord, Manifest
 from enrich.planning import ChunkSpec
 from enrich.results import OutputFormat
@@ -70,17 +71,24 @@ def commit_dataset(
     chunk_ids: Sequence[str],
     fence: Callable[[], None] | None = None,
     output_schema: Mapping[str, Any] | None = None,
+    inputs: InputRecord | None = None,
 ) -> Manifest:
     """Commit the dataset of ``chunk_ids`` (every one has a record): manifest, marker, cleanup.
 
     Returns the manifest written. The parts are named in the order of ``chunk_ids``; the
-    manifest records ``output_schema`` (the job's structured output, if any). Whatever
+    manifest records ``output_schema`` (the job's structured output, if any) and ``inputs``
+    (what the dataset was made from, so its freshness is told from a listing). Whatever
     ``fence`` raises (LeaseLost) stops the commit before it writes or deletes anything more.
     """
     with ThreadPoolExecutor(max_workers=_RECORD_READERS) as pool:
         records = list(pool.map(lambda c: read_chunk_record(store, c), chunk_ids))
     manifest = Manifest.of(
-        records, job=job, fingerprint=fingerprint, fmt=fmt, output_schema=output_schema
+        records,
+        job=job,
+        fingerprint=fingerprint,
+        fmt=fmt,
+        output_schema=output_schema,
+        inputs=inputs,
     )
     data = manifest.to_bytes()
     fence = fence or _unfenced

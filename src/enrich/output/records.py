@@ -14,6 +14,12 @@ The manifest of a job with an output schema records it (``output_schema``: the J
 its name and each typed column's Arrow type) and is format 2; a manifest without one is still
 written as format 1, so an older install keeps reading the outputs it understands.
 
+The manifest also records what the dataset was made from (``inputs``: the input's columns,
+each file's key, pin and row count, :class:`~enrich.output.provenance.InputRecord`), so
+whether it is still current can be told from a listing of the input. The field is optional and
+needs no new format: an older install ignores it, and a manifest without it is checked the old
+way, by surveying the input.
+
 The chunk record is what a chunk commit leaves on disk; it is built from the engine's
 run statistics (:class:`enrich.summary.ChunkSummary`) but is its own type, so the statistics
 can change without changing what is stored.
@@ -29,6 +35,7 @@ from typing import Any, Final, cast
 import orjson
 
 from enrich.errors import EnrichError, StorageError
+from enrich.output.provenance import InputRecord
 from enrich.results import OutputFormat
 from enrich.summary import TALLY_COUNTS, ChunkSummary
 
@@ -250,6 +257,7 @@ class Manifest:
 
     ``output_schema`` is what :meth:`enrich.structured.OutputSchema.describe` says of the
     job's structured output (None: free text), so a reader can check the typed columns.
+    ``inputs`` is the input the dataset was made from (None: committed before it was recorded).
     """
 
     job: str
@@ -260,6 +268,7 @@ class Manifest:
     committed_at: float = 0.0
     output_schema: dict[str, Any] | None = None
     format_version: int = _PLAIN_MANIFEST_FORMAT
+    inputs: InputRecord | None = None
 
     @classmethod
     def of(
@@ -271,6 +280,7 @@ class Manifest:
         fmt: OutputFormat,
         committed_at: float | None = None,
         output_schema: Mapping[str, Any] | None = None,
+        inputs: InputRecord | None = None,
     ) -> Manifest:
         """The manifest naming one part per chunk record, in the order given."""
         records = list(records)
@@ -283,6 +293,7 @@ class Manifest:
             committed_at=time.time() if committed_at is None else committed_at,
             output_schema=None if output_schema is None else dict(output_schema),
             format_version=_PLAIN_MANIFEST_FORMAT if output_schema is None else MANIFEST_FORMAT,
+            inputs=inputs,
         )
 
     @property
@@ -306,6 +317,8 @@ class Manifest:
         }
         if self.output_schema is not None:
             data["output_schema"] = self.output_schema
+        if self.inputs is not None:
+            data["inputs"] = self.inputs.to_dict()
         return data
 
     def to_bytes(self) -> bytes:
@@ -334,6 +347,7 @@ class Manifest:
                 committed_at=float(raw.get("committed_at", 0.0)),
                 output_schema=_output_schema(raw.get("output_schema")),
                 format_version=int(raw.get("format_version", 1)),
+                inputs=None if raw.get("inputs") is None else InputRecord.from_dict(raw["inputs"]),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise _field_error(where, exc) from None
