@@ -44,12 +44,19 @@ class PrefectServer:
     def ui_url(self) -> str:
         return self.api_url.removesuffix("/api")
 
-    def cli(self, *args: str, cwd: Path = ROOT, timeout: float = 120) -> str:
-        """Run ``prefect ARGS`` against this server; its output (fails the test on error)."""
+    def cli(
+        self,
+        *args: str,
+        cwd: Path = ROOT,
+        timeout: float = 120,
+        env: Mapping[str, str] | None = None,
+    ) -> str:
+        """Run ``prefect ARGS`` against this server (``env`` added to its environment); its
+        output (fails the test on error)."""
         done = subprocess.run(
             prefect_command(*args),
             cwd=cwd,
-            env=dict(self.env),
+            env={**self.env, **(env or {})},
             capture_output=True,
             text=True,
             timeout=timeout,
