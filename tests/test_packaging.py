@@ -19,7 +19,7 @@ RETIRED = ("llama3.1-8b", "qwen-3-235b-a22b-instruct-2507", "qwen-3-32b", "llama
 
 def shipped_text_files() -> list[Path]:
     """What a user reads or copies: the README, the configs, the deployments and the docs."""
-    files = [ROOT / "README.md", ROOT / "prefect.yaml"]
+    files = [ROOT / "README.md", ROOT / "prefect.yaml", ROOT / "prefect.fleet.yaml"]
     files += sorted((ROOT / "configs").glob("*.yaml"))
     files += sorted((ROOT / "docs").glob("*.md"))
     return files
