@@ -6,6 +6,7 @@
     + InputChanged            -- an input file is not the version that was planned
   + StorageError              -- object storage refused or failed (names the URL)
   + QuotaExhausted            -- a daily quota is gone; the run stops cleanly and can resume
+  + BudgetReached             -- the run's budget is spent; it stops like a spent quota
   + CompletionError           -- one chat completion failed (status, code, retry hints)
   + RunStopped                -- the run stopped before committing (a job error, too many errors)
 
@@ -81,3 +82,9 @@ class CompletionError(EnrichError):
 class RunStopped(EnrichError):
     """The run stopped without committing: an error of the job (a refused key, an unknown
     model, an endpoint that is not a chat API) or too many error rows. One line for a person."""
+
+
+class BudgetReached(EnrichError):
+    """The next request would pass the run's budget (``budget.*``): the run stops the way a
+    spent daily quota stops it (requests in flight finish and are journaled, no chunk is
+    half-committed) and a rerun with a higher budget resumes. One line for a person."""
