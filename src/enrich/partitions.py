@@ -36,6 +36,7 @@ __all__ = [
     "is_partitioned",
     "list_partitions",
     "logical_date",
+    "output_root",
     "parse_date",
     "partition_state",
     "pending",
@@ -207,8 +208,21 @@ def for_partition(config: JobConfig, partition: str | None) -> JobConfig:
             "output": config.output.model_copy(
                 update={"path": template.output_url(config.output.path, partition)}
             ),
+            # A month's budget is shared by every partition: its ledger stays at the root.
+            "budget": config.budget.model_copy(
+                update={"ledger": config.budget.ledger or output_root(config.output.path)}
+            ),
         }
     )
+
+
+def output_root(output_path: str) -> str:
+    """The part of ``output_path`` every partition shares: all of it, or what comes before
+    the component holding ``{date}``."""
+    if not is_partitioned(output_path):
+        return output_path
+    head = output_path[: output_path.index(DATE_FIELD)]
+    return head[: head.rfind("/")] if "/" in head else "."
 
 
 def list_partitions(config: JobConfig) -> list[str]:

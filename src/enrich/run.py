@@ -19,10 +19,12 @@ from functools import partial
 
 import pyarrow as pa
 
+from enrich.allowance import close_allowance, forecast_usd, open_allowance, spent_usd
 from enrich.client import CerebrasCompleter, api_key_from_env
 from enrich.completer import Completer
 from enrich.engine import Engine, ProgressObserver
-from enrich.errors import RunStopped, StorageError
+from enrich.engine.spending import Spending
+from enrich.errors import BudgetReached, RunStopped, StorageError
 from enrich.job import Job
 from enrich.lease import LeaseLost, hold_lease
 from enrich.output.commit import commit_dataset, read_chunk_record
@@ -48,8 +50,10 @@ async def open_engine(
     *,
     retry_errors: bool = False,
     index: ResultIndex | None = None,
+    spending: Spending | None = None,
 ) -> AsyncIterator[Engine]:
-    """The engine for ``job``: one completer, one rate controller, the output's ``index``.
+    """The engine for ``job``: one completer, one rate controller, the output's ``index``,
+    the run's budget (``spending``, :mod:`enrich.allowance`).
 
     Without ``completer``, the engine calls the API through a :class:`CerebrasCompleter` built
     here and closed on exit; a completer passed in (a FakeCompleter in tests) is the caller's.
@@ -72,7 +76,9 @@ async def open_engine(
         tokens_per_day=ex.tokens_per_day,
         adaptive=ex.adaptive_limits,
     )
-    engine = Engine(job, completer, controller, retry_errors=retry_errors, index=index)
+    engine = Engine(
+        job, completer, controller, retry_errors=retry_errors, index=index, spending=spending
+    )
     try:
         with reload_on_sighup(controller, cfg, job.where):  # kill -HUP: re-read the limits
             yield engine
@@ -91,6 +97,9 @@ async def drive(
     raising (a row group unreadable), stops the run: no new chunk starts, the chunks in flight
     finish what they have already sent and commit (a request paid for is journaled, not thrown
     away; their next admission fails fast on a spent quota), and the first error is re-raised.
+    A budget reached (:class:`~enrich.errors.BudgetReached`) stops the run the same way, but
+    when nothing else failed the summaries of the chunks done are returned: the caller says
+    why it stopped.
     Every chunk that fails is logged (its label and the error, one line); when several did,
     their count is logged and noted on the error raised. Cancelling ``drive`` itself (Ctrl+C,
     a cancelled flow run) cancels the chunks at once; their journals keep what had arrived.
@@ -126,7 +135,7 @@ async def drive(
                 if error is None:
                     done.append(task.result())
                     continue
-                if not isinstance(error, RunStopped):  # the job's error, said once by the caller
+                if not isinstance(error, (RunStopped, BudgetReached)):  # said once by the caller
                     log.error("chunk %s failed: %s", chunk.label, _one_line(error))
                     failures.append((chunk, error))
                 if failure is None:
@@ -136,6 +145,8 @@ async def drive(
             task.cancel()
         if running:
             await asyncio.gather(*running, return_exceptions=True)
+    if isinstance(failure, BudgetReached) and not failures:
+        failure = None  # the budget stopped the run: what is done is reported (see run_job)
     if failure is not None:
         if len(failures) > 1:
             count = f"{len(failures)} of {len(chunks)} chunks failed"
@@ -260,37 +271,59 @@ async def run_job(
         if reopened:
             pending = [c for c in job.chunks if c in pending or c in reopened]
         summaries: list[ChunkSummary] = []
+        allowance = None
+        forecast = None
         if pending:
             job.write_plan()
             index = await asyncio.to_thread(open_index, job, pending, retry_errors)
-            async with open_engine(
-                job, api_key, completer, retry_errors=retry_errors, index=index
-            ) as engine:
-                engine.progress.rows_total = sum(c.rows for c in pending)
-                if observer is not None:
-                    observer(engine.progress)
-                run_chunk = chunk_runner(engine) if chunk_runner else engine.run_chunk
-                watcher = asyncio.ensure_future(monitor(engine)) if monitor else None
-                # Losing the lease stops the engine rather than cancelling the run, so the
-                # requests already paid for finish and are journaled.
-                lease.on_lost = engine.stop
-                try:
-                    summaries = await drive(
-                        job, pending, run_chunk, job.config.execution.chunks_in_flight
-                    )
-                finally:
-                    if watcher is not None:
-                        watcher.cancel()
-                        await asyncio.gather(watcher, return_exceptions=True)
+            allowance = await asyncio.to_thread(open_allowance, job)
+            try:
+                if allowance is not None:
+                    forecast = await asyncio.to_thread(forecast_usd, job, pending)
+                async with open_engine(
+                    job,
+                    api_key,
+                    completer,
+                    retry_errors=retry_errors,
+                    index=index,
+                    spending=None if allowance is None else allowance.spending,
+                ) as engine:
+                    engine.progress.rows_total = sum(c.rows for c in pending)
+                    if observer is not None:
+                        observer(engine.progress)
+                    run_chunk = chunk_runner(engine) if chunk_runner else engine.run_chunk
+                    watcher = asyncio.ensure_future(monitor(engine)) if monitor else None
+                    # Losing the lease stops the engine rather than cancelling the run, so the
+                    # requests already paid for finish and are journaled.
+                    lease.on_lost = engine.stop
+                    try:
+                        summaries = await drive(
+                            job, pending, run_chunk, job.config.execution.chunks_in_flight
+                        )
+                    finally:
+                        if watcher is not None:
+                            watcher.cancel()
+                            await asyncio.gather(watcher, return_exceptions=True)
+            finally:
+                await asyncio.to_thread(close_allowance, allowance)
         # The commit checks the lease itself (its fence) and must not be cut off half-way.
         lease.on_lost = _commit_checks_itself
         # In a thread: a commit of many parts takes a while, and the event loop must go on.
-        return await asyncio.to_thread(
+        result = await asyncio.to_thread(
             partial(finalize, recommit=bool(reopened), fence=lease.confirm),
             job,
             summaries,
             time.perf_counter() - started,
         )
+        if allowance is not None:
+            budget = allowance.budget
+            result.forecast_usd = forecast
+            result.budget_usd = job.config.budget.max_usd
+            result.spent_usd = spent_usd(budget)
+            reached = allowance.spending.reached_error
+            if reached is not None and not result.complete:
+                result.message = f"{reached} ({result.message})"
+        return result
 
 
 def _commit_checks_itself(lost: LeaseLost) -> None:

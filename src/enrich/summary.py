@@ -129,6 +129,12 @@ class JobSummary(Tally):
     elapsed_s: float = 0.0
     complete: bool = False
     message: str = ""
+    #: The run's budget: its cap (``budget.max_usd``), the worst-case forecast of what was
+    #: pending when it started, and what the budget counted as spent (every billed attempt,
+    #: an attempt that brought no usage back at its worst case). None: no budget was set.
+    budget_usd: float | None = None
+    forecast_usd: float | None = None
+    spent_usd: float | None = None
 
     @property
     def rows_per_s(self) -> float:
@@ -165,8 +171,18 @@ class JobSummary(Tally):
                 "latency_p95_s": _round(p[95]),
                 "latency_p99_s": _round(p[99]),
                 "complete": self.complete,
+                **self._budget_figures(),
             }
         ]
+
+    def _budget_figures(self) -> dict[str, Any]:
+        if self.spent_usd is None:
+            return {}
+        return {
+            "budget_usd": self.budget_usd,
+            "forecast_usd": None if self.forecast_usd is None else round(self.forecast_usd, 6),
+            "spent_usd": round(self.spent_usd, 6),
+        }
 
     def markdown(self) -> str:
         row = self.table()[0]
@@ -178,13 +194,25 @@ class JobSummary(Tally):
             "| metric | value |",
             "|---|---|",
         ]
-        lines += [f"| {k} | {v} |" for k, v in row.items() if k not in ("job", "output")]
+        skip = ("job", "output", *self._budget_figures())  # the budget has its own section
+        lines += [f"| {k} | {v} |" for k, v in row.items() if k not in skip]
         if self.steps:
             lines += ["", "## By step", "", "| " + " | ".join(["step", *STEP_FIGURES]) + " |"]
             lines.append("|---" * (len(STEP_FIGURES) + 1) + "|")
             for name, figures in self.steps.items():
                 cells = [_cell(k, figures.get(k, 0)) for k in STEP_FIGURES]
                 lines.append("| " + " | ".join([name, *cells]) + " |")
+        if self.spent_usd is not None:
+            lines += ["", "## Budget", "", "| | USD |", "|---|---|"]
+            lines += [
+                f"| {name} | {_usd(value)} |"
+                for name, value in [
+                    ("budget (budget.max_usd)", self.budget_usd),
+                    ("forecast, worst case", self.forecast_usd),
+                    ("actual (cost of the results)", self.cost_usd),
+                    ("counted against the budget", self.spent_usd),
+                ]
+            ]
         if self.errors:
             lines += ["", "## Errors", "", "| kind | rows | sample |", "|---|---|---|"]
             for kind, (count, sample) in sorted(self.errors.items()):
@@ -196,6 +224,10 @@ class JobSummary(Tally):
 
 def _cell(key: str, value: float) -> str:
     return f"{value:.6f}" if key == "cost_usd" else str(int(value))
+
+
+def _usd(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6f}".rstrip("0").rstrip(".") or "0"
 
 
 def _round(value: float | None) -> float | None:

@@ -40,6 +40,7 @@ ReasoningEffort = Literal["none", "low", "medium", "high"]
 
 __all__ = [
     "ApiSpec",
+    "BudgetSpec",
     "EmptyLengthRetry",
     "ExecutionSpec",
     "InputSpec",
@@ -287,6 +288,22 @@ class PricingSpec(_Spec):
     output_per_million: float = Field(default=0, ge=0)
 
 
+class BudgetSpec(_Spec):
+    """Caps on what one run may spend (``None``: no cap); see :mod:`enrich.budget`.
+
+    ``max_usd`` and ``max_tokens`` hold for one run (of one partition). ``monthly_usd`` holds
+    across every run writing under ``ledger`` in a calendar month (UTC); ``ledger`` is where
+    that month's record is kept, by default the job's output (for a partitioned job, its
+    output before the partition's ``{date}``). Budgets are not part of the job's identity:
+    raising one and running again resumes the same job.
+    """
+
+    max_usd: float | None = Field(default=None, ge=0)
+    max_tokens: int | None = Field(default=None, ge=0)
+    monthly_usd: float | None = Field(default=None, ge=0)
+    ledger: str | None = Field(default=None, min_length=1)
+
+
 DEFAULT_BASE_URL = "https://api.cerebras.ai"
 
 
@@ -352,6 +369,7 @@ class JobConfig(_Spec):
     output: OutputSpec
     execution: ExecutionSpec = ExecutionSpec()
     pricing: PricingSpec = PricingSpec()
+    budget: BudgetSpec = BudgetSpec()
     api: ApiSpec = ApiSpec()
 
     @field_validator("name")

@@ -34,6 +34,7 @@ from enrich.engine.fold import add_step, fold_results
 from enrich.engine.progress import RunProgress
 from enrich.engine.selection import select_requests
 from enrich.engine.sender import GaveUp, RequestSender
+from enrich.engine.spending import Spending
 from enrich.errors import CompletionError, RunStopped
 from enrich.job import Job
 from enrich.output.commit import commit_chunk
@@ -76,6 +77,7 @@ class Engine:
         *,
         retry_errors: bool = False,
         index: ResultIndex | None = None,
+        spending: Spending | None = None,
     ) -> None:
         self.job = job
         #: Every result the output had when the run started (:mod:`enrich.output.index`).
@@ -97,6 +99,7 @@ class Engine:
             api_key_env=cfg.api.api_key_env,
             max_error_share=cfg.execution.max_error_share,
             output=job.output,
+            spending=spending,
         )
         self._in_flight: dict[str, asyncio.Future[Result]] = {}
         # Results of recent requests, so a row repeating an earlier chunk's request is not

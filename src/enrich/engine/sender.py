@@ -2,8 +2,11 @@
 
 :class:`RequestSender` turns rendered messages into a :class:`~enrich.results.Result`. Each
 attempt first takes a permit from the shared rate controller (reserving the prompt's tokens
-plus ``max_completion_tokens``), calls the :class:`~enrich.completer.Completer`, and hands the
-permit back with what the attempt reported, so the controller re-syncs from every response.
+plus ``max_completion_tokens``) and, when the run has a budget, reserves its worst-case cost
+from it (:class:`~enrich.engine.spending.Spending`), calls the
+:class:`~enrich.completer.Completer`, and hands the permit back with what the attempt
+reported, so the controller re-syncs from every response, and settles the budget at what the
+attempt cost.
 
 Outcomes:
 
@@ -19,6 +22,8 @@ Outcomes:
 * a retryable failure that survived every retry (:func:`~enrich.retry.leaves_rows_pending`):
   :class:`GaveUp` is raised, and the rows that need the request stay pending until the next
   run;
+* the run's budget reached (:mod:`enrich.engine.spending`: this attempt could not fit it):
+  :class:`~enrich.errors.BudgetReached` is raised, and every later attempt raises it too;
 * an error of the job (:func:`~enrich.retry.verdict`: a refused key, an unknown model, an
   endpoint that is not a chat API), or an error share past ``execution.max_error_share``
   (:func:`~enrich.retry.too_many_errors`): :class:`~enrich.errors.RunStopped` is raised, and
@@ -31,9 +36,11 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from enrich.budget import Charge
 from enrich.completer import Completer, Completion, CompletionRequest
 from enrich.config.schema import RetrySpec
 from enrich.engine.progress import RunProgress
+from enrich.engine.spending import Spending
 from enrich.errors import CompletionError, RunStopped
 from enrich.ratelimit import RateController
 from enrich.results import COMPLETION_ERRORS, Result, completion_status
@@ -92,8 +99,10 @@ class RequestSender:
         api_key_env: str = "CEREBRAS_API_KEY",
         max_error_share: float = 1.0,
         output: OutputSchema | None = None,
+        spending: Spending | None = None,
     ) -> None:
         self.completer = completer
+        self.spending = spending
         self.controller = controller
         self.progress = progress
         self._model = model
@@ -118,6 +127,7 @@ class RequestSender:
         Raises:
             GaveUp: the request still failed transiently after every retry.
             RunStopped: the run has stopped (an error of the job, or too many errors).
+            BudgetReached: the run's budget cannot take this request.
         """
         if self.stopped is not None:
             raise self.stopped
@@ -199,23 +209,45 @@ class RequestSender:
         if self.stopped is not None:  # stopped while this request waited for its turn
             self.controller.release(permit, used_tokens=None)
             raise self.stopped
+        held = None
+        if self.spending is not None:
+            worst = self.spending.worst_case(reserve - self._max_completion, self._max_completion)
+            try:
+                held = await self.spending.reserve(worst)
+            except BaseException:
+                self.controller.release(permit, used_tokens=None)
+                raise
         try:
             completion = await self.completer.complete(request)
         except CompletionError as exc:
+            # An answer with a status (a 400, a 429, a 5xx) was not billed; an attempt that
+            # got no answer (a timeout, a dropped connection) may have been: it keeps its
+            # worst case.
+            self._settle(held, None if exc.status is None else (0, 0))
             self.controller.release(
                 permit, used_tokens=None, headers=exc.headers, status=exc.status, code=exc.code
             )
             raise
         except BaseException:
+            self._settle(held, None)
             self.controller.release(permit, used_tokens=None)
             raise
+        usage = completion.usage
+        self._settle(held, (usage.prompt_tokens, usage.completion_tokens))
         self.controller.release(
             permit,
-            used_tokens=completion.usage.total_tokens,
+            used_tokens=usage.total_tokens,
             headers=completion.headers,
             status=200,
         )
         return completion
+
+    def _settle(self, held: Charge | None, tokens: tuple[int, int] | None) -> None:
+        """Settle an attempt's reservation at ``(prompt, completion)`` tokens, or keep its
+        worst case (``None``: no usage came back)."""
+        if self.spending is not None and held is not None:
+            actual = None if tokens is None else self.spending.actual(*tokens)
+            self.spending.settle(held, actual)
 
     async def _retry_request(
         self, request: CompletionRequest, reserve: int, first: CompletionError
