@@ -117,7 +117,7 @@ def test_the_command_exits_non_zero_saying_the_budget(
     sim: ThreadedSimulator, make_job: JobFactory
 ) -> None:
     config = make_job(review_rows(30))
-    result = run_enrich("run", str(config), "--direct", "--set", "budget.max_usd=0.0002")
+    result = run_enrich("run", str(config), "--direct", "--budget-usd", "0.0002")
     assert result.returncode == 1, result.stderr
     assert "budget of $0.0002 reached after $0.0001" in " ".join(result.stderr.split())
     assert "rerun with a higher budget to resume" in result.stderr

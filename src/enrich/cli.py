@@ -149,6 +149,10 @@ RUN_HELP = (
     "Enrich a dataset; exit 0 only when the output is committed. Runs the Prefect flow when a "
     "Prefect API is configured (PREFECT_API_URL or the active profile), else the engine directly."
 )
+BUDGET_HELP = (
+    "Stop the run before it spends more than this many US dollars (the same as "
+    "--set budget.max_usd=X); rerun with a higher budget to resume."
+)
 PREFECT_HELP = "Run the Prefect flow even with no Prefect API configured (on a temporary server)."
 NO_API_NOTE = (
     "no Prefect API configured (PREFECT_API_URL or the active profile): running the engine "
@@ -168,10 +172,13 @@ def run_command(flow_runner: FlowRunner | None) -> Callable[..., None]:
         prefect: bool = typer.Option(False, "--prefect", help=PREFECT_HELP),
         partition: str | None = typer.Option(None, "--partition", help=PARTITION_HELP),
         retry_errors: bool = typer.Option(False, "--retry-errors", help=RETRY_ERRORS_HELP),
+        budget_usd: float | None = typer.Option(None, "--budget-usd", help=BUDGET_HELP),
         debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
     ) -> None:
         from enrich.job import Job
 
+        if budget_usd is not None:
+            set_ = [*set_, f"budget.max_usd={budget_usd}"]
         _options.debug = _options.debug or debug
         if direct and prefect:
             raise typer.BadParameter("pass one of --direct and --prefect", param_hint="--prefect")
