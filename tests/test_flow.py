@@ -91,6 +91,22 @@ async def test_sample_job_end_to_end(sim: ThreadedSimulator, tmp_path: Path) -> 
     assert "rows_ok | 200" in report and "latency_p99_s" in report
 
 
+async def test_a_budget_reached_fails_the_run_with_forecast_and_spend_in_the_report(
+    sim: ThreadedSimulator, tmp_path: Path
+) -> None:
+    overrides = [f"output.path={tmp_path}/reviews", "budget.max_usd=0.002"]
+    state = await enrich_dataset("configs/reviews.yaml", overrides, return_state=True)
+    assert state.is_failed()
+    assert "budget of $0.002 reached after $0.00" in str(state.message)
+    found = artifacts(run_id(state))
+    [row] = table(found["enrich-reviews"])
+    assert row["budget_usd"] == 0.002 and 0 < row["spent_usd"] <= 0.002
+    assert row["forecast_usd"] > row["spent_usd"]
+    report = str(found["enrich-reviews-report"].data)
+    assert "## Budget" in report and "forecast, worst case" in report
+    assert "budget of $0.002 reached" in report
+
+
 async def test_a_partition_run_is_named_for_it_and_a_rerun_sends_nothing(
     sim: ThreadedSimulator, tmp_path: Path
 ) -> None:

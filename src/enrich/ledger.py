@@ -25,21 +25,22 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from enrich.errors import StorageError
+from enrich.output.layout import LAYOUT
 from enrich.storage import Store
 
-__all__ = ["FORMAT_VERSION", "Ledger", "MonthRecord", "ledger_key", "settle_hold", "take_hold"]
+__all__ = ["FORMAT_VERSION", "Ledger", "MonthRecord", "month_of", "settle_hold", "take_hold"]
 
 FORMAT_VERSION = 1
 _ATTEMPTS = 50
 
 
-def ledger_key(moment: datetime) -> str:
-    """The key of the month ``moment`` falls in (UTC when aware), under the ledger's root."""
-    return f"_budget/{moment:%Y-%m}.json"
+def month_of(moment: datetime) -> str:
+    """The month (``YYYY-MM``, UTC) ``moment`` falls in; a naive moment is taken as UTC."""
+    return f"{moment.astimezone(UTC) if moment.tzinfo else moment:%Y-%m}"
 
 
 @dataclass(frozen=True)
@@ -115,8 +116,8 @@ class Ledger:
 
     def __init__(self, store: Store, moment: datetime) -> None:
         self.store = store
-        self.month = f"{moment:%Y-%m}"
-        self.key = ledger_key(moment)
+        self.month = month_of(moment)
+        self.key = LAYOUT.budget_month(self.month)
 
     def read(self) -> MonthRecord:
         """The month's record as it is now (empty when no run has written it)."""

@@ -7,6 +7,7 @@ Layout under the output URL (keys are relative to it)::
     _journal/<chunk_id>-<nonce>.arrow        results journaled while a chunk runs
     _plan.json                               what the current job plans to commit
     _lease.json                              held by the run writing here (see enrich.lease)
+    _budget/<YYYY-MM>.json                   a monthly budget's record (see enrich.ledger)
     _manifest.json                           the committed dataset: the only list readers trust
     _SUCCESS                                 written last
 
@@ -75,6 +76,7 @@ class OutputLayout:
     lease: str = "_lease.json"
     manifest: str = "_manifest.json"
     success: str = "_SUCCESS"
+    budget: str = "_budget"
 
     # -- parts --------------------------------------------------------------------------------
 
@@ -103,6 +105,12 @@ class OutputLayout:
         if found is None or not found[0].endswith(".json"):
             return None
         return found[0].removesuffix(".json") or None
+
+    # -- a monthly budget's record (at the ledger's root, never collected as garbage) --------
+
+    def budget_month(self, month: str) -> str:
+        """The key of month ``month`` (``YYYY-MM``)."""
+        return f"{self.budget}/{month}.json"
 
     # -- the journal --------------------------------------------------------------------------
 
