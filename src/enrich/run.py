@@ -322,7 +322,8 @@ async def run_job(
             result.spent_usd = spent_usd(budget)
             reached = allowance.spending.reached_error
             if reached is not None and not result.complete:
-                result.message = f"{reached} ({result.message})"
+                done = f"{result.chunks_committed} of {result.chunks} chunks committed"
+                result.message = f"{reached} ({done})"
         return result
 
 

@@ -209,8 +209,7 @@ class JobSummary(Tally):
                 for name, value in [
                     ("budget (budget.max_usd)", self.budget_usd),
                     ("forecast, worst case", self.forecast_usd),
-                    ("actual (cost of the results)", self.cost_usd),
-                    ("counted against the budget", self.spent_usd),
+                    ("spent: every billed attempt", self.spent_usd),
                 ]
             ]
         if self.errors:
