@@ -137,10 +137,12 @@ class RequestSender:
         started = time.perf_counter()
         self.progress.requests += 1
         try:
-            completion = await self._attempt(request, reserve)
+            completion = await self._attempt(request, reserve, kind.max_completion_tokens)
             attempts = 1
         except CompletionError as first:
-            attempts, outcome = await self._retry_request(request, reserve, first)
+            attempts, outcome = await self._retry_request(
+                request, reserve, kind.max_completion_tokens, first
+            )
             if isinstance(outcome, CompletionError):
                 judged = verdict(outcome)
                 if judged == "transient":
@@ -204,14 +206,18 @@ class RequestSender:
                 "nothing was committed"
             )
 
-    async def _attempt(self, request: CompletionRequest, reserve: int) -> Completion:
+    async def _attempt(
+        self, request: CompletionRequest, reserve: int, max_completion: int
+    ) -> Completion:
+        """One attempt: ``reserve`` tokens from the controller, and from the budget the worst
+        case of its prompt (``reserve - max_completion``) and ``max_completion`` tokens."""
         permit = await self.controller.acquire(reserve)
         if self.stopped is not None:  # stopped while this request waited for its turn
             self.controller.release(permit, used_tokens=None)
             raise self.stopped
         held = None
         if self.spending is not None:
-            worst = self.spending.worst_case(reserve - self._max_completion, self._max_completion)
+            worst = self.spending.worst_case(reserve - max_completion, max_completion)
             try:
                 held = await self.spending.reserve(worst)
             except BaseException:
@@ -250,7 +256,7 @@ class RequestSender:
             self.spending.settle(held, actual)
 
     async def _retry_request(
-        self, request: CompletionRequest, reserve: int, first: CompletionError
+        self, request: CompletionRequest, reserve: int, max_completion: int, first: CompletionError
     ) -> tuple[int, Completion | CompletionError]:
         """Attempts after a failed first one: ``(attempts made in all, completion or error)``."""
         attempts = 1
@@ -266,7 +272,7 @@ class RequestSender:
                 with attempt:
                     attempts += 1
                     self.progress.requests += 1
-                    completion = await self._attempt(request, reserve)
+                    completion = await self._attempt(request, reserve, max_completion)
         except CompletionError as exc:
             return attempts, exc
         return attempts, completion
