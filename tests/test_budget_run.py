@@ -9,11 +9,13 @@ with a higher budget pays only for what is missing.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import yaml
 from support import (
     JobFactory,
     answer,
@@ -40,6 +42,7 @@ from enrich.sim.harness import ThreadedSimulator
 from enrich.storage import Store
 from enrich.summary import JobSummary
 from enrich.tokens import count_prompt_tokens
+from enrich.usage import Usage
 
 RATES = Rates.per_million(0.35, 0.75)  # the prices of the test job (support.jobs)
 MAX_COMPLETION = 64
@@ -239,3 +242,32 @@ def test_a_month_already_spent_stops_the_run_before_any_request(make_job: JobFac
     ):
         asyncio.run(run_job(job, completer=completer))
     assert completer.requests == []
+
+
+def test_a_step_reserves_its_own_max_completion_tokens(make_job: JobFactory) -> None:
+    # Every answer uses all the completion tokens its request allows: 400 for this step, far
+    # above the job's 64. A reservation at the job's 64 would let 16 requests in flight
+    # overspend; at the step's own 400 the budget holds exactly.
+    async def handler(request: CompletionRequest) -> Completion:
+        await asyncio.sleep(0.01)  # held in flight, so reservations overlap
+        cap = int(request.params["max_completion_tokens"])
+        done = answer(request)
+        prompt = done.usage.prompt_tokens
+        usage = Usage(prompt_tokens=prompt, completion_tokens=cap, total_tokens=prompt + cap)
+        return dataclasses.replace(done, usage=usage)
+
+    path = make_job(review_rows(60), execution={"max_concurrency": 16, "rows_per_chunk": 20})
+    config = yaml.safe_load(path.read_text())
+    template = config.pop("prompt")
+    config["steps"] = [{"name": "long", **template, "params": {"max_completion_tokens": 400}}]
+    config["budget"] = {"max_usd": 0.0052}  # room for 16 of the 60 answers, and a bit
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    completer = FakeCompleter(handler)
+    job = prepare_job(path)
+    summary = asyncio.run(run_job(job, completer=completer))
+    paid = sum(
+        RATES.cost(count_prompt_tokens(r.messages), int(r.params["max_completion_tokens"]))
+        for r in completer.requests
+    )
+    assert 0 < paid <= usd_units("0.0052")
+    assert summary.message.startswith("budget of $0.0052 reached")
