@@ -14,6 +14,9 @@ from rich.console import Console
 from enrich.sim.process import SimProcess
 
 DEMO_CONFIG = "configs/reviews.yaml"
+#: Small chunks, for the demo only, so its 200 rows show several task runs in the UI (a job's
+#: own size, chosen from its limits, is 100 rows here).
+DEMO_ROWS_PER_CHUNK = 50
 SHOW_COLUMNS = [
     "row_id",
     "completion",
@@ -34,7 +37,7 @@ def run_demo(output: str, config: str = DEMO_CONFIG) -> int:
     from enrich_flows.enrich import run_enrich
 
     console = Console()
-    overrides = [f"output.path={output}"]
+    overrides = [f"output.path={output}", f"execution.rows_per_chunk={DEMO_ROWS_PER_CHUNK}"]
     with contextlib.ExitStack() as stack:
         if not os.environ.get("CEREBRAS_API_KEY"):
             sim = SimProcess("--ttft", "0.05", "--tokens-per-second", "2000")

@@ -1,14 +1,25 @@
 """Scenario e, in its own process: the same job through the Prefect flow and through the engine.
 
-``python -m enrich_flows.flowcost --rows 10000 --rounds 1`` starts a simulator (300 ms a
-request by default, as in scenario a) and a ``prefect server`` (SQLite, in a temporary
-``PREFECT_HOME``) as child processes, points this process at that server, runs one small
-warm-up job each way, then alternates: the engine directly (``load_job_config`` +
-``Job.prepare`` + ``run_job``, what ``enrich run --direct`` does) and the flow (``await
-enrich_dataset(config)``, which does the same inside a flow run with one task run per chunk,
-logs and artifacts). Each run writes to a fresh output location. It prints one JSON line: wall
-seconds of each run (server start-up excluded: the server is up and warm before the first
-measured run), CPU seconds of this process, medians and the overhead ``flow / direct - 1``.
+``python -m enrich_flows.flowcost --rows 10000 --modes cpu,latency --chunks auto,50,1000``
+starts a ``prefect server`` (SQLite, in a temporary ``PREFECT_HOME``) as a child process and
+points this process at it, then for each mode starts a simulator (``cpu``: instant answers, so
+the client's CPU is the bottleneck; ``latency``: ``--latency`` seconds a request, as in
+scenario a) and, for each chunk size (``auto`` is the size the job's config resolves to when
+it sets none), runs the engine directly (``load_job_config`` + ``Job.prepare`` + ``run_job``,
+what ``enrich run --direct`` does) and the flow (``await enrich_dataset(config)``: a flow run
+with one task run per chunk, logs and artifacts), side by side, after one small warm-up job
+each way. Each run writes to a fresh output location.
+
+Measured per run: wall seconds until the run returns; CPU seconds of this process (every
+thread, up to the moment Prefect's log and event queues are drained to the server); and CPU
+seconds of the server process and its descendants, from before the run until the server has
+gone quiet after it (so the work it does on the events a run sent counts, even when it does it
+after the run returned). Server CPU is read from ``/proc/<pid>/stat`` (utime + stime of the
+server and every descendant): Linux only. The simulator's CPU is counted on neither side.
+
+It prints one JSON line: every run, and per mode and chunk size the medians and the overheads
+``flow / direct - 1`` of wall time and of CPU, where the flow's CPU overhead is its extra CPU in
+both processes (client and server) over the engine's own CPU.
 
 Prefect is imported only here, after the server is up, and only in this process: the engine
 package does not depend on it, and the parent benchmark process (``enrich bench``, scenario e
@@ -33,10 +44,17 @@ import orjson
 
 from enrich.bench.measure import median
 from enrich.bench.workload import API_KEY, write_input, write_job
+from enrich.config import load_job_config
 from enrich.sim.process import SimProcess, stop_process
 
 SERVER_START_TIMEOUT = 120.0
 RUN_TIMEOUT = 900.0  # one run; a hung flow run must not hang the benchmark
+#: The server is quiet once it uses less than this share of a core over QUIET_WINDOW_S.
+QUIET_SHARE = 0.05
+QUIET_WINDOW_S = 1.0
+SETTLE_TIMEOUT_S = 180.0
+#: Simulator latency per mode (``latency`` takes ``--latency``).
+MODES = ("cpu", "latency")
 
 
 def _free_port() -> int:
@@ -44,6 +62,48 @@ def _free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def _proc_stat(pid: int) -> tuple[int, float] | None:
+    """``(parent pid, CPU seconds)`` of a live process from ``/proc``, None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # After the command name: state, ppid, ... utime is field 14 and stime 15 of stat(5).
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of ``root`` and every live descendant (Linux ``/proc``)."""
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (found := _proc_stat(int(entry))) is not None:
+            stats[int(entry)] = found
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in stats.items():
+        children.setdefault(parent, []).append(pid)
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in stats:
+            total += stats[pid][1]
+        todo.extend(children.get(pid, []))
+    return total
+
+
+async def settle(root: int) -> float:
+    """Wait until the server goes quiet; its tree's CPU seconds then."""
+    deadline = time.perf_counter() + SETTLE_TIMEOUT_S
+    last = tree_cpu_seconds(root)
+    while time.perf_counter() < deadline:
+        await asyncio.sleep(QUIET_WINDOW_S)
+        now = tree_cpu_seconds(root)
+        if now - last < QUIET_SHARE * QUIET_WINDOW_S:
+            return now
+        last = now
+    return last
 
 
 def start_prefect_server(home: Path) -> tuple[subprocess.Popen[bytes], str, float]:
@@ -88,7 +148,6 @@ def start_prefect_server(home: Path) -> tuple[subprocess.Popen[bytes], str, floa
 
 
 async def _direct(config: Path) -> None:
-    from enrich.config import load_job_config
     from enrich.job import Job
     from enrich.run import run_job
 
@@ -104,54 +163,127 @@ async def _flow(config: Path) -> None:
     await enrich_dataset(str(config))
 
 
-async def _timed(kind: str, config: Path) -> dict[str, float]:
-    cpu, started = time.process_time(), time.perf_counter()
-    await asyncio.wait_for(_flow(config) if kind == "flow" else _direct(config), RUN_TIMEOUT)
-    return {
-        "wall_s": round(time.perf_counter() - started, 3),
-        "cpu_s": round(time.process_time() - cpu, 3),
-    }
-
-
-async def measure(work: Path, base_url: str, rows: int, rounds: int, concurrency: int) -> Any:
-    source = write_input(work / "input.jsonl", rows)
-    warm_source = write_input(work / "warm.jsonl", 200, offset=rows)
-    runs: dict[str, list[dict[str, float]]] = {"direct": [], "flow": []}
-    for kind in ("direct", "flow"):
-        warm = write_job(work / f"warm-{kind}", input_path=warm_source, base_url=base_url)
-        await _timed(kind, warm)
-    for r in range(rounds):
-        for kind in ("direct", "flow"):
-            config = write_job(
-                work / f"{kind}{r}",
-                input_path=source,
-                base_url=base_url,
-                name=f"bench-{kind}-{r}",
-                concurrency=concurrency,
-            )
-            runs[kind].append(await _timed(kind, config))
-            print(f"e round {r + 1}: {kind} {runs[kind][-1]['wall_s']:.2f} s", file=sys.stderr)
-    flow = median([x["wall_s"] for x in runs["flow"]])
-    direct = median([x["wall_s"] for x in runs["direct"]])
-    return {
-        "flow_s": flow,
-        "direct_s": direct,
-        "overhead": round(flow / direct - 1, 4),
-        "flow_cpu_s": median([x["cpu_s"] for x in runs["flow"]]),
-        "direct_cpu_s": median([x["cpu_s"] for x in runs["direct"]]),
-        "flow_runs": runs["flow"],
-        "direct_runs": runs["direct"],
-    }
-
-
-def _drain_prefect() -> None:
-    """Send Prefect's buffered logs and events while the server is up (not at exit, to a
-    stopped server, retrying for a minute)."""
+async def _drain_prefect() -> None:
+    """Send Prefect's buffered logs and events now, so this run's CPU pays for them (the
+    services start again on their next use)."""
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
 
     for service in (APILogWorker, EventsWorker):
-        service.drain_all(timeout=10)
+        await service.drain_all(timeout=30, at_exit=False)  # type: ignore[misc]
+
+
+async def _timed(kind: str, config: Path, server: int) -> dict[str, float]:
+    server_cpu = tree_cpu_seconds(server)
+    cpu, started = time.process_time(), time.perf_counter()
+    await asyncio.wait_for(_flow(config) if kind == "flow" else _direct(config), RUN_TIMEOUT)
+    wall = time.perf_counter() - started
+    if kind == "flow":
+        await _drain_prefect()
+    client = time.process_time() - cpu
+    server_used = await settle(server) - server_cpu
+    return {
+        "wall_s": round(wall, 3),
+        "client_cpu_s": round(client, 3),
+        "server_cpu_s": round(server_used, 3),
+        "total_cpu_s": round(client + server_used, 3),
+    }
+
+
+def _medians(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {k: round(median([r[k] for r in runs]), 3) for k in runs[0]}
+
+
+def compare(direct: list[dict[str, float]], flow: list[dict[str, float]]) -> dict[str, Any]:
+    """Medians of each side and the flow's overheads over the engine alone."""
+    d, f = _medians(direct), _medians(flow)
+    return {
+        "direct": d,
+        "flow": f,
+        "wall_overhead": round(f["wall_s"] / d["wall_s"] - 1, 4),
+        "client_cpu_overhead": round(f["client_cpu_s"] / d["client_cpu_s"] - 1, 4),
+        # What the flow adds in both processes, as a share of what the engine needs.
+        "cpu_overhead": round((f["total_cpu_s"] - d["total_cpu_s"]) / d["client_cpu_s"], 4),
+        "direct_runs": direct,
+        "flow_runs": flow,
+    }
+
+
+def resolved_chunk_rows(config: Path) -> int:
+    """The rows per chunk a job config resolves to (its own, or the automatic size)."""
+    from enrich.planning import chunk_size
+
+    return chunk_size(load_job_config(config)).rows
+
+
+async def measure_mode(
+    work: Path,
+    base_url: str,
+    *,
+    rows: int,
+    rounds: int,
+    concurrency: int,
+    chunks: list[str],
+    server: int,
+) -> dict[str, Any]:
+    """Every chunk size of one mode, direct and flow side by side, round after round."""
+    source = write_input(work / "input.jsonl", rows)
+    warm_source = write_input(work / "warm.jsonl", 200, offset=rows)
+    for kind in ("direct", "flow"):
+        warm = write_job(work / f"warm-{kind}", input_path=warm_source, base_url=base_url)
+        await _timed(kind, warm, server)
+    runs: dict[str, dict[str, list[dict[str, float]]]] = {
+        c: {"direct": [], "flow": []} for c in chunks
+    }
+    sizes: dict[str, int] = {}
+    for r in range(rounds):
+        for size in chunks:
+            for kind in ("direct", "flow"):
+                config = write_job(
+                    work / f"{size}-{kind}{r}",
+                    input_path=source,
+                    base_url=base_url,
+                    name=f"bench-{kind}-{size}-{r}",
+                    concurrency=concurrency,
+                    rows_per_chunk=None if size == "auto" else int(size),
+                )
+                sizes[size] = resolved_chunk_rows(config)
+                runs[size][kind].append(await _timed(kind, config, server))
+                last = runs[size][kind][-1]
+                print(
+                    f"e {work.name} chunks {size} round {r + 1}: {kind} {last['wall_s']:.2f} s, "
+                    f"CPU {last['client_cpu_s']:.2f} + server {last['server_cpu_s']:.2f} s",
+                    file=sys.stderr,
+                )
+    return {
+        size: {
+            "rows_per_chunk": sizes[size],
+            "chunks": -(-rows // sizes[size]),
+            **compare(runs[size]["direct"], runs[size]["flow"]),
+        }
+        for size in chunks
+    }
+
+
+async def measure(work: Path, args: argparse.Namespace, server: int) -> dict[str, Any]:
+    idle_before = tree_cpu_seconds(server)
+    await asyncio.sleep(5.0)
+    idle = (tree_cpu_seconds(server) - idle_before) / 5.0
+    modes: dict[str, Any] = {}
+    for mode in args.modes.split(","):
+        latency = 0.0 if mode == "cpu" else args.latency
+        with SimProcess("--ttft", str(latency)) as sim:
+            sizes = await measure_mode(
+                work / mode,
+                sim.base_url,
+                rows=args.rows,
+                rounds=args.rounds,
+                concurrency=args.concurrency,
+                chunks=args.chunks.split(","),
+                server=server,
+            )
+        modes[mode] = {"latency_s": latency, "sizes": sizes}
+    return {"modes": modes, "server_idle_cpu_s_per_s": round(idle, 4)}
 
 
 def main() -> None:
@@ -160,6 +292,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--latency", type=float, default=0.3)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--modes", default=",".join(MODES), help="cpu, latency or both")
+    parser.add_argument("--chunks", default="auto,50,1000", help="rows per chunk, or auto")
     parser.add_argument("--work", type=Path, default=None)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="enrich-flowcost-") as tmp:
@@ -172,11 +306,7 @@ def main() -> None:
             os.environ["PREFECT_HOME"] = str(home)
             os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
             os.environ["CEREBRAS_API_KEY"] = API_KEY
-            with SimProcess("--ttft", str(args.latency)) as sim:
-                result = asyncio.run(
-                    measure(work, sim.base_url, args.rows, args.rounds, args.concurrency)
-                )
-            _drain_prefect()
+            result = asyncio.run(measure(work, args, server.pid))
         finally:
             stop_process(server, grace=20)
     result["server_startup_s"] = round(startup, 2)
@@ -185,8 +315,13 @@ def main() -> None:
         "rounds": args.rounds,
         "concurrency": args.concurrency,
         "latency_s": args.latency,
-        "chunks": -(-args.rows // 1000),
-        "measured": "wall time of each run; the Prefect server was started and warmed first",
+        "modes": args.modes.split(","),
+        "chunks": args.chunks.split(","),
+        "measured": (
+            "wall time of each run; CPU of this process until Prefect's queues are drained; "
+            "CPU of the server's process tree until it is quiet (/proc); the server was "
+            "started and warmed first"
+        ),
     }
     print(orjson.dumps(result).decode(), flush=True)
 

@@ -34,6 +34,7 @@ TINY = Sizes(
     noisy_rpm=600,
     noisy_warmup_s=1.0,
     noisy_window_s=2.0,
+    flow_chunks="auto,50",
 )
 
 
@@ -136,6 +137,25 @@ async def test_the_noisy_server_scenario_runs_alone_and_reports_both_sides() -> 
 def test_prefect_overhead_runs_the_flow_and_the_engine(tmp_path: Path) -> None:
     outcome = prefect_overhead(TINY, tmp_path, lambda line: None)
     figures = outcome.figures
-    assert figures["flow_s"] > 0 and figures["direct_s"] > 0
-    assert len(figures["flow_runs"]) == len(figures["direct_runs"]) == 1
+    assert set(figures["modes"]) == {"cpu", "latency"}
+    for mode in figures["modes"].values():
+        auto, small = mode["sizes"]["auto"], mode["sizes"]["50"]
+        # 8 requests in flight at ~0.5 s over 4 chunks: 60 rows in 30 s, at least 100.
+        assert (auto["rows_per_chunk"], auto["chunks"]) == (100, 2)
+        assert (small["rows_per_chunk"], small["chunks"]) == (50, 4)
+        for entry in (auto, small):
+            for kind in ("direct", "flow"):
+                run = entry[kind]
+                assert run["wall_s"] > 0 and run["client_cpu_s"] > 0
+                assert run["server_cpu_s"] >= 0
+                assert run["total_cpu_s"] == pytest.approx(
+                    run["client_cpu_s"] + run["server_cpu_s"], abs=0.002
+                )
+            assert len(entry["flow_runs"]) == len(entry["direct_runs"]) == 1
+        # The flow's server does work for its task runs; the engine alone sends it nothing.
+        assert small["flow"]["server_cpu_s"] > small["direct"]["server_cpu_s"]
     assert outcome.setup["rows"] == 200
+    assert outcome.met == all(
+        m["sizes"]["auto"]["wall_overhead"] <= 0.03 and m["sizes"]["auto"]["cpu_overhead"] <= 0.1
+        for m in figures["modes"].values()
+    )

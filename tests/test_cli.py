@@ -112,6 +112,19 @@ def test_plan_estimates_before_spending(sim: ThreadedSimulator, make_job: JobFac
     assert sim.stats.requests == 0
 
 
+def test_plan_shows_the_chunk_size_and_why(sim: ThreadedSimulator, make_job: JobFactory) -> None:
+    config = str(make_job(review_rows(30)))
+    wide = {"COLUMNS": "200"}  # one table row a line
+    automatic = run_enrich("plan", config, "--set", "execution.rows_per_chunk=auto", env=wide)
+    assert automatic.returncode == 0, automatic.stderr
+    # 16 requests in flight at ~0.5 s over 3 chunks: 320 rows in 30 s, nearest 500.
+    line = next(x for x in automatic.stdout.splitlines() if "rows per chunk" in x)
+    assert "500" in line and "automatic" in line and "bound by concurrency" in line
+    explicit = run_enrich("plan", config, env=wide)
+    line = next(x for x in explicit.stdout.splitlines() if "rows per chunk" in x)
+    assert "7" in line and "execution.rows_per_chunk" in line
+
+
 def test_status_reports_committed_and_pending(
     sim: ThreadedSimulator, make_job: JobFactory, tmp_path: Path
 ) -> None:

@@ -48,7 +48,7 @@ def test_minimal_config_gets_defaults(write_config: WriteConfig) -> None:
     assert config.params.max_completion_tokens == 256
     assert config.output.format == "parquet"
     assert config.output.completion_column == "completion"
-    assert config.execution.rows_per_chunk == 1000
+    assert config.execution.rows_per_chunk is None  # chosen from the limits: 1,000 here
     assert config.execution.retry.attempts == 6
     assert config.execution.requests_per_minute is None
     assert config.pricing.input_per_million == 0
@@ -147,6 +147,8 @@ OVERRIDE_ERRORS = {
     "most 4 strings",
     "params.stop=[1]": "job.yaml: params.stop: must be a string",
     "execution.rows_per_chunk=0": "job.yaml: execution.rows_per_chunk: ",
+    "execution.rows_per_chunk=many": "job.yaml: execution.rows_per_chunk: 'many': expected a "
+    "number of rows or 'auto'",
     "execution.retry.backoff_max=0.1": "job.yaml: execution.retry: backoff_max must be at least "
     "backoff_initial",
     "name=Bad Name": "job.yaml: name: 'Bad Name' must be lowercase",

@@ -21,6 +21,7 @@ from support import (
     review_rows,
     run_config,
     user_text,
+    write_jsonl,
 )
 
 from enrich.completer import Completion, CompletionRequest, FakeCompleter, Handler
@@ -62,6 +63,32 @@ def test_a_repeated_request_is_sent_once_and_fills_every_row(make_job: JobFactor
         count_prompt_tokens(r.messages) for r in completer.requests
     )
     assert (summary.ok, summary.reused) == (14, 4)
+
+
+def test_the_automatic_chunk_size_keeps_the_chunks_of_a_file_when_another_is_added(
+    make_job: JobFactory, tmp_path: Path
+) -> None:
+    rows = review_rows(650)  # distinct texts: the second file asks for new requests
+    folder = tmp_path / "daily"
+    write_jsonl(folder / "a.jsonl", rows[:250])
+    # No chunk size: 1,000 requests a minute over 4 chunks in flight make it 100 rows.
+    execution = {"rows_per_chunk": "auto", "requests_per_minute": 1000, "max_concurrency": 64}
+    config = make_job(
+        input_path=str(folder / "*.jsonl"), execution={**execution, "chunks_in_flight": 4}
+    )
+    first, summary, _ = run(config, answer)
+    assert summary.complete
+    assert (first.chunk_size.rows, first.chunk_size.automatic) == (100, True)
+    assert [c.rows for c in first.chunks] == [100, 100, 50]
+
+    write_jsonl(folder / "b.jsonl", rows[250:])  # the glob gains a file
+    grown = prepare_job(config)
+    assert grown.chunk_size == first.chunk_size
+    assert grown.chunks[:3] == first.chunks  # the first file's chunks keep their ids
+    assert [(c.source_index, c.rows) for c in grown.pending()] == [(1, 100)] * 4
+    job, summary, completer = run(config, answer)
+    assert summary.complete and len(completer.requests) == 400
+    assert read_dataset(job.store.url).num_rows == 650
 
 
 def test_a_permanent_error_is_an_error_row_and_is_not_retried(make_job: JobFactory) -> None:

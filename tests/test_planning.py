@@ -6,8 +6,16 @@ from dataclasses import dataclass
 
 import pytest
 
+from enrich.config import JobConfig
 from enrich.hashing import RequestHasher, job_fingerprint, request_hash
-from enrich.planning import estimate, plan_chunks
+from enrich.planning import (
+    NICE_CHUNK_ROWS,
+    ChunkSize,
+    automatic_chunk_size,
+    chunk_size,
+    estimate,
+    plan_chunks,
+)
 from enrich.summary import ChunkSummary, add_latency, merge, percentile
 
 
@@ -53,6 +61,65 @@ def test_planning_is_deterministic_and_ids_follow_what_shapes_them() -> None:
 def test_plan_rejects_empty_chunks() -> None:
     with pytest.raises(ValueError):
         plan_chunks(SOURCES, 0, "fp")
+
+
+# (requests/min, tokens/min, max_completion_tokens, max_concurrency, chunks in flight) -> rows
+@pytest.mark.parametrize(
+    ("rpm", "tpm", "completion", "concurrency", "in_flight", "rows", "bound"),
+    [
+        # No quota: 64 requests at ~0.5 s, over 4 chunks: 32 rows/s a chunk, 960 rows in 30 s.
+        (None, None, 256, 64, 4, 1000, "concurrency"),
+        (None, None, 256, 64, 1, 5000, "concurrency"),  # 3,840: nearer 5,000 than 2,000
+        (None, None, 256, 16, 4, 200, "concurrency"),  # 240
+        (None, None, 256, 512, 1, 10_000, "concurrency"),  # 30,720, clamped
+        (None, None, 256, 1, 4, 100, "concurrency"),  # 7.5, clamped
+        # The sample job: 1,000 requests a minute bind first (16.7/s): 125 rows -> 100.
+        (1000, 1_000_000, 64, 64, 4, 100, "requests per minute"),
+        (4000, None, 256, 64, 4, 500, "requests per minute"),  # 500 exactly
+        (6000, None, 256, 64, 4, 1000, "requests per minute"),  # 750: nearer 1,000 than 500
+        (60_000, None, 256, 64, 4, 1000, "concurrency"),  # the quota is out of reach
+        # 1M tokens a minute at 500 + 1,000 tokens a request: 11.1 requests/s -> 83 -> 100.
+        (None, 1_000_000, 1000, 64, 4, 100, "tokens per minute"),
+        (None, 10_000_000, 100, 256, 2, 5000, "tokens per minute"),  # 6,000 -> 5,000
+        (30, 60_000, 256, 64, 4, 100, "requests per minute"),  # a small account: the floor
+    ],
+)
+def test_automatic_chunk_size_follows_the_binding_limit(
+    rpm: float | None,
+    tpm: float | None,
+    completion: int,
+    concurrency: int,
+    in_flight: int,
+    rows: int,
+    bound: str,
+) -> None:
+    size = automatic_chunk_size(
+        requests_per_minute=rpm,
+        tokens_per_minute=tpm,
+        max_completion_tokens=completion,
+        max_concurrency=concurrency,
+        chunks_in_flight=in_flight,
+    )
+    assert (size.rows, size.automatic) == (rows, True)
+    assert size.rows in NICE_CHUNK_ROWS
+    assert f"bound by {bound}" in size.reason
+
+
+def test_chunk_size_is_the_configs_when_it_sets_one() -> None:
+    base = {
+        "name": "j",
+        "input": {"path": "in.jsonl"},
+        "prompt": {"template": "{text}"},
+        "model": "m",
+        "output": {"path": "out"},
+    }
+    assert chunk_size(JobConfig.model_validate(base)).rows == 1000  # the defaults' size
+    explicit = {**base, "execution": {"rows_per_chunk": 7}}
+    assert chunk_size(JobConfig.model_validate(explicit)) == ChunkSize(
+        7, False, "execution.rows_per_chunk"
+    )
+    auto = {**base, "execution": {"rows_per_chunk": "auto", "requests_per_minute": 4000}}
+    assert chunk_size(JobConfig.model_validate(auto)).rows == 500
 
 
 MESSAGES = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]

@@ -306,6 +306,7 @@ def plan(
         ("output", job.store.url),
         ("model", cfg.model),
         ("rows", est.rows),
+        ("rows per chunk", f"{job.chunk_size.rows} ({job.chunk_size.reason})"),
         ("chunks", f"{est.chunks} ({len(pending)} pending)"),
         ("rows to send", est.pending_rows),
         ("prompt tokens (est.)", est.prompt_tokens),

@@ -39,7 +39,7 @@ from enrich.output.committed import committed_chunk_ids
 from enrich.output.layout import LAYOUT
 from enrich.output.owner import refuse_other_job
 from enrich.output.records import Plan, PlannedChunk
-from enrich.planning import ChunkSpec, plan_chunks
+from enrich.planning import ChunkSpec, chunk_size, plan_chunks
 from enrich.results import check_collisions
 from enrich.steps import StepGraphError
 from enrich.steps.step import build_steps
@@ -112,7 +112,9 @@ class Job:
             }
         )
         self.hasher = first.hasher
-        self.chunks = plan_chunks(sources, config.execution.rows_per_chunk, self.fingerprint)
+        # From the config alone: the chunks of rows already committed never move.
+        self.chunk_size = chunk_size(config)
+        self.chunks = plan_chunks(sources, self.chunk_size.rows, self.fingerprint)
         self.store = Store(config.output.path, config.output.storage_options)
 
     @classmethod

@@ -3,6 +3,10 @@
 A chunk is a contiguous ``[start, stop)`` slice of one source file. The same sources, chunk
 size and job fingerprint always give the same chunks with the same ids, so a rerun finds the
 chunks it has already committed.
+
+The chunk size, unless the config sets one, is chosen from the job's limits alone
+(:func:`chunk_size`): never from the input, so an input that grows (a glob gaining files) keeps
+the chunks, and the ids, of the rows it had.
 """
 
 from __future__ import annotations
@@ -12,7 +16,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from enrich.config import JobConfig
 from enrich.hashing import chunk_id, slot_id
+
+#: The sizes an automatic chunk takes: few, so that a small change of limits rarely changes it
+#: (a new size re-commits a dataset's chunks, reusing every result). From 100 rows, so that a
+#: job never has more than one Prefect task run per 100 rows; to 10,000, so that the chunks in
+#: flight stay small in memory.
+NICE_CHUNK_ROWS = (100, 200, 500, 1000, 2000, 5000, 10_000)
+#: How long an automatic chunk should take: long enough that a task run's cost disappears in
+#: it, short enough that progress moves and a lost chunk is little work.
+CHUNK_SECONDS = 30.0
+#: Guesses for what the config cannot say: a request's latency when only the concurrency
+#: bounds the rate, and a prompt's size in tokens against a tokens-per-minute limit.
+SECONDS_PER_REQUEST = 0.5
+PROMPT_TOKENS = 500
 
 
 class SourceLike(Protocol):
@@ -115,4 +133,61 @@ def estimate(
     duration = bounds[bound_by]
     return Estimate(
         rows, chunks, pending_rows, prompt, completion, cost, math.ceil(duration), bound_by
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkSize:
+    """Rows per chunk, and why (for ``enrich plan``)."""
+
+    rows: int
+    automatic: bool
+    reason: str
+
+
+def automatic_chunk_size(
+    *,
+    requests_per_minute: float | None,
+    tokens_per_minute: float | None,
+    max_completion_tokens: int,
+    max_concurrency: int,
+    chunks_in_flight: int,
+) -> ChunkSize:
+    """The chunk size that makes a chunk take about :data:`CHUNK_SECONDS` at the job's limits.
+
+    The job's pace is the slowest of its requests per minute, its tokens per minute (each
+    request counted at :data:`PROMPT_TOKENS` + ``max_completion_tokens``, as the provider
+    reserves them) and its concurrency (at :data:`SECONDS_PER_REQUEST` a request); the chunks
+    in flight share it. The size is the nearest of :data:`NICE_CHUNK_ROWS` (on a log scale),
+    clamped to them.
+    """
+    rates = {"concurrency": max_concurrency / SECONDS_PER_REQUEST}
+    if requests_per_minute:
+        rates["requests per minute"] = requests_per_minute / 60
+    if tokens_per_minute:
+        rates["tokens per minute"] = (
+            tokens_per_minute / 60 / (PROMPT_TOKENS + max_completion_tokens)
+        )
+    bound = min(rates, key=lambda k: rates[k])
+    per_chunk = rates[bound] / chunks_in_flight
+    ideal = per_chunk * CHUNK_SECONDS
+    rows = min(NICE_CHUNK_ROWS, key=lambda n: abs(math.log(n / ideal)))
+    reason = (
+        f"automatic: ~{rates[bound]:.3g} rows/s (bound by {bound}) over {chunks_in_flight} "
+        f"chunks in flight, ~{rows / per_chunk:.0f} s a chunk"
+    )
+    return ChunkSize(rows, True, reason)
+
+
+def chunk_size(config: JobConfig) -> ChunkSize:
+    """The job's rows per chunk: ``execution.rows_per_chunk``, else :func:`automatic_chunk_size`."""
+    ex = config.execution
+    if ex.rows_per_chunk is not None:
+        return ChunkSize(ex.rows_per_chunk, False, "execution.rows_per_chunk")
+    return automatic_chunk_size(
+        requests_per_minute=ex.requests_per_minute,
+        tokens_per_minute=ex.tokens_per_minute,
+        max_completion_tokens=config.params.max_completion_tokens,
+        max_concurrency=ex.max_concurrency,
+        chunks_in_flight=ex.chunks_in_flight,
     )

@@ -28,7 +28,11 @@ class Sizes:
     cpu_rows: int = 5000
     cpu_rounds: int = 3
     flow_rows: int = 10_000
-    flow_rounds: int = 2
+    flow_rounds: int = 1
+    #: Scenario e's simulator modes (``cpu``: instant answers; ``latency``: ``latency_s``) and
+    #: chunk sizes (``auto``: what the job's config resolves to when it sets none).
+    flow_modes: str = "cpu,latency"
+    flow_chunks: str = "auto,50,1000"
     noisy_rpm: int = 900
     noisy_share: float = 0.1
     noisy_warmup_s: float = 15.0

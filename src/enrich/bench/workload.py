@@ -59,15 +59,19 @@ def write_job(
     concurrency: int = 64,
     requests_per_minute: float | None = None,
     tokens_per_minute: float | None = None,
-    rows_per_chunk: int = 1000,
+    rows_per_chunk: int | None = 1000,
     chunks_in_flight: int = 4,
 ) -> Path:
-    """Write a job config enriching ``input_path`` into ``folder/out``; returns its path."""
+    """Write a job config enriching ``input_path`` into ``folder/out``; returns its path.
+
+    ``rows_per_chunk=None`` leaves the chunk size to the job (the automatic size).
+    """
     execution: dict[str, Any] = {
         "max_concurrency": concurrency,
-        "rows_per_chunk": rows_per_chunk,
         "chunks_in_flight": chunks_in_flight,
     }
+    if rows_per_chunk is not None:  # else the automatic size
+        execution["rows_per_chunk"] = rows_per_chunk
     if requests_per_minute is not None:
         execution["requests_per_minute"] = requests_per_minute
     if tokens_per_minute is not None:

@@ -255,12 +255,16 @@ class EmptyLengthRetry(_Spec):
 class ExecutionSpec(_Spec):
     """How the job runs: chunking, concurrency, the account's rate limits, checkpoints.
 
+    ``rows_per_chunk`` left unset (or ``auto``) is chosen from the limits, never from the
+    input, so a growing input keeps its chunks (:func:`enrich.planning.chunk_size`).
+
     The ``*_per_minute`` and ``*_per_day`` limits are the account's quotas (``None``: not
     enforced locally; the provider's headers and 429s still pace the run). With
     ``adaptive_limits`` the rate controller follows the limits the provider reports.
     """
 
-    rows_per_chunk: int = Field(default=1000, ge=1)
+    # None (or "auto" in a file): sized from the limits below, see enrich.planning.chunk_size.
+    rows_per_chunk: int | None = Field(default=None, ge=1)
     chunks_in_flight: int = Field(default=4, ge=1)
     max_concurrency: int = Field(default=64, ge=1)
     requests_per_minute: float | None = Field(default=None, gt=0)
@@ -279,6 +283,15 @@ class ExecutionSpec(_Spec):
     # a prompt or budget that fails half its rows is a broken job, not bad rows. 1 turns it off.
     max_error_share: float = Field(default=0.5, ge=0, le=1)
     empty_length_retry: EmptyLengthRetry = EmptyLengthRetry()
+
+    @field_validator("rows_per_chunk", mode="before")
+    @classmethod
+    def _check_rows_per_chunk(cls, value: Any) -> Any:
+        if value == "auto":
+            return None
+        if isinstance(value, str):
+            raise ValueError(f"{value!r}: expected a number of rows or 'auto'")
+        return value
 
 
 class PricingSpec(_Spec):
