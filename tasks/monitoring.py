@@ -171,11 +171,13 @@ async def publish_report(
 ) -> None:
     """A keyed table artifact and a ``<key>-report`` markdown artifact, secrets redacted."""
     hidden = list(secrets)
-    await acreate_table_artifact(
-        key=key, table=mask_secrets(rows, hidden), description=mask_secrets(description, hidden)
-    )
-    await acreate_markdown_artifact(
-        key=f"{key}-report", markdown=mask_secrets(markdown, hidden), description=description
+    await asyncio.gather(
+        acreate_table_artifact(
+            key=key, table=mask_secrets(rows, hidden), description=mask_secrets(description, hidden)
+        ),
+        acreate_markdown_artifact(
+            key=f"{key}-report", markdown=mask_secrets(markdown, hidden), description=description
+        ),
     )
 
 

@@ -117,7 +117,7 @@ def test_plan_shows_the_chunk_size_and_why(sim: ThreadedSimulator, make_job: Job
     wide = {"COLUMNS": "200"}  # one table row a line
     automatic = run_enrich("plan", config, "--set", "execution.rows_per_chunk=auto", env=wide)
     assert automatic.returncode == 0, automatic.stderr
-    # 16 requests in flight at ~0.5 s over 3 chunks: 320 rows in 30 s, nearest 500.
+    # 16 requests in flight at 0.2 s + 64 tokens at 1,000/s over 3 chunks: 606 rows in 30 s.
     line = next(x for x in automatic.stdout.splitlines() if "rows per chunk" in x)
     assert "500" in line and "automatic" in line and "bound by concurrency" in line
     explicit = run_enrich("plan", config, env=wide)

@@ -67,12 +67,14 @@ def test_plan_rejects_empty_chunks() -> None:
 @pytest.mark.parametrize(
     ("rpm", "tpm", "completion", "concurrency", "in_flight", "rows", "bound"),
     [
-        # No quota: 64 requests at ~0.5 s, over 4 chunks: 32 rows/s a chunk, 960 rows in 30 s.
+        # No quota: 64 requests at 0.2 s + 256 tokens at 1,000/s, over 4 chunks: 35 rows/s a
+        # chunk, 1,053 rows in 30 s.
         (None, None, 256, 64, 4, 1000, "concurrency"),
-        (None, None, 256, 64, 1, 5000, "concurrency"),  # 3,840: nearer 5,000 than 2,000
-        (None, None, 256, 16, 4, 200, "concurrency"),  # 240
-        (None, None, 256, 512, 1, 10_000, "concurrency"),  # 30,720, clamped
-        (None, None, 256, 1, 4, 100, "concurrency"),  # 7.5, clamped
+        (None, None, 64, 64, 4, 2000, "concurrency"),  # shorter answers: 1,818
+        (None, None, 256, 64, 1, 5000, "concurrency"),  # 4,210: nearer 5,000 than 2,000
+        (None, None, 256, 16, 4, 200, "concurrency"),  # 263
+        (None, None, 256, 512, 1, 10_000, "concurrency"),  # 33,684, clamped
+        (None, None, 256, 1, 4, 100, "concurrency"),  # 16, clamped
         # The sample job: 1,000 requests a minute bind first (16.7/s): 125 rows -> 100.
         (1000, 1_000_000, 64, 64, 4, 100, "requests per minute"),
         (4000, None, 256, 64, 4, 500, "requests per minute"),  # 500 exactly

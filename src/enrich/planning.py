@@ -27,9 +27,12 @@ NICE_CHUNK_ROWS = (100, 200, 500, 1000, 2000, 5000, 10_000)
 #: How long an automatic chunk should take: long enough that a task run's cost disappears in
 #: it, short enough that progress moves and a lost chunk is little work.
 CHUNK_SECONDS = 30.0
-#: Guesses for what the config cannot say: a request's latency when only the concurrency
-#: bounds the rate, and a prompt's size in tokens against a tokens-per-minute limit.
-SECONDS_PER_REQUEST = 0.5
+#: Guesses for what the config cannot say. A request's latency, when only the concurrency
+#: bounds the rate: time to the first token plus the whole completion budget at a modest
+#: output speed (Cerebras streams thousands of tokens a second; a slower endpoint only makes
+#: chunks take longer). A prompt's size in tokens, against a tokens-per-minute limit.
+FIRST_TOKEN_S = 0.2
+OUTPUT_TOKENS_PER_S = 1000.0
 PROMPT_TOKENS = 500
 
 
@@ -157,11 +160,12 @@ def automatic_chunk_size(
 
     The job's pace is the slowest of its requests per minute, its tokens per minute (each
     request counted at :data:`PROMPT_TOKENS` + ``max_completion_tokens``, as the provider
-    reserves them) and its concurrency (at :data:`SECONDS_PER_REQUEST` a request); the chunks
-    in flight share it. The size is the nearest of :data:`NICE_CHUNK_ROWS` (on a log scale),
+    reserves them) and its concurrency (each request taking :data:`FIRST_TOKEN_S` plus
+    ``max_completion_tokens`` at :data:`OUTPUT_TOKENS_PER_S`); the chunks in flight share it. The size is the nearest of :data:`NICE_CHUNK_ROWS` (on a log scale),
     clamped to them.
     """
-    rates = {"concurrency": max_concurrency / SECONDS_PER_REQUEST}
+    latency = FIRST_TOKEN_S + max_completion_tokens / OUTPUT_TOKENS_PER_S
+    rates = {"concurrency": max_concurrency / latency}
     if requests_per_minute:
         rates["requests per minute"] = requests_per_minute / 60
     if tokens_per_minute:
