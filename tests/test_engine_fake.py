@@ -91,6 +91,25 @@ def test_the_automatic_chunk_size_keeps_the_chunks_of_a_file_when_another_is_add
     assert read_dataset(job.store.url).num_rows == 650
 
 
+def test_a_new_automatic_chunk_size_recommits_without_asking_again(
+    make_job: JobFactory,
+) -> None:
+    # Limits that change the automatic size (100 rows, then 200) re-chunk a committed output:
+    # pending again, re-committed from the results it has, nothing sent.
+    execution = {"rows_per_chunk": "auto", "max_concurrency": 64, "chunks_in_flight": 4}
+    config = make_job(review_rows(250), execution={**execution, "requests_per_minute": 1000})
+    first, summary, _ = run(config, answer)
+    assert summary.complete and len(first.chunks) == 3
+    faster = ["execution.requests_per_minute=2000"]
+    # The last 50 rows are the same slice either way: that chunk stays committed.
+    assert [c.rows for c in prepare_job(config, faster).pending()] == [200]
+    completer = FakeCompleter(answer)
+    job, summary = run_config(config, faster, completer=completer)
+    assert summary.complete and completer.requests == []
+    assert len(job.chunks) == 2 and job.pending() == []
+    assert read_dataset(job.store.url).num_rows == 250
+
+
 def test_a_permanent_error_is_an_error_row_and_is_not_retried(make_job: JobFactory) -> None:
     rows = review_rows(10)
 
