@@ -161,8 +161,8 @@ def automatic_chunk_size(
     The job's pace is the slowest of its requests per minute, its tokens per minute (each
     request counted at :data:`PROMPT_TOKENS` + ``max_completion_tokens``, as the provider
     reserves them) and its concurrency (each request taking :data:`FIRST_TOKEN_S` plus
-    ``max_completion_tokens`` at :data:`OUTPUT_TOKENS_PER_S`); the chunks in flight share it. The size is the nearest of :data:`NICE_CHUNK_ROWS` (on a log scale),
-    clamped to them.
+    ``max_completion_tokens`` at :data:`OUTPUT_TOKENS_PER_S`); the chunks in flight share it.
+    The size is the nearest of :data:`NICE_CHUNK_ROWS` (on a log scale), clamped to them.
     """
     latency = FIRST_TOKEN_S + max_completion_tokens / OUTPUT_TOKENS_PER_S
     rates = {"concurrency": max_concurrency / latency}
