@@ -13,6 +13,7 @@ from enrich.planning import (
     ChunkSize,
     automatic_chunk_size,
     chunk_size,
+    completion_budgets,
     estimate,
     plan_chunks,
 )
@@ -98,13 +99,38 @@ def test_automatic_chunk_size_follows_the_binding_limit(
     size = automatic_chunk_size(
         requests_per_minute=rpm,
         tokens_per_minute=tpm,
-        max_completion_tokens=completion,
+        max_completion_tokens=[completion],
         max_concurrency=concurrency,
         chunks_in_flight=in_flight,
     )
     assert (size.rows, size.automatic) == (rows, True)
     assert size.rows in NICE_CHUNK_ROWS
     assert f"bound by {bound}" in size.reason
+
+
+@pytest.mark.parametrize(
+    ("rpm", "tpm", "budgets", "rows", "bound"),
+    [
+        # Two steps of 64 tokens: twice the slot time a row, 909 rows in 30 s -> 1,000.
+        (None, None, [64, 64], 1000, "concurrency"),
+        (None, None, [64], 2000, "concurrency"),
+        # 4,000 requests a minute over three requests a row: 22 rows/s, 167 -> 200.
+        (4000, None, [64, 64, 64], 200, "requests per minute"),
+        # 3M tokens a minute, 564 + 1,500 tokens reserved a row: 24 rows/s, 182 -> 200.
+        (None, 3_000_000, [64, 1000], 200, "tokens per minute"),
+    ],
+)
+def test_automatic_chunk_size_counts_every_request_of_a_row(
+    rpm: float | None, tpm: float | None, budgets: list[int], rows: int, bound: str
+) -> None:
+    size = automatic_chunk_size(
+        requests_per_minute=rpm,
+        tokens_per_minute=tpm,
+        max_completion_tokens=budgets,
+        max_concurrency=64,
+        chunks_in_flight=4,
+    )
+    assert size.rows == rows and f"bound by {bound}" in size.reason
 
 
 def test_chunk_size_is_the_configs_when_it_sets_one() -> None:
@@ -122,6 +148,15 @@ def test_chunk_size_is_the_configs_when_it_sets_one() -> None:
     )
     auto = {**base, "execution": {"rows_per_chunk": "auto", "requests_per_minute": 4000}}
     assert chunk_size(JobConfig.model_validate(auto)).rows == 500
+    steps = {
+        **{k: v for k, v in base.items() if k != "prompt"},
+        "params": {"max_completion_tokens": 64},
+        "steps": [
+            {"name": "a", "template": "{text}"},
+            {"name": "b", "template": "{a.completion}", "params": {"max_completion_tokens": 1000}},
+        ],
+    }
+    assert completion_budgets(JobConfig.model_validate(steps)) == [64, 1000]
 
 
 MESSAGES = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]

@@ -152,26 +152,27 @@ def automatic_chunk_size(
     *,
     requests_per_minute: float | None,
     tokens_per_minute: float | None,
-    max_completion_tokens: int,
+    max_completion_tokens: Sequence[int],
     max_concurrency: int,
     chunks_in_flight: int,
 ) -> ChunkSize:
     """The chunk size that makes a chunk take about :data:`CHUNK_SECONDS` at the job's limits.
 
-    The job's pace is the slowest of its requests per minute, its tokens per minute (each
-    request counted at :data:`PROMPT_TOKENS` + ``max_completion_tokens``, as the provider
-    reserves them) and its concurrency (each request taking :data:`FIRST_TOKEN_S` plus
-    ``max_completion_tokens`` at :data:`OUTPUT_TOKENS_PER_S`); the chunks in flight share it.
-    The size is the nearest of :data:`NICE_CHUNK_ROWS` (on a log scale), clamped to them.
+    ``max_completion_tokens`` has one budget per request a row makes (one per step). The
+    job's pace in rows is the slowest of its requests per minute, its tokens per minute (each
+    request counted at :data:`PROMPT_TOKENS` + its budget, as the provider reserves them) and
+    its concurrency (each request holding a slot for :data:`FIRST_TOKEN_S` plus its budget at
+    :data:`OUTPUT_TOKENS_PER_S`); the chunks in flight share it. The size is the nearest of
+    :data:`NICE_CHUNK_ROWS` (on a log scale), clamped to them.
     """
-    latency = FIRST_TOKEN_S + max_completion_tokens / OUTPUT_TOKENS_PER_S
-    rates = {"concurrency": max_concurrency / latency}
+    budgets = list(max_completion_tokens) or [0]
+    slot_seconds = sum(FIRST_TOKEN_S + b / OUTPUT_TOKENS_PER_S for b in budgets)
+    rates = {"concurrency": max_concurrency / slot_seconds}
     if requests_per_minute:
-        rates["requests per minute"] = requests_per_minute / 60
+        rates["requests per minute"] = requests_per_minute / 60 / len(budgets)
     if tokens_per_minute:
-        rates["tokens per minute"] = (
-            tokens_per_minute / 60 / (PROMPT_TOKENS + max_completion_tokens)
-        )
+        reserved = sum(PROMPT_TOKENS + b for b in budgets)
+        rates["tokens per minute"] = tokens_per_minute / 60 / reserved
     bound = min(rates, key=lambda k: rates[k])
     per_chunk = rates[bound] / chunks_in_flight
     ideal = per_chunk * CHUNK_SECONDS
@@ -183,6 +184,18 @@ def automatic_chunk_size(
     return ChunkSize(rows, True, reason)
 
 
+def completion_budgets(config: JobConfig) -> list[int]:
+    """``max_completion_tokens`` of each request a row makes: the prompt's, or each step's."""
+    if not config.steps:
+        return [config.params.max_completion_tokens]
+    return [
+        s.params.max_completion_tokens
+        if s.params is not None and "max_completion_tokens" in s.params.model_fields_set
+        else config.params.max_completion_tokens
+        for s in config.steps
+    ]
+
+
 def chunk_size(config: JobConfig) -> ChunkSize:
     """The job's rows per chunk: ``execution.rows_per_chunk``, else :func:`automatic_chunk_size`."""
     ex = config.execution
@@ -191,7 +204,7 @@ def chunk_size(config: JobConfig) -> ChunkSize:
     return automatic_chunk_size(
         requests_per_minute=ex.requests_per_minute,
         tokens_per_minute=ex.tokens_per_minute,
-        max_completion_tokens=config.params.max_completion_tokens,
+        max_completion_tokens=completion_budgets(config),
         max_concurrency=ex.max_concurrency,
         chunks_in_flight=ex.chunks_in_flight,
     )
