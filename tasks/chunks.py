@@ -8,9 +8,12 @@ checkpoints are the engine's journal and commit records, so Prefect result cachi
 
 from __future__ import annotations
 
+from typing import Any
+
 import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
 from prefect.logging import get_run_logger
 
 from enrich.engine import Engine
@@ -19,10 +22,14 @@ from enrich.planning import ChunkSpec
 from enrich.summary import ChunkSummary
 
 
-def _storage_fault(task: object, task_run: object, state: object) -> bool:
-    """Retry a chunk only for storage faults: its journal makes the retry cost nothing."""
+async def _storage_fault(task: object, task_run: object, state: State[Any]) -> bool:
+    """Retry a chunk only for storage faults: its journal makes the retry cost nothing.
+
+    Async, as the task is: Prefect awaits it, and a failed state's exception is re-raised by
+    ``aresult`` (``result`` would hand back an unawaited coroutine here and never raise).
+    """
     try:
-        state.result()  # type: ignore[attr-defined]
+        await state.aresult()
     except StorageError:
         return True
     except BaseException:

@@ -12,12 +12,14 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
+import fsspec
 import orjson
 import pyarrow.compute as pc
 import pytest
+from fsspec.implementations.local import LocalFileSystem
 from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
@@ -319,3 +321,46 @@ def test_enrich_run_goes_to_the_configured_server_and_retries_errors_there(
     assert sim.stats.requests == 10
     out = read_dataset(load_job_config(config).output.path)
     assert set(out.column("status").to_pylist()) == {"ok"}
+
+
+class FlakyPartsFileSystem(LocalFileSystem):
+    """The local filesystem as ``flaky://``, refusing the first write of each part."""
+
+    protocol = ("flaky",)
+    refused: ClassVar[set[str]] = set()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{**kwargs, "auto_mkdir": True})
+
+    @classmethod
+    def _strip_protocol(cls, path: Any) -> Any:
+        if isinstance(path, str) and path.startswith("flaky://"):
+            path = path.removeprefix("flaky://")
+        return super()._strip_protocol(path)
+
+    def unstrip_protocol(self, name: str) -> str:
+        return f"flaky://{self._strip_protocol(name)}"
+
+    def pipe_file(self, path: Any, value: Any, mode: str = "overwrite", **kwargs: Any) -> None:
+        key = self._strip_protocol(path)
+        if "/parts/" in key and key not in self.refused:
+            self.refused.add(key)
+            raise OSError(f"{key}: service unavailable")
+        super().pipe_file(path, value, mode=mode, **kwargs)
+
+
+async def test_a_chunk_that_met_a_storage_fault_is_retried_and_pays_nothing_again(
+    sim: ThreadedSimulator, make_job: JobFactory, tmp_path: Path
+) -> None:
+    fsspec.register_implementation("flaky", FlakyPartsFileSystem, clobber=True)
+    FlakyPartsFileSystem.refused.clear()
+    config = make_job(
+        review_rows(6), output_path=f"flaky://{tmp_path}/out", execution={"rows_per_chunk": 6}
+    )
+    state = await enrich_dataset(str(config), return_state=True)
+    assert state.is_completed(), state.message
+    [chunk] = task_runs(run_id(state))
+    assert chunk.run_count == 2  # the storage fault, then the retry that committed
+    assert len(FlakyPartsFileSystem.refused) == 1
+    assert sim.stats.requests == 6  # the retry took every answer from the journal
+    assert read_dataset(f"{tmp_path}/out").num_rows == 6
