@@ -1,4 +1,5 @@
-"""The README demo: the sample job through the Prefect flow, against the simulator by default.
+"""The README demo: the sample job (two typed steps) through the Prefect flow, against the
+simulator by default, then a few rows of its typed columns.
 
 Unless ``CEREBRAS_API_KEY`` is set, it starts the bundled simulator on a free port (as a child
 process, with a little latency so the run looks like one) and points the SDK at it.
@@ -17,13 +18,14 @@ DEMO_CONFIG = "configs/reviews.yaml"
 #: Small chunks, for the demo only, so its 200 rows show several task runs in the UI (a job's
 #: own size, chosen from its limits, is 100 rows here).
 DEMO_ROWS_PER_CHUNK = 50
+# The typed columns of step 1, step 2's summary, and the row's totals.
 SHOW_COLUMNS = [
     "row_id",
-    "completion",
-    "prompt_tokens",
-    "completion_tokens",
+    "triage_sentiment",
+    "triage_topics",
+    "summary_completion",
+    "total_tokens",
     "cost_usd",
-    "latency_s",
     "status",
 ]
 
@@ -58,6 +60,9 @@ def run_demo(output: str, config: str = DEMO_CONFIG) -> int:
     console.print(f"Output: {figures['output']} (parts listed in {LAYOUT.manifest})\n")
     frame = pl.from_arrow(read_dataset(figures["output"]))
     assert isinstance(frame, pl.DataFrame)
-    with pl.Config(fmt_str_lengths=36, tbl_cols=len(SHOW_COLUMNS), tbl_width_chars=150):
-        console.print(frame.select(SHOW_COLUMNS).head(5))
+    shown = frame.select(SHOW_COLUMNS).head(5)
+    with pl.Config(fmt_str_lengths=28, tbl_cols=len(SHOW_COLUMNS), tbl_width_chars=140):
+        console.print(str(shown), width=max(console.width, 140), soft_wrap=True, markup=False)
+    types = ", ".join(f"{c}: {shown.schema[c]}" for c in ("triage_sentiment", "triage_topics"))
+    console.print(f"\nTyped columns: {types}")
     return 0

@@ -17,6 +17,7 @@ from uuid import UUID
 
 import fsspec
 import orjson
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from fsspec.implementations.local import LocalFileSystem
@@ -92,6 +93,10 @@ async def test_sample_job_end_to_end(sim: ThreadedSimulator, tmp_path: Path) -> 
     assert found["enrich-reviews-progress"].data == 100.0
     report = str(found["enrich-reviews-report"].data)
     assert "rows_ok | 200" in report and "latency_p99_s" in report
+    # The sample is a two-step typed job: typed columns, and the report broken down by step.
+    assert data.schema.field("triage_sentiment").type == pa.dictionary(pa.int32(), pa.string())
+    assert set(data.column("summary_status").to_pylist()) == {"ok"}
+    assert "## By step" in report and "| triage | 200 |" in report
 
 
 async def test_a_budget_reached_fails_the_run_with_forecast_and_spend_in_the_report(

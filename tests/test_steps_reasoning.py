@@ -8,13 +8,14 @@ from typing import Any
 
 import pytest
 import yaml
-from support import JobFactory, answer, by_row, run_config
+from support import JobFactory, answer, by_row, run_config, run_enrich
 from support.simulators import simulator
 
 from enrich.completer import Completion, CompletionRequest, FakeCompleter
 from enrich.output.reader import read_dataset
 from enrich.results import EMPTY_AFTER_RETRY
 from enrich.sim.harness import ThreadedSimulator
+from enrich.steps.budget import budget_warning
 from enrich.usage import Usage
 
 
@@ -146,3 +147,35 @@ def test_the_reasoning_text_is_a_column_when_kept(
     assert set(by_row(table, "think_reasoning_tokens").values()) == {8}
     assert set(by_row(table, "plain_reasoning_tokens").values()) == {8}
     assert set(by_row(table, "reasoning_tokens").values()) == {16}
+
+
+@pytest.mark.parametrize(
+    ("model", "params", "warned"),
+    [
+        ("gpt-oss-120b", {"max_completion_tokens": 64, "reasoning_effort": "low"}, True),
+        ("gpt-oss-120b", {"max_completion_tokens": 400, "reasoning_effort": "low"}, False),
+        ("gpt-oss-120b", {"max_completion_tokens": 400}, True),  # medium when unset
+        ("gpt-oss-120b", {"max_completion_tokens": 2000, "reasoning_effort": "high"}, True),
+        ("gpt-oss-120b", {"max_completion_tokens": 16, "reasoning_effort": "none"}, False),
+        ("llama-4-scout", {"max_completion_tokens": 16}, False),  # does not reason
+    ],
+)
+def test_a_small_budget_for_a_reasoning_model_is_warned_about(
+    model: str, params: dict[str, Any], warned: bool
+) -> None:
+    assert (budget_warning(model, params) is not None) is warned
+
+
+def test_plan_warns_per_step_when_the_budget_leaves_no_room_to_reason(
+    sim: ThreadedSimulator, make_job: JobFactory
+) -> None:
+    steps = [
+        {"name": "triage", "template": "{text}", "params": {"max_completion_tokens": 2000}},
+        {"name": "summary", "template": "{triage.completion}"},  # the job's 64
+    ]
+    result = run_enrich("plan", str(steps_with(make_job(), steps)))
+    assert result.returncode == 0, result.stderr
+    out = " ".join(result.stderr.split())  # warnings go where errors go
+    assert "warning: steps.summary: max_completion_tokens 64 is small for gpt-oss-120b" in out
+    assert "steps.triage" not in out
+    assert sim.stats.requests == 0

@@ -202,3 +202,32 @@ def test_a_one_prompt_job_keeps_its_columns_and_asks_nothing_again(
     again = run_config(path)
     assert again.summary.requests == 0 and sim.stats.requests == 0
     assert again.summary.steps == {}
+
+
+def test_typed_columns_read_with_polars_and_duckdb(
+    sim: ThreadedSimulator, make_job: JobFactory
+) -> None:
+    import duckdb
+    import polars as pl
+
+    ran = run_config(steps_job(make_job, TRIAGE, SUMMARY))
+    reviews = table = read_dataset(ran.job.store.url)
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    assert frame.schema["triage_sentiment"] == pl.Categorical
+    assert frame.schema["triage_topics"] == pl.List(pl.String)
+    by_sentiment = frame.group_by("triage_sentiment").agg(pl.len()).to_dicts()
+    assert sum(row["len"] for row in by_sentiment) == 20
+    exploded = frame.explode("triage_topics").filter(pl.col("triage_topics").is_not_null())
+    assert exploded.height == sum(len(t) for t in table.column("triage_topics").to_pylist())
+
+    counted = duckdb.sql(
+        "SELECT triage_sentiment, count(*) AS n, sum(cost_usd) AS cost FROM reviews "
+        "GROUP BY triage_sentiment"
+    ).fetchall()
+    assert reviews.num_rows == sum(n for _, n, _ in counted) == 20  # DuckDB reads it by name
+    assert {s for s, _, _ in counted} == set(by_row(table, "triage_sentiment").values())
+    [(topics,)] = duckdb.sql(
+        "SELECT count(*) FROM (SELECT unnest(triage_topics) FROM reviews)"
+    ).fetchall()
+    assert topics == exploded.height

@@ -264,6 +264,7 @@ def plan(
     """Rows, chunks, estimated tokens, cost and duration, before anything is spent."""
     from enrich.job import Job
     from enrich.planning import estimate
+    from enrich.steps.budget import budget_warning
     from enrich.structured import OutputSchemaRefused
     from enrich.tokens import count_prompt_tokens
 
@@ -316,6 +317,11 @@ def plan(
     ]:
         table.add_row(key, str(value))
     Console().print(table)
+    for step in job.steps:  # a rule of thumb until a sample run measures the reasoning
+        warning = budget_warning(step.kind.model, step.kind.params)
+        if warning is not None:
+            where = "params" if step.name is None else f"steps.{step.name}"
+            console.print(f"[yellow]warning:[/yellow] {where}: {escape(warning)}", soft_wrap=True)
 
 
 def status(

@@ -122,6 +122,21 @@ def _manifest(store: Store) -> Manifest:
 def read_dataset(url: str, storage_options: dict[str, Any] | None = None) -> pa.Table:
     """The committed dataset under ``url``: exactly the parts its manifest names, in order.
 
+    Typed columns keep their Arrow types (an enum is ``dictionary<int32, string>``, a list of
+    strings ``list<string>``), so polars and DuckDB read them as they are::
+
+        import duckdb
+        import polars as pl
+        from enrich import read_dataset
+
+        reviews = read_dataset("out/reviews")
+        frame = pl.from_arrow(reviews)  # triage_sentiment: Categorical, triage_topics: List
+        frame.explode("triage_topics").group_by("triage_topics").len()
+        duckdb.sql("SELECT triage_sentiment, count(*), sum(cost_usd) FROM reviews GROUP BY 1")
+
+    (DuckDB finds the Arrow table ``reviews`` by its Python name.) The manifest
+    (:func:`read_manifest`) records each typed column's Arrow type under ``output_schema``.
+
     If a newer commit replaces the dataset while it is being read (its old parts are then
     deleted), the read starts over from the new manifest, so the result is always one
     manifest's dataset, whole.
