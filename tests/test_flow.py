@@ -96,7 +96,7 @@ async def test_sample_job_end_to_end(sim: ThreadedSimulator, tmp_path: Path) -> 
     # The sample is a two-step typed job: typed columns, and the report broken down by step.
     assert data.schema.field("triage_sentiment").type == pa.dictionary(pa.int32(), pa.string())
     assert set(data.column("summary_status").to_pylist()) == {"ok"}
-    assert "## By step" in report and "| triage | 200 |" in report
+    assert "## By step" in report and "| triage | " in report and "| summary | " in report
 
 
 async def test_a_budget_reached_fails_the_run_with_forecast_and_spend_in_the_report(
