@@ -65,7 +65,9 @@ def test_example_job_in_repo_is_valid() -> None:
     assert config.name == "reviews"
     assert config.input.id_column == "review_id"
     assert config.model == "gpt-oss-120b"
-    assert config.params.max_completion_tokens == 64
+    # Two typed steps, with room for a reasoning model's reasoning at low effort.
+    assert [s.name for s in config.steps or ()] == ["triage", "summary"]
+    assert config.params.max_completion_tokens == 400
     assert config.params.temperature == 0
     assert config.execution.requests_per_minute == 1000
     assert config.pricing.output_per_million == 0.75
