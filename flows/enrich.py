@@ -7,7 +7,9 @@ a path to a job YAML; ``overrides`` are ``KEY=VALUE`` strings as on the command 
 per partition.
 
 In the UI a run is named after its job and partition, tagged with the job and the model, moves
-a progress artifact as chunks finish, and ends with a table and a markdown report.
+a progress artifact as chunks finish, and ends with a table and a markdown report. It emits
+events (:mod:`enrich_tasks.events`): each chunk committed, the dataset committed, or why it
+stopped.
 
 A run prepares its job once (discovering and counting the input is a full read of it). When the
 caller in this process has prepared it already, as ``enrich run`` does to fail before Prefect
@@ -31,13 +33,20 @@ from prefect.runtime import flow_run
 
 from enrich.config import JobConfig, load_job_config, refuse_api_overrides
 from enrich.engine import Engine, ProgressObserver, RunProgress
-from enrich.errors import EnrichError
+from enrich.errors import BudgetReached, EnrichError, QuotaExhausted, RunStopped
 from enrich.job import Job
 from enrich.partitions import for_partition
 from enrich.planning import ChunkSpec
 from enrich.run import RunChunk, run_job
 from enrich.summary import ChunkSummary, JobSummary
 from enrich_tasks.chunks import enrich_chunk
+from enrich_tasks.events import (
+    chunk_committed,
+    committed_now,
+    dataset_committed,
+    emit,
+    run_stopped,
+)
 from enrich_tasks.monitoring import (
     ProgressArtifact,
     artifact_key,
@@ -200,10 +209,13 @@ async def enrich_dataset(
         async def run_chunk(chunk: ChunkSpec, table: pa.Table) -> ChunkSummary:
             named = enrich_chunk.with_options(task_run_name=chunk.label)
             try:
-                return await named(engine, chunk, table)
+                done = await named(engine, chunk, table)
             finally:
                 if shown is not None:
                     shown.nudge()
+            if done.committed:
+                emit(chunk_committed(cfg.name, partition, done))
+            return done
 
         return run_chunk
 
@@ -222,9 +234,18 @@ async def enrich_dataset(
             observer=observe,
             retry_errors=retry_errors,
         )
+    except (
+        RunStopped,
+        QuotaExhausted,
+        BudgetReached,
+    ) as stop:  # for automations: which job, and why
+        emit(run_stopped(cfg.name, partition, job.store.url, stop))
+        raise
     finally:
         if shown is not None:
             await shown.finish()
+    if committed_now(summary):
+        emit(dataset_committed(cfg.name, partition, summary))
     logger.info(
         "%s: %s; %d ok, %d failed, %.1f rows/s, $%.4f",
         label,

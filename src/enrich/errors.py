@@ -81,7 +81,14 @@ class CompletionError(EnrichError):
 
 class RunStopped(EnrichError):
     """The run stopped without committing: an error of the job (a refused key, an unknown
-    model, an endpoint that is not a chat API) or too many error rows. One line for a person."""
+    model, an endpoint that is not a chat API) or too many error rows. One line for a person.
+
+    ``kind`` says which, for whoever reacts to a stopped run: ``job_error`` or ``error_rate``.
+    """
+
+    def __init__(self, message: str, kind: str = "job_error") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class BudgetReached(EnrichError):

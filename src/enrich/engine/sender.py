@@ -203,7 +203,8 @@ class RequestSender:
             self.stopped = RunStopped(
                 f"{errors} of {results} rows failed ({errors / results:.0%}, more than "
                 f"execution.max_error_share {self._max_error_share:.0%}{said}); "
-                "nothing was committed"
+                "nothing was committed",
+                kind="error_rate",
             )
 
     async def _attempt(
