@@ -367,6 +367,47 @@ def test_models_and_warming(server: ThreadedSimulator) -> None:
     assert missing.headers["content-type"].startswith("text/plain")
 
 
+def test_the_public_catalogue_needs_no_key(make_server: Callable[..., ThreadedSimulator]) -> None:
+    sim = make_server(
+        api_keys=frozenset({"good"}),
+        context_length=32768,
+        deprecated={"zai-glm-4.7": "2027-01-15"},
+        retired={"llama3.1-8b": "2026-05-27"},
+    )
+    public = httpx.get(f"{sim.base_url}/public/v1/models")
+    assert public.status_code == 200
+    models = {m["id"]: m for m in public.json()["data"]}
+    assert list(models) == ["gpt-oss-120b", "zai-glm-4.7", "llama3.1-8b"]
+    gpt = models["gpt-oss-120b"]
+    assert gpt["pricing"] == {"prompt": "0.00000035", "completion": "0.00000075"}
+    assert gpt["limits"]["max_context_length"] == 32768  # the window it enforces
+    assert gpt["limits"]["max_completion_tokens"] == 32768
+    assert gpt["capabilities"]["structured_outputs"] and gpt["capabilities"]["reasoning"]
+    assert (gpt["deprecated"], gpt["deprecation_date"]) == (False, None)
+    assert (models["zai-glm-4.7"]["deprecated"], models["zai-glm-4.7"]["deprecation_date"]) == (
+        True,
+        "2027-01-15",
+    )
+    assert models["llama3.1-8b"]["deprecation_date"] == "2026-05-27"
+    # What a key may use: no retired model, and it takes the key.
+    assert httpx.get(f"{sim.base_url}/v1/models").status_code == 403
+    keyed = httpx.get(f"{sim.base_url}/v1/models", headers={"Authorization": "Bearer good"})
+    assert [m["id"] for m in keyed.json()["data"]] == ["gpt-oss-120b", "zai-glm-4.7"]
+    good = Cerebras(api_key="good", base_url=sim.base_url, warm_tcp_connection=False, max_retries=0)
+    with good, pytest.raises(NotFoundError):
+        good.chat.completions.create(model="llama3.1-8b", messages=MESSAGES)
+    assert sim.stats.requests == 1
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"deprecated": {"llama-9": "2027-01-01"}}, {"retired": {"gpt-oss-120b": "2026-01-01"}}],
+)
+def test_a_catalogue_that_contradicts_itself_is_refused(settings: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        SimConfig(**settings)
+
+
 @pytest.mark.parametrize(
     ("params", "error", "code", "message"),
     [

@@ -84,6 +84,14 @@ def sim_command(
     api_keys: Annotated[
         str, typer.Option(help="Comma-separated accepted API keys; empty accepts any.")
     ] = "",
+    deprecated: Annotated[
+        list[str] | None,
+        typer.Option(help="MODEL=YYYY-MM-DD: a served model marked deprecated (repeatable)."),
+    ] = None,
+    retired: Annotated[
+        list[str] | None,
+        typer.Option(help="MODEL=YYYY-MM-DD: a model retired on that day (repeatable)."),
+    ] = None,
 ) -> None:
     """Serve a Cerebras-compatible chat completions API with quotas, latency and faults."""
     try:
@@ -91,6 +99,8 @@ def sim_command(
             host=host,
             port=port,
             models=tuple(m.strip() for m in models.split(",") if m.strip()),
+            deprecated=_dated("--deprecated", deprecated or []),
+            retired=_dated("--retired", retired or []),
             api_keys=frozenset(k.strip() for k in api_keys.split(",") if k.strip()),
             ttft=ttft,
             tokens_per_second=tokens_per_second or None,
@@ -120,6 +130,17 @@ def sim_command(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     asyncio.run(serve(config))
+
+
+def _dated(option: str, values: list[str]) -> dict[str, str]:
+    """``MODEL=YYYY-MM-DD`` values as a dict; anything else is a ``ValueError``."""
+    dated: dict[str, str] = {}
+    for value in values:
+        model, _, day = value.partition("=")
+        if not (model.strip() and len(day.strip()) == 10):
+            raise ValueError(f"{option} {value!r}: expected MODEL=YYYY-MM-DD")
+        dated[model.strip()] = day.strip()
+    return dated
 
 
 async def serve(config: SimConfig) -> None:

@@ -167,6 +167,10 @@ class SimConfig:
     Attributes:
         host, port: where to listen; port 0 picks a free port.
         models: the catalogue; other model ids get 404 `model_not_found`.
+        deprecated: models of `models` marked deprecated, each with the date (`YYYY-MM-DD`)
+            it stops being served; still served.
+        retired: models the provider no longer serves, each with the date it stopped: listed
+            by `GET /public/v1/models` flagged so, absent from `/v1/models`, 404 for chat.
         api_keys: accepted keys; empty accepts any key (a missing header is still 403).
         ttft: seconds before the first token.
         tokens_per_second: completion speed; None or 0 means instant.
@@ -188,6 +192,8 @@ class SimConfig:
     host: str = "127.0.0.1"
     port: int = 0
     models: tuple[str, ...] = DEFAULT_MODELS
+    deprecated: Mapping[str, str] = field(default_factory=dict)
+    retired: Mapping[str, str] = field(default_factory=dict)
     api_keys: frozenset[str] = field(default_factory=frozenset)
     ttft: float = 0.0
     tokens_per_second: float | None = None
@@ -215,3 +221,7 @@ class SimConfig:
             raise ValueError("context_length and reserve_default must be >= 1")
         if not self.models:
             raise ValueError("the model catalogue is empty")
+        if set(self.deprecated) - set(self.models):
+            raise ValueError("a deprecated model must be one of the models served")
+        if set(self.retired) & set(self.models):
+            raise ValueError("a retired model cannot be one of the models served")

@@ -25,6 +25,7 @@ import orjson
 from aiohttp import web
 
 from enrich.sim.buckets import AccountQuotas, Refusal
+from enrich.sim.catalogue import model_list, public_model_list
 from enrich.sim.config import (
     ANSWER_FAULTS,
     GENERATION_FAULTS,
@@ -93,6 +94,7 @@ class SimulatorApp:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_get("/v1/models", self.list_models)
+        app.router.add_get("/public/v1/models", self.public_models)
         app.router.add_get("/v1/models/{model_id}", self.get_model)
         app.router.add_get("/v1/tcp_warming", self.tcp_warming)
         add_control_routes(app, self)
@@ -156,10 +158,12 @@ class SimulatorApp:
         return self.json_response(200, {})
 
     async def list_models(self, request: web.Request) -> web.Response:
-        """The model catalogue."""
-        return self._auth(request) or self.json_response(
-            200, {"object": "list", "data": list(self._models.values())}
-        )
+        """The models the key may use."""
+        return self._auth(request) or self.json_response(200, model_list(self.config))
+
+    async def public_models(self, request: web.Request) -> web.Response:
+        """The public catalogue, no key needed: prices, limits, flags (`enrich.sim.catalogue`)."""
+        return self.json_response(200, public_model_list(self.config))
 
     async def get_model(self, request: web.Request) -> web.Response:
         """One model, or 404 `model_not_found`."""
