@@ -174,9 +174,11 @@ async def enrich_dataset(
     # Two round trips to the server that need not wait for each other.
     tagged = asyncio.ensure_future(tag_current_run(run_tags(cfg)))
     try:
-        job = await prepare_job(cfg, config)
+        job = await prepare_job(cfg, config)  # a model no longer served is refused here
     finally:
         await tagged
+    for note in job.notes:  # a deprecated model, say
+        logger.warning("%s: %s", label, note)
     pending = job.pending()
     logger.info(
         "%s: %d rows in %d chunks, %d chunks pending -> %s",

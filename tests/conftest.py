@@ -24,6 +24,7 @@ from support import (
     point_sdk_at,
 )
 
+from enrich.catalogue import CACHE_ENV, OFFLINE_ENV
 from enrich.output.spill import SPILL_ENV
 from enrich.sim.config import Faults, SimConfig
 from enrich.sim.harness import ThreadedSimulator
@@ -37,6 +38,16 @@ def spill_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Results spilled while storage is down go under the test's tmp_path, never ~/.cache."""
     folder = tmp_path / "spill"
     monkeypatch.setenv(SPILL_ENV, str(folder))
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def catalogue_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The model catalogue is cached under the test's tmp_path, and never fetched from the
+    real provider: a test pointed at a simulator (``point_sdk_at``) fetches it from there."""
+    folder = tmp_path / "cache"
+    monkeypatch.setenv(CACHE_ENV, str(folder))
+    monkeypatch.setenv(OFFLINE_ENV, "1")
     return folder
 
 

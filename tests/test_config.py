@@ -51,7 +51,7 @@ def test_minimal_config_gets_defaults(write_config: WriteConfig) -> None:
     assert config.execution.rows_per_chunk is None  # chosen from the limits: 1,000 here
     assert config.execution.retry.attempts == 6
     assert config.execution.requests_per_minute is None
-    assert config.pricing.input_per_million == 0
+    assert config.pricing.input_per_million is None  # from the model catalogue
     assert config.api.api_key_env == "CEREBRAS_API_KEY"
 
 
@@ -70,7 +70,7 @@ def test_example_job_in_repo_is_valid() -> None:
     assert config.params.max_completion_tokens == 400
     assert config.params.temperature == 0
     assert config.execution.requests_per_minute == 1000
-    assert config.pricing.output_per_million == 0.75
+    assert config.pricing.output_per_million is None  # the catalogue's price
 
 
 @pytest.mark.parametrize(

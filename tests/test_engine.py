@@ -20,6 +20,7 @@ from support import (
     write_jsonl,
 )
 
+from enrich.catalogue import OFFLINE_ENV
 from enrich.errors import QuotaExhausted
 from enrich.job import Job
 from enrich.output.index import ResultIndex
@@ -138,6 +139,9 @@ def test_context_overflow_is_an_error_row_not_a_missing_row(
     make_job: JobFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with simulator(monkeypatch, context_length=120) as small:
+        # The catalogue (the snapshot, offline) does not know this server's small window:
+        # the row is sent, and the server's 400 makes it an error row.
+        monkeypatch.setenv(OFFLINE_ENV, "1")
         rows = review_rows(6)
         rows[2]["text"] = "very long " * 80
         job, summary = run_config(make_job(rows))

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from enrich.config.schema import PricingSpec
+from enrich.catalogue import Prices
 from enrich.engine.fold import fold_results, priced
 from enrich.engine.selection import select_requests
 from enrich.errors import CompletionError
@@ -26,7 +26,7 @@ def ok(prompt: int = 10, completion: int = 5, *, attempts: int = 1, cost: float 
 
 
 # 10 prompt and 5 completion tokens (``ok()``) cost 1.0 at these prices.
-PRICES = PricingSpec(input_per_million=50_000, output_per_million=100_000)
+PRICES = Prices(input_per_million=50_000, output_per_million=100_000)
 
 
 def failed(status: int = 400) -> Result:
@@ -87,6 +87,36 @@ def test_select_requests(
     assert all(selection.reuse[h] is window[h] for h in reuse)
     assert selection.wait == wait
     assert selection.send == send
+
+
+@pytest.mark.parametrize(
+    ("hashes", "known", "in_flight", "too_long", "send", "overflow"),
+    [
+        (["a", "b", "c"], set(), set(), {1}, {"a": 0, "c": 2}, {"b": 1}),
+        # Decided by the first row of a hash; a repeat of an overflow is not sent either.
+        (["a", "b", "b"], set(), set(), {1}, {"a": 0}, {"b": 1}),
+        # Only requests that would be sent are judged: known and in-flight ones are not.
+        (["a", "b", "c"], {"a"}, {"b"}, {0, 1, 2}, {}, {"c": 2}),
+        (["a", "b"], set(), set(), set(), {"a": 0, "b": 1}, {}),
+    ],
+)  # fmt: skip
+def test_requests_that_cannot_fit_are_not_sent(
+    hashes: list[str],
+    known: set[str],
+    in_flight: set[str],
+    too_long: set[int],
+    send: dict[str, int],
+    overflow: dict[str, int],
+) -> None:
+    asked: list[int] = []
+
+    def fits(row: int) -> bool:
+        asked.append(row)
+        return row not in too_long
+
+    selection = select_requests(hashes, known=known, recent={}, in_flight=in_flight, fits=fits)
+    assert (selection.send, selection.overflow) == (send, overflow)
+    assert sorted(asked) == sorted([*send.values(), *overflow.values()])
 
 
 # -- fold ---------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 from support.jobs import JobFactory, review_rows, run_config
 from support.simulators import simulator
 
-from enrich.config.schema import PricingSpec
+from enrich.catalogue import Prices
 from enrich.engine.fold import priced
 from enrich.hashing import endpoint_identity
 from enrich.output.reader import output_status, read_dataset, read_manifest
@@ -59,7 +59,7 @@ def test_cost_is_tokens_at_current_prices(
         usage=Usage(prompt_tokens=prompt, completion_tokens=completion),
         cost_usd=123.0,
     )
-    pricing = PricingSpec(input_per_million=input_price, output_per_million=output_price)
+    pricing = Prices(input_per_million=input_price, output_per_million=output_price)
     result = priced(recorded, pricing)
     assert result.cost_usd == pytest.approx(cost)
     assert result.usage == recorded.usage

@@ -11,14 +11,16 @@ Everything runs against the simulator over HTTP (or a few-line aiohttp server).
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from aiohttp import web
 from support import (
     JobFactory,
     by_row,
+    point_sdk_at,
     prepare_job,
     review_rows,
-    run_config,
     run_enrich,
     serving,
     simulator,
@@ -142,12 +144,18 @@ def test_a_refused_permission_stops_the_run(sim: ThreadedSimulator, make_job: Jo
     assert committed_manifest(prepare_job(config).store) is None
 
 
-def test_an_unknown_model_stops_the_run(sim: ThreadedSimulator, make_job: JobFactory) -> None:
+def test_an_unknown_model_stops_the_run(
+    sim: ThreadedSimulator, make_job: JobFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = make_job(review_rows(40), model="no-such-model", execution=FEW)
+    # Prepared while the provider still served the model: its 404s stop the run.
+    with simulator(monkeypatch, models=("gpt-oss-120b", "no-such-model")):
+        job = prepare_job(config)
+    point_sdk_at(sim, monkeypatch)
     with pytest.raises(RunStopped, match=r"does not know the model .*'no-such-model'"):
-        run_config(config)
+        asyncio.run(run_job(job))
     assert sim.stats.requests <= FEW["max_concurrency"]
-    assert committed_manifest(prepare_job(config).store) is None
+    assert committed_manifest(job.store) is None
 
 
 async def hello(request: web.Request) -> web.Response:

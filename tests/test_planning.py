@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from enrich.config import JobConfig
+from enrich.context import ContextWindow, PromptTally
 from enrich.hashing import RequestHasher, job_fingerprint, request_hash
 from enrich.planning import (
     NICE_CHUNK_ROWS,
@@ -17,6 +18,7 @@ from enrich.planning import (
     estimate,
     plan_chunks,
 )
+from enrich.results import reusable
 from enrich.summary import ChunkSummary, add_latency, merge, percentile
 
 
@@ -221,6 +223,85 @@ def test_estimate_duration_is_the_slowest_bound(
     assert est.prompt_tokens == 100_000 and est.completion_tokens == 120_000
     assert est.cost_usd == pytest.approx((100_000 * 0.35 + 120_000 * 0.75) / 1e6)
     assert (est.duration_s, est.bound_by) == (duration, bound_by)
+
+
+@pytest.mark.parametrize(
+    ("overflow", "observed", "sent", "completion", "basis", "tpm_duration"),
+    [
+        (0, None, 1000, 120_000, "max_completion_tokens (120) per row, the worst case", 50),
+        # Rows that cannot fit the context are never sent: no tokens, no cost, no time.
+        (400, None, 600, 72_000, "max_completion_tokens (120) per row, the worst case", 6),
+        (1000, None, 0, 0, "max_completion_tokens (120) per row, the worst case", 0),
+        # Observed completion lengths (a sample run) replace the worst case.
+        (0, 20.0, 1000, 20_000, "20.0 per row, as observed in a sample run", 0),
+        (500, 30.0, 500, 15_000, "30.0 per row, as observed in a sample run", 0),
+    ],
+)
+def test_estimate_counts_only_rows_that_fit_at_the_completion_assumed(
+    overflow: int,
+    observed: float | None,
+    sent: int,
+    completion: int,
+    basis: str,
+    tpm_duration: int,
+) -> None:
+    est = estimate(
+        rows=1000,
+        chunks=10,
+        pending_rows=1000,
+        avg_prompt_tokens=100,
+        max_completion_tokens=120,
+        input_price=0.35,
+        output_price=0.75,
+        requests_per_minute=None,
+        tokens_per_minute=120_000,
+        max_concurrency=64,
+        overflow_rows=overflow,
+        completion_tokens_per_row=observed,
+    )
+    assert (est.pending_rows, est.overflow_rows) == (1000, overflow)
+    assert (est.prompt_tokens, est.completion_tokens) == (100 * sent, completion)
+    assert est.cost_usd == pytest.approx((100 * sent * 0.35 + completion * 0.75) / 1e6)
+    assert est.completion_basis == basis
+    assert est.duration_s == tpm_duration
+
+
+@pytest.mark.parametrize(
+    ("context", "budget", "prompts", "rows", "overflow", "tokens", "largest"),
+    [
+        (None, 64, [10, 500, 20], 3, 0, 530, 500),
+        (100, 64, [10, 36, 37, 500], 4, 2, 46, 500),  # 36 + 64 fits exactly; 37 does not
+        (100, 200, [1, 2], 2, 2, 0, 2),  # the budget alone is over the window
+        (100, 64, [], 0, 0, 0, 0),
+    ],
+)
+def test_prompts_are_counted_against_the_context(
+    context: int | None,
+    budget: int,
+    prompts: list[int],
+    rows: int,
+    overflow: int,
+    tokens: int,
+    largest: int,
+) -> None:
+    tally = PromptTally(None if context is None else ContextWindow(context, budget))
+    tally.add(prompts[:1])
+    tally.add(prompts[1:])
+    assert (tally.rows, tally.overflow_rows, tally.prompt_tokens) == (rows, overflow, tokens)
+    assert tally.largest_prompt == largest
+    fitting = rows - overflow
+    assert tally.average_prompt_tokens == (tokens / fitting if fitting else 0.0)
+
+
+def test_a_row_that_cannot_fit_is_a_reusable_error_row() -> None:
+    result = ContextWindow(120, 64).overflow(300)
+    assert (result.status, result.error_kind, result.attempts) == ("error", "context_overflow", 0)
+    assert result.usage.prompt_tokens == 0 and result.cost_usd == 0
+    assert result.error == (
+        "prompt of ~300 tokens + max_completion_tokens 64 cannot fit the model's context of "
+        "120 tokens; not sent"
+    )
+    assert reusable(result) and not reusable(result, retry_errors=True)
 
 
 @pytest.mark.parametrize(

@@ -42,9 +42,13 @@ def utc_now() -> datetime:
 
 
 def job_rates(job: Job) -> Rates:
-    """The prices a budget counts at: the job's ``pricing`` (dollars per million tokens)."""
-    pricing = job.config.pricing
-    return Rates.per_million(pricing.input_per_million, pricing.output_per_million)
+    """The prices a budget counts at: the job's (``pricing``, else the catalogue's; dollars per
+    million tokens). A job whose steps use several models counts every request at the
+    dearest of their prices, so the budget holds whichever model a request goes to."""
+    prices = [job.prices_for(model) for model in job.entries]
+    return Rates.per_million(
+        max(p.input_per_million for p in prices), max(p.output_per_million for p in prices)
+    )
 
 
 @dataclass
@@ -123,8 +127,8 @@ def forecast_usd(job: Job, pending: list[ChunkSpec], *, sample_chunks: int = 1) 
         pending_rows=sum(c.rows for c in pending),
         avg_prompt_tokens=sum(counts) / max(1, len(counts)),
         max_completion_tokens=cfg.params.max_completion_tokens,
-        input_price=cfg.pricing.input_per_million,
-        output_price=cfg.pricing.output_per_million,
+        input_price=job.prices.input_per_million,
+        output_price=job.prices.output_per_million,
         requests_per_minute=None,
         tokens_per_minute=None,
         max_concurrency=cfg.execution.max_concurrency,

@@ -32,6 +32,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from enrich.bench.cli import bench_command
+from enrich.catalogue.command import models_command
 from enrich.config import JobConfig, load_job_config, refuse_api_overrides
 from enrich.errors import EnrichError
 from enrich.reload import sighup_logged
@@ -94,6 +95,12 @@ def _load(config: str, overrides: list[str], partition: str | None = None) -> Jo
 def _fail(exc: BaseException, code: int = 2) -> NoReturn:
     console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def _warn(notes: tuple[str, ...]) -> None:
+    """The job's warnings (a deprecated model, say), one line each."""
+    for note in notes:
+        console.print(f"[yellow]warning:[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
 
 
 def _watch_progress(stop: threading.Event, observed: list[RunProgress]) -> None:
@@ -193,6 +200,7 @@ def run_command(flow_runner: FlowRunner | None) -> Callable[..., None]:
             job = Job.prepare(cfg, where=config)  # every input check, before anything is spent
         except EnrichError as exc:
             _fail(exc)
+        _warn(job.notes)
         stop = threading.Event()
         watcher = None
         observed: list[RunProgress] = []  # the run hands its counters over here when it starts
@@ -266,62 +274,88 @@ def plan(
     from enrich.planning import estimate
     from enrich.steps.budget import budget_warning
     from enrich.structured import OutputSchemaRefused
-    from enrich.tokens import count_prompt_tokens
 
     cfg = _load(config, set_, partition)
     try:
         job = Job.prepare(cfg, where=config)
         pending = job.pending()
-        sample = next(job.iter_tables(job.chunks[:1]), None)
+        tally = job.tally_prompts(pending)  # every row to send, rendered and counted
     except OutputSchemaRefused as exc:
         for line in exc.lines():  # every finding, one line each: fix them all in one go
             console.print(f"[red]error:[/red] {escape(line)}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except EnrichError as exc:
         _fail(exc)
-    avg = 0.0
-    if sample is not None:
-        _, _, messages = job.render(*sample)
-        avg = sum(count_prompt_tokens(m) for m in messages) / max(1, len(messages))
+    _warn(job.notes)
     ex = cfg.execution
     est = estimate(
         rows=job.rows,
         chunks=len(job.chunks),
-        pending_rows=sum(c.rows for c in pending),
-        avg_prompt_tokens=avg,
+        pending_rows=tally.rows,
+        avg_prompt_tokens=tally.average_prompt_tokens,
         max_completion_tokens=cfg.params.max_completion_tokens,
-        input_price=cfg.pricing.input_per_million,
-        output_price=cfg.pricing.output_per_million,
+        input_price=job.prices.input_per_million,
+        output_price=job.prices.output_per_million,
         requests_per_minute=ex.requests_per_minute,
         tokens_per_minute=ex.tokens_per_minute,
         max_concurrency=ex.max_concurrency,
+        overflow_rows=tally.overflow_rows,
     )
     table = Table(title=f"plan: {cfg.name}", show_header=False)
     duration = (
         "unbounded by the configured limits"
         if est.duration_s is None
-        else (f"~{est.duration_s} s (bound by {est.bound_by})")
+        else (f"~{est.duration_s:,} s (bound by {est.bound_by})")
     )
+    cost = f"${est.cost_usd:,.4f}" if job.prices.known else "unknown: no prices for this model"
     for key, value in [
         ("input", cfg.input.path),
         ("output", job.store.url),
-        ("model", cfg.model),
-        ("rows", est.rows),
-        ("rows per chunk", f"{job.chunk_size.rows} ({job.chunk_size.reason})"),
-        ("chunks", f"{est.chunks} ({len(pending)} pending)"),
-        ("rows to send", est.pending_rows),
-        ("prompt tokens (est.)", est.prompt_tokens),
-        ("completion tokens (at most)", est.completion_tokens),
-        ("cost (at most)", f"${est.cost_usd:.4f}"),
+        ("model", describe_model(job)),
+        ("catalogue", job.catalogue.describe()),
+        ("prices", job.prices.describe()),
+        ("rows", f"{est.rows:,}"),
+        ("rows per chunk", f"{job.chunk_size.rows:,} ({job.chunk_size.reason})"),
+        ("chunks", f"{est.chunks:,} ({len(pending):,} pending)"),
+        ("rows to send", f"{est.pending_rows - est.overflow_rows:,}"),
+        ("rows that cannot fit", overflow_line(job, est.overflow_rows)),
+        ("prompt tokens (est.)", f"{est.prompt_tokens:,}"),
+        ("completion tokens (at most)", f"{est.completion_tokens:,} ({est.completion_basis})"),
+        ("cost (at most)", cost),
         ("duration", duration),
     ]:
         table.add_row(key, str(value))
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
     for step in job.steps:  # a rule of thumb until a sample run measures the reasoning
         warning = budget_warning(step.kind.model, step.kind.params)
         if warning is not None:
             where = "params" if step.name is None else f"steps.{step.name}"
             console.print(f"[yellow]warning:[/yellow] {where}: {escape(warning)}", soft_wrap=True)
+
+
+def describe_model(job: Job) -> str:
+    """The model with its status and limits, as the catalogue has them."""
+    from datetime import date
+
+    entry = job.model_entry
+    if entry is None:
+        return f"{job.config.model} (not in the catalogue)"
+    facts = [entry.describe_status(date.today())]
+    if entry.context_length is not None:
+        facts.append(f"context {entry.context_length:,}")
+    if entry.max_completion_tokens is not None:
+        facts.append(f"max completion {entry.max_completion_tokens:,}")
+    return f"{entry.id} ({', '.join(facts)})"
+
+
+def overflow_line(job: Job, rows: int) -> str:
+    """How many rows cannot fit the model's context, and what becomes of them."""
+    if job.context is None:
+        return "unknown: the catalogue does not give the model's context length"
+    text = f"{rows:,} rows cannot fit the model's context of {job.context.context_length:,} tokens"
+    if rows:
+        text += " (error rows of kind context_overflow, never sent)"
+    return text
 
 
 def status(
@@ -387,6 +421,7 @@ def build_app(flow_runner: FlowRunner | None = None) -> typer.Typer:
     app.callback()(_global_options)
     app.command("sim")(sim_command)
     app.command("bench")(bench_command)
+    app.command("models")(models_command)
     app.command("run", help=DIRECT_RUN_HELP if flow_runner is None else RUN_HELP)(
         run_command(flow_runner)
     )

@@ -9,20 +9,37 @@ across files; ids are neither null nor repeated; no input column collides with a
 Every file is pinned to the version surveyed, and reading it later checks the pin. It then
 plans the chunks deterministically. The first write to the output (the run's lease, in
 :func:`enrich.run.run_job`) also comes before any request.
+
+Before the input is read, every model the job uses is judged against the provider's
+catalogue (:mod:`enrich.catalogue`): a model the provider no longer serves is refused in one
+line, one marked deprecated leaves a warning in :attr:`Job.notes`. The catalogue also gives
+the prices rows are costed at (unless ``pricing`` sets them, for every model of the job) and
+the context window no request may overflow (:meth:`Job.window`).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import date
 from itertools import groupby
 from typing import Any
 
 import pyarrow as pa
 
+from enrich.catalogue import (
+    Catalogue,
+    ModelEntry,
+    ModelVerdict,
+    Prices,
+    job_prices,
+    judge_model,
+    load_catalogue,
+)
 from enrich.config import JobConfig
 from enrich.config.places import refuse_overlap
 from enrich.config.schema import EmptyLengthRetry
+from enrich.context import ContextWindow, PromptTally
 from enrich.errors import ConfigError, InputChanged
 from enrich.hashing import endpoint_identity, job_fingerprint
 from enrich.inputs import (
@@ -42,10 +59,11 @@ from enrich.output.records import Plan, PlannedChunk
 from enrich.planning import ChunkSpec, chunk_size, plan_chunks
 from enrich.results import check_collisions
 from enrich.steps import StepGraphError
-from enrich.steps.step import build_steps
+from enrich.steps.step import RequestKind, Step, build_steps
 from enrich.steps.table import check_step_columns
 from enrich.storage import Store
 from enrich.structured import check_output_schema
+from enrich.tokens import count_prompt_tokens
 
 ENGINE_VERSION = 1
 
@@ -54,7 +72,14 @@ class Job:
     """One job's config, sources, template, output store and chunk plan."""
 
     def __init__(
-        self, config: JobConfig, sources: list[SourceFile], input_columns: list[str], where: str
+        self,
+        config: JobConfig,
+        sources: list[SourceFile],
+        input_columns: list[str],
+        where: str,
+        *,
+        catalogue: Catalogue | None = None,
+        verdicts: Mapping[str, ModelVerdict] | None = None,
     ) -> None:
         self.config = config
         self.where = where
@@ -69,6 +94,19 @@ class Job:
         except StepGraphError as exc:
             raise ConfigError(f"{where}: {exc}") from None
         first = self.steps[0]
+        # Prepared jobs bring the verdicts of :meth:`prepare`; one built directly (over an
+        # input already surveyed) is judged against the catalogue prepare would load,
+        # refusing nothing.
+        if catalogue is None:
+            catalogue = load_catalogue(config.api, os.environ, want=first.kind.model)
+        if verdicts is None:
+            today = date.today()
+            verdicts = {
+                s.kind.model: judge_model(catalogue, s.kind.model, today) for s in self.steps
+            }
+        #: Where the models' figures come from, and what it says of each model of the job.
+        self.catalogue = catalogue
+        self.entries: dict[str, ModelEntry | None] = {m: v.entry for m, v in verdicts.items()}
         #: Whether this is a ``steps:`` job (named steps, prefixed columns, row totals).
         self.multi_step = config.steps is not None
         self.template = first.template
@@ -90,6 +128,8 @@ class Job:
                 typed,
                 reasoning=first.keep_reasoning,
             )
+        #: One-line warnings for whoever runs the job (a deprecated model, say).
+        self.notes = _notes(self.steps, verdicts)
         read = frozenset().union(*(s.template.columns for s in self.steps))
         self.read_columns = needed_columns(input_columns, spec, read)
         self.fingerprint = job_fingerprint(
@@ -105,10 +145,7 @@ class Job:
                 "format": config.output.format,
                 # Not in the request hash (a price asks nothing new), but a committed
                 # dataset costed at other prices is not this job's: it is re-committed.
-                "pricing": [
-                    config.pricing.input_per_million,
-                    config.pricing.output_per_million,
-                ],
+                "pricing": self._price_identity(),
             }
         )
         self.hasher = first.hasher
@@ -118,11 +155,23 @@ class Job:
         self.store = Store(config.output.path, config.output.storage_options)
 
     @classmethod
-    def prepare(cls, config: JobConfig, where: str = "job") -> Job:
+    def prepare(
+        cls,
+        config: JobConfig,
+        where: str = "job",
+        *,
+        catalogue: Catalogue | None = None,
+        today: date | None = None,
+    ) -> Job:
         """Discover the input and check it against the config (raises one-line errors).
 
         An output schema strict mode would refuse is refused before the input is read
-        (:class:`~enrich.structured.OutputSchemaRefused` holds every finding).
+        (:class:`~enrich.structured.OutputSchemaRefused` holds every finding). ``catalogue``
+        defaults to :func:`~enrich.catalogue.load_catalogue` for the job's endpoint (the
+        provider, else a cache, else the snapshot; never an error offline).
+
+        Raises:
+            ConfigError: a model of the job is one the provider no longer serves.
         """
         refuse_overlap(config.input.path, config.output.path, os.getcwd(), where)
         refuse_other_job(Store(config.output.path, config.output.storage_options), config.name)
@@ -131,6 +180,7 @@ class Job:
         for step in config.steps or ():
             if step.output_schema is not None:
                 check_output_schema(step.output_schema, f"{where}: steps.{step.name}.output_schema")
+        catalogue, verdicts = _judge_models(config, where, catalogue, today or date.today())
         spec = config.input
         surveyed = survey_input(spec)
         columns: list[str] = []
@@ -138,13 +188,45 @@ class Job:
             for name in survey.schema.names:
                 if name not in columns:
                     columns.append(name)
-        job = cls(config, surveyed.sources, columns, where)
+        job = cls(config, surveyed.sources, columns, where, catalogue=catalogue, verdicts=verdicts)
         wanted = {c: job._why_read(c) for c in job.read_columns}
         check_columns(surveyed.sources, surveyed.surveys, wanted)
         check_types(surveyed.sources, surveyed.surveys, job.read_columns)
         readers = [reader_for(s, spec) for s in surveyed.sources]
         check_ids(readers, surveyed.surveys, spec)
         return job
+
+    @property
+    def model_entry(self) -> ModelEntry | None:
+        """The catalogue's entry of the first step's model (None: not in the catalogue)."""
+        return self.entries[self.steps[0].kind.model]
+
+    @property
+    def prices(self) -> Prices:
+        """The prices the first step's rows are costed at (:meth:`prices_for`)."""
+        return self.prices_for(self.steps[0].kind.model)
+
+    def prices_for(self, model: str) -> Prices:
+        """``pricing``'s keys where set, else the catalogue's prices of ``model``."""
+        return job_prices(self.config.pricing, self.entries.get(model))
+
+    @property
+    def context(self) -> ContextWindow | None:
+        """The first step's context window (:meth:`window`)."""
+        return self.window(self.steps[0].kind)
+
+    def window(self, kind: RequestKind) -> ContextWindow | None:
+        """The context requests of ``kind`` must fit (None: the catalogue does not know it)."""
+        entry = self.entries.get(kind.model)
+        if entry is None or entry.context_length is None:
+            return None
+        return ContextWindow(entry.context_length, kind.max_completion_tokens)
+
+    def _price_identity(self) -> list[float] | dict[str, list[float]]:
+        """The prices the fingerprint holds: ``[in, out]`` of a one-model job, as always."""
+        prices = {m: self.prices_for(m) for m in self.entries}
+        pairs = {m: [p.input_per_million, p.output_per_million] for m, p in prices.items()}
+        return next(iter(pairs.values())) if len(pairs) == 1 else pairs
 
     def _prompt_identity(self) -> dict[str, Any]:
         """What the job fingerprint holds of the prompts: a one-prompt job's as it always
@@ -207,15 +289,21 @@ class Job:
         )
         self.store.write_bytes(LAYOUT.plan, plan.to_bytes())
 
-    def iter_tables(self, chunks: Sequence[ChunkSpec]) -> Iterator[tuple[ChunkSpec, pa.Table]]:
-        """The input rows of each chunk, in order, reading each source once, lazily."""
+    def iter_tables(
+        self, chunks: Sequence[ChunkSpec], columns: Sequence[str] | None = None
+    ) -> Iterator[tuple[ChunkSpec, pa.Table]]:
+        """The input rows of each chunk, in order, reading each source once, lazily.
+
+        ``columns`` narrows what is read (default: every column the job reads).
+        """
+        wanted = list(self.read_columns if columns is None else columns)
         for index, group in groupby(chunks, key=lambda c: c.source_index):
             members = list(group)
             by_bounds = {(c.start, c.stop): c for c in members}
             bounds = [(c.start, c.stop) for c in members]
             source = self.sources[index]
             reader = reader_for(source, self.config.input)
-            for bound, table in reader.read_slices(bounds, self.read_columns):
+            for bound, table in reader.read_slices(bounds, wanted):
                 yield by_bounds[bound], table
 
     @staticmethod
@@ -239,6 +327,22 @@ class Job:
         hashes = [self.hasher(m) for m in messages]
         return self.row_ids(chunk, table), hashes, messages
 
+    def tally_prompts(self, chunks: Sequence[ChunkSpec]) -> PromptTally:
+        """Every row of ``chunks`` rendered for the first step and its prompt counted against
+        the context (later steps' prompts hold answers not known before the run)."""
+        tally = PromptTally(self.context)
+        # Only what the template reads (a static template: the columns the job reads anyway).
+        columns = sorted(self.template.columns) or None
+        for _, table in self.iter_tables(chunks, columns):
+            tally.add(self.prompt_tokens(table))
+        return tally
+
+    def prompt_tokens(self, table: pa.Table) -> list[int]:
+        """The estimated prompt tokens of the first step for every row of ``table``."""
+        columns = {c: table.column(c).to_pylist() for c in self.template.columns}
+        users = self.template.render_users(columns, table.num_rows)
+        return [count_prompt_tokens(self.template.messages(u)) for u in users]
+
     def input_values(self, table: pa.Table) -> dict[str, list[Any]]:
         """The input columns any step's template reads, as lists."""
         read = set().union(*(s.template.columns for s in self.steps))
@@ -258,3 +362,42 @@ class Job:
     def keep(self, table: pa.Table) -> pa.Table:
         """The input columns that pass through to the output."""
         return table.select(self.keep_columns)
+
+
+def _judge_models(
+    config: JobConfig, where: str, catalogue: Catalogue | None, today: date
+) -> tuple[Catalogue, dict[str, ModelVerdict]]:
+    """Every model of the job judged, the job's own first; the first refusal is raised,
+    naming its key (``model`` or ``steps.<name>.model``). A model a cached catalogue does not
+    list is asked of the provider (:func:`~enrich.catalogue.load_catalogue`'s ``want``)."""
+    keys = {config.model: "model"}
+    for step in config.steps or ():
+        if step.model is not None:
+            keys.setdefault(step.model, f"steps.{step.name}.model")
+    verdicts: dict[str, ModelVerdict] = {}
+    given = catalogue is not None
+    for model, key in keys.items():
+        cached = catalogue is not None and catalogue.source == "cache"
+        if catalogue is None or (not given and cached and model not in catalogue.models):
+            catalogue = load_catalogue(config.api, os.environ, want=model)
+        verdict = judge_model(catalogue, model, today)
+        if verdict.refusal is not None:
+            raise ConfigError(f"{where}: {key}: {verdict.refusal}")
+        verdicts[model] = verdict
+    assert catalogue is not None  # the job has a model
+    return catalogue, verdicts
+
+
+def _notes(steps: Sequence[Step], verdicts: Mapping[str, ModelVerdict]) -> tuple[str, ...]:
+    """Warnings: a model deprecated or unknown; a completion budget above the model's."""
+    notes = [f"model: {v.warning}" for v in verdicts.values() if v.warning is not None]
+    for step in steps:
+        entry, budget = verdicts[step.kind.model].entry, step.kind.max_completion_tokens
+        longest = entry.max_completion_tokens if entry else None
+        if longest is not None and budget > longest:
+            key = "params" if step.name is None else f"steps.{step.name}.params"
+            notes.append(
+                f"{key}.max_completion_tokens {budget:,} is above {step.kind.model}'s longest "
+                f"completion of {longest:,} tokens"
+            )
+    return tuple(dict.fromkeys(notes))

@@ -93,6 +93,10 @@ class Estimate:
     cost_usd: float
     duration_s: float | None
     bound_by: str
+    #: Pending rows that cannot fit the model's context: never sent, not counted above.
+    overflow_rows: int = 0
+    #: What completion tokens were counted at (the worst case, or observed lengths).
+    completion_basis: str = "max_completion_tokens per row (the worst case)"
 
 
 def estimate(
@@ -108,35 +112,47 @@ def estimate(
     tokens_per_minute: float | None,
     max_concurrency: int,
     seconds_per_request: float | None = None,
+    overflow_rows: int = 0,
+    completion_tokens_per_row: float | None = None,
 ) -> Estimate:
     """Upper-bound tokens and cost of the pending rows, and how long the limits make it take.
 
-    Completion tokens are counted at ``max_completion_tokens`` (the most a row can cost);
-    duration is the slowest of the request quota, the token quota (which reserves prompt +
-    ``max_completion_tokens`` per request, as Cerebras does) and, when a per-request latency is
+    ``overflow_rows`` of the pending rows cannot fit the model's context: they are never sent
+    and count for nothing; ``avg_prompt_tokens`` is the average of the others. Completion
+    tokens are counted at ``max_completion_tokens`` (the most a row can cost) unless
+    ``completion_tokens_per_row`` gives lengths observed in a sample run (which the token quota
+    refunds down to, as Cerebras does, after reserving ``max_completion_tokens``). Duration
+    is the slowest of the request quota, the token quota and, when a per-request latency is
     given, the concurrency cap. Buckets are full at start, as the provider's are.
     """
-    prompt = round(avg_prompt_tokens * pending_rows)
-    completion = max_completion_tokens * pending_rows
+    sent = max(0, pending_rows - overflow_rows)
+    prompt = round(avg_prompt_tokens * sent)
+    if completion_tokens_per_row is None:
+        completion = max_completion_tokens * sent
+        basis = f"max_completion_tokens ({max_completion_tokens:,}) per row, the worst case"
+    else:
+        completion = round(completion_tokens_per_row * sent)
+        basis = f"{completion_tokens_per_row:,.1f} per row, as observed in a sample run"
     cost = (prompt * input_price + completion * output_price) / 1_000_000
     bounds: dict[str, float] = {}
     if requests_per_minute:
         # Buckets start full: the first minute's quota goes out at once.
         bounds["requests per minute"] = (
-            max(0, pending_rows - requests_per_minute) / requests_per_minute * 60
+            max(0, sent - requests_per_minute) / requests_per_minute * 60
         )
     if tokens_per_minute:
+        # Each request reserves prompt + max_completion_tokens and is refunded down to its
+        # usage when it returns: over minutes the bucket drains at the tokens used.
         spent = prompt + completion - tokens_per_minute
         bounds["tokens per minute"] = max(0, spent) / tokens_per_minute * 60
     if seconds_per_request:
-        bounds["concurrency"] = pending_rows * seconds_per_request / max(1, max_concurrency)
+        bounds["concurrency"] = sent * seconds_per_request / max(1, max_concurrency)
+    figures = (rows, chunks, pending_rows, prompt, completion, cost)
     if not bounds:
-        return Estimate(rows, chunks, pending_rows, prompt, completion, cost, None, "unknown")
+        return Estimate(*figures, None, "unknown", overflow_rows, basis)
     bound_by = max(bounds, key=lambda k: bounds[k])
     duration = bounds[bound_by]
-    return Estimate(
-        rows, chunks, pending_rows, prompt, completion, cost, math.ceil(duration), bound_by
-    )
+    return Estimate(*figures, math.ceil(duration), bound_by, overflow_rows, basis)
 
 
 @dataclass(frozen=True, slots=True)

@@ -107,6 +107,7 @@ EMPTY_AFTER_RETRY = "empty_length_after_retry"
 REQUEST_ERRORS = frozenset(
     {"http_400", "http_413", "http_422", "context_length_exceeded", "invalid_output"}
     | {EMPTY_AFTER_RETRY}
+    | {"context_overflow"}  # never sent: it cannot fit the model's context (enrich.context)
     | COMPLETION_ERRORS.keys()
 )
 

@@ -13,15 +13,18 @@ from typing import Any
 
 import pytest
 
+from enrich.catalogue import OFFLINE_ENV
 from enrich.sim.config import SimConfig
 from enrich.sim.harness import ThreadedSimulator
 from support.jobs import API_KEY
 
 
 def point_sdk_at(server: ThreadedSimulator, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make every client built from the environment talk to ``server`` with the test key."""
+    """Make every client built from the environment talk to ``server`` with the test key;
+    the model catalogue is fetched from it too."""
     monkeypatch.setenv("CEREBRAS_BASE_URL", server.base_url)
     monkeypatch.setenv("CEREBRAS_API_KEY", API_KEY)
+    monkeypatch.delenv(OFFLINE_ENV, raising=False)
 
 
 @contextmanager

@@ -295,10 +295,14 @@ class ExecutionSpec(_Spec):
 
 
 class PricingSpec(_Spec):
-    """US dollars per million prompt (input) and completion (output) tokens, for cost columns."""
+    """US dollars per million prompt (input) and completion (output) tokens, for cost columns.
 
-    input_per_million: float = Field(default=0, ge=0)
-    output_per_million: float = Field(default=0, ge=0)
+    A key left unset (``None``) takes the model's price from the catalogue
+    (:func:`enrich.catalogue.job_prices`); one that is set overrides it.
+    """
+
+    input_per_million: float | None = Field(default=None, ge=0)
+    output_per_million: float | None = Field(default=None, ge=0)
 
 
 class BudgetSpec(_Spec):

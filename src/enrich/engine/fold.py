@@ -35,7 +35,7 @@ import copy
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import replace
 
-from enrich.config.schema import PricingSpec
+from enrich.catalogue import Prices
 from enrich.errors import CompletionError
 from enrich.results import Result
 from enrich.summary import ChunkSummary, add_latency
@@ -43,14 +43,10 @@ from enrich.summary import ChunkSummary, add_latency
 __all__ = ["add_step", "fold_results", "priced"]
 
 
-def priced(result: Result, pricing: PricingSpec) -> Result:
+def priced(result: Result, pricing: Prices) -> Result:
     """``result`` with ``cost_usd`` recomputed from its tokens at ``pricing``."""
     usage = result.usage
-    cost = (
-        usage.prompt_tokens * pricing.input_per_million
-        + usage.completion_tokens * pricing.output_per_million
-    ) / 1_000_000
-    return replace(result, cost_usd=cost)
+    return replace(result, cost_usd=pricing.cost_usd(usage.prompt_tokens, usage.completion_tokens))
 
 
 def fold_results(
@@ -61,7 +57,7 @@ def fold_results(
     sent: Container[str],
     known: Container[str],
     transient: Mapping[str, CompletionError],
-    pricing: PricingSpec,
+    pricing: Prices,
 ) -> tuple[list[Result], ChunkSummary]:
     """``(one result per row that has one, start's counters plus this fold's)``.
 

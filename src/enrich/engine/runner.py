@@ -11,6 +11,8 @@ results as they arrive, folds them onto the rows with
 :func:`~enrich.engine.fold.fold_results` and commits the chunk. The decisions are those two
 pure functions; this module only awaits, journals and commits.
 
+A request that cannot fit the model's context (:meth:`Job.window <enrich.job.Job.window>`)
+is never sent: its rows are committed as ``context_overflow`` error rows.
 Rows whose request failed for good (a 400, say) are committed with ``status="error"``. Rows
 whose request still failed transiently after every retry are left uncommitted, with their
 chunk: the run reports them as pending and the next run asks only for them. Once the sender
@@ -47,6 +49,7 @@ from enrich.results import Result, after_retry, encode, output_table
 from enrich.steps.step import RequestKind, RowFields, Step
 from enrich.steps.table import SKIPPED, steps_table
 from enrich.summary import ChunkSummary
+from enrich.tokens import count_prompt_tokens as _tokens
 
 __all__ = ["Engine"]
 
@@ -153,7 +156,7 @@ class Engine:
                 sent=done.sent,
                 known=done.paying,
                 transient=done.transient,
-                pricing=cfg.pricing,
+                pricing=job.prices_for(step.kind.model),
             )
             add_step(summary, tally, step.name, skipped=n - len(rows))
             if tally.pending:
@@ -248,10 +251,18 @@ class Engine:
         # a result in the index, the first pays for it, and no chunk can send a request
         # another has just found or started.
         paying = self.index.claim(found)
+        window = self.job.window(kind)
         selection = select_requests(
-            hashes, known=found.results, recent=self._recent, in_flight=self._in_flight
+            hashes,
+            known=found.results,
+            recent=self._recent,
+            in_flight=self._in_flight,
+            fits=None if window is None else lambda row: window.fits(_tokens(messages[row])),
         )
         results: dict[str, Result] = {**found.results, **selection.reuse}
+        if window is not None:  # never sent: the request cannot fit the model's context
+            for h, row in selection.overflow.items():
+                results[h] = window.overflow(_tokens(messages[row]))
         waits = {h: self._in_flight[h] for h in selection.wait}
         for h, row in selection.send.items():
             future = self._start(h, messages[row], kind)
@@ -281,7 +292,8 @@ class Engine:
                 except BaseException:
                     await journal.flush()
                     raise
-        return _Round(results, transient, set(selection.send), paying, len(selection.send))
+        sent = set(selection.send) | set(selection.overflow)  # decided here, costing nothing
+        return _Round(results, transient, sent, paying, len(selection.send))
 
     @property
     def stopped(self) -> RunStopped | None:

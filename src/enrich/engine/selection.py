@@ -9,12 +9,14 @@ the chunk is taken, in row order, from the first of these places that has it:
 4. otherwise this chunk sends it, and pays for it.
 
 A hash that repeats inside the chunk is decided once: the first row that has it stands for
-all of them.
+all of them. A request this chunk would send but that cannot fit the model's context
+(``fits`` says so of its first row) is not sent: it is an overflow, answered with an error
+row without asking (:mod:`enrich.context`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from enrich.results import Result
@@ -32,6 +34,9 @@ class Selection:
     wait: list[str] = field(default_factory=list)
     #: Hashes this chunk sends, each with the index of the first row that needs it.
     send: dict[str, int] = field(default_factory=dict)
+    #: Hashes that cannot fit the model's context, each with the index of its first row:
+    #: never sent, answered with an error row.
+    overflow: dict[str, int] = field(default_factory=dict)
 
 
 def select_requests(
@@ -40,8 +45,13 @@ def select_requests(
     known: Container[str],
     recent: Mapping[str, Result],
     in_flight: Container[str],
+    fits: Callable[[int], bool] | None = None,
 ) -> Selection:
-    """Decide, for each distinct hash of ``hashes`` (in row order), where its result comes from."""
+    """Decide, for each distinct hash of ``hashes`` (in row order), where its result comes from.
+
+    ``fits(row)`` says whether the request of row ``row`` fits the model's context (None: all
+    do); it is asked only of requests that would be sent.
+    """
     selection = Selection()
     decided: set[str] = set()
     for row, h in enumerate(hashes):
@@ -55,6 +65,8 @@ def select_requests(
             selection.reuse[h] = earlier
         elif h in in_flight:
             selection.wait.append(h)
+        elif fits is not None and not fits(row):
+            selection.overflow[h] = row
         else:
             selection.send[h] = row
     return selection

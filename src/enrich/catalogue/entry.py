@@ -1,0 +1,99 @@
+"""What the catalogue knows of one model, and the catalogue itself with where it came from.
+
+A :class:`ModelEntry` holds what the provider publishes of a model: prices per million
+tokens, context length, the longest completion, whether it supports structured outputs and
+reasoning, and whether it is a preview, deprecated or retired (with the date it stops being
+served). Anything the provider did not say is ``None``: unknown, never guessed.
+
+A :class:`Catalogue` is every entry of one endpoint, with its source (``live``: fetched from
+the provider now; ``cache``: a copy fetched earlier; ``snapshot``: the one shipped in the
+package) and its date, so whoever reads a figure can say how fresh it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Literal
+
+__all__ = ["Catalogue", "CatalogueSource", "ModelEntry", "ModelStatus"]
+
+CatalogueSource = Literal["live", "cache", "snapshot"]
+ModelStatus = Literal["active", "preview", "deprecated", "retired"]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEntry:
+    """One model as the provider describes it; ``None`` is "not said"."""
+
+    id: str
+    input_per_million: float | None = None
+    output_per_million: float | None = None
+    context_length: int | None = None
+    max_completion_tokens: int | None = None
+    structured_outputs: bool | None = None
+    reasoning: bool | None = None
+    preview: bool = False
+    deprecated: bool = False
+    retired: bool = False
+    #: The day the provider stops (or stopped) serving the model.
+    retires_on: date | None = None
+
+    def status(self, today: date) -> ModelStatus:
+        """``retired`` once flagged so or past its date; ``deprecated`` while marked for it."""
+        if self.retired or (self.retires_on is not None and self.retires_on <= today):
+            return "retired"
+        if self.deprecated or self.retires_on is not None:
+            return "deprecated"
+        return "preview" if self.preview else "active"
+
+    def describe_status(self, today: date) -> str:
+        """The status with its date, for a person: ``retired 2026-05-27``."""
+        status = self.status(today)
+        if self.retires_on is None or status not in ("retired", "deprecated"):
+            return status
+        return (
+            f"retired {self.retires_on}"
+            if status == "retired"
+            else (f"deprecated (retires {self.retires_on})")
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Catalogue:
+    """Every model of one endpoint, and where and when the figures come from.
+
+    ``served`` is the set of model ids the provider lists for the key (``GET /v1/models``),
+    when that could be asked; ``None`` otherwise. ``stale`` marks a cache older than its TTL,
+    used because the provider could not be reached (``unreachable`` says why).
+    """
+
+    endpoint: str
+    source: CatalogueSource
+    as_of: datetime
+    models: Mapping[str, ModelEntry] = field(default_factory=dict)
+    served: frozenset[str] | None = None
+    stale: bool = False
+    unreachable: str | None = None
+
+    def get(self, model: str) -> ModelEntry | None:
+        return self.models.get(model)
+
+    def describe(self) -> str:
+        """One line: which data, from where, of when (and why not live, when it is not)."""
+        when = self.as_of.strftime("%Y-%m-%d %H:%M UTC")
+        if self.source == "live":
+            text = f"live from {self.endpoint} at {when}"
+        elif self.source == "cache":
+            age = "stale cache" if self.stale else "cache"
+            text = f"{age} of {self.endpoint} fetched at {when}"
+        else:
+            text = f"snapshot shipped with enrich, as of {self.as_of.date()}"
+        if self.unreachable:
+            text += f" (offline: {self.unreachable})"
+        return text
+
+    def in_service(self, today: date) -> list[str]:
+        """The ids of the models not retired, sorted: what a refusal suggests instead."""
+        return sorted(m for m, e in self.models.items() if e.status(today) != "retired")
