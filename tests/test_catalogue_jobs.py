@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from support import (
     JobFactory,
     by_row,
@@ -188,3 +189,30 @@ def test_enrich_models_lists_the_catalogue(provider: ThreadedSimulator, tmp_path
     offline = run_enrich("models", "--base-url", "http://127.0.0.1:9", env={OFFLINE_ENV: "1"})
     assert "source: snapshot shipped with enrich, as of 2026-12-01" in offline.stdout
     assert "qwen-3-32b" in offline.stdout and "retired 2026-02-16" in offline.stdout
+
+
+def test_each_step_model_is_judged_and_costed_at_its_own_prices(
+    provider: ThreadedSimulator, make_job: JobFactory
+) -> None:
+    path = make_job(review_rows(4), pricing=FROM_CATALOGUE)
+    config = yaml.safe_load(path.read_text())
+    del config["prompt"]
+    first = {"name": "triage", "template": "Rating {rating}: {text}"}
+    second = {"name": "summary", "template": "Sum up: {text}", "model": "llama3.1-8b"}
+    config["steps"] = [first, second]
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    refused = run_enrich("run", str(path), "--direct")
+    assert refused.returncode == 2
+    assert f"{path}: steps.summary.model: 'llama3.1-8b' was retired" in refused.stderr
+    assert provider.stats.requests == 0
+
+    config["steps"][1]["model"] = "zai-glm-4.7"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    ran = run_config(path)
+    assert ran.summary.complete and provider.stats.requests == 8
+    assert ran.job.notes[0].startswith("model: 'zai-glm-4.7' is marked deprecated")
+    for row in read_dataset(ran.job.store.url).to_pylist():
+        triage = (row["triage_prompt_tokens"] * 0.35 + row["triage_completion_tokens"] * 0.75) / 1e6
+        summary = (row["summary_prompt_tokens"] * 2 + row["summary_completion_tokens"] * 3) / 1e6
+        assert row["triage_cost_usd"] == pytest.approx(triage)
+        assert row["summary_cost_usd"] == pytest.approx(summary)
