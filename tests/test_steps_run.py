@@ -178,15 +178,16 @@ def test_a_failed_step_skips_the_steps_that_read_it_and_fails_the_row(
     sim.set_faults(invalid_json=1.0)  # every structured answer: not JSON
     ran = run_config(steps_job(make_job, TRIAGE, SUMMARY, execution={"max_error_share": 1}))
     table = read_dataset(ran.job.store.url)
-    assert sim.stats.requests == 20  # step 2 could not be rendered: never sent
-    assert set(by_row(table, "triage_error_kind").values()) == {"invalid_output"}
+    # Each triage answer and its one repair; step 2 could not be rendered: never sent.
+    assert sim.stats.requests == 40
+    assert set(by_row(table, "triage_error_kind").values()) == {"invalid_output_after_repair"}
     assert set(by_row(table, "summary_status").values()) == {"skipped"}
     assert set(by_row(table, "summary_error").values()) == {"triage did not answer this row"}
     assert set(by_row(table, "status").values()) == {"error"}
-    assert set(by_row(table, "error_kind").values()) == {"invalid_output"}
+    assert set(by_row(table, "error_kind").values()) == {"invalid_output_after_repair"}
     assert all(e.startswith("triage: ") for e in by_row(table, "error").values())
     assert (ran.summary.ok, ran.summary.failed) == (0, 20)
-    assert set(ran.summary.errors) == {"triage: invalid_output"}
+    assert set(ran.summary.errors) == {"triage: invalid_output_after_repair"}
 
 
 def test_a_one_prompt_job_keeps_its_columns_and_asks_nothing_again(

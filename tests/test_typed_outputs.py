@@ -152,7 +152,9 @@ def test_invalid_and_truncated_json_are_error_rows_with_kind_and_reason(
     sim: ThreadedSimulator, make_job: JobFactory
 ) -> None:
     sim.set_faults(invalid_json=0.3, truncated_json=0.3)
-    config = typed_job(make_job, rows=review_rows(40), execution={"max_error_share": 1})
+    # Without the repair request (tests/test_repair.py), each fault is one error row.
+    execution = {"max_error_share": 1, "repair_invalid_output": False}
+    config = typed_job(make_job, rows=review_rows(40), execution=execution)
     ran = run_config(config)
     assert ran.summary.complete
     table = read_dataset(str(ran.job.store.url))
@@ -202,7 +204,7 @@ def test_an_answer_that_does_not_match_the_schema_is_invalid_output(
         make_job,
         {"label": "enum[pos, neg]", "score": "int"},
         rows=review_rows(10),
-        execution={"max_error_share": 1},
+        execution={"max_error_share": 1, "repair_invalid_output": False},
     )
     ran = run_config(config, completer=completer)
     assert ran.summary.complete and len(completer.requests) == 10

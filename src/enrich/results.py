@@ -100,29 +100,47 @@ COMPLETION_ERRORS: dict[str, str] = {
 }
 #: The kind of a row whose answer was empty again after the one retry with a larger budget.
 EMPTY_AFTER_RETRY = "empty_length_after_retry"
+#: The kind of a row whose answer did not match its output schema, also after one repair.
+INVALID_AFTER_REPAIR = "invalid_output_after_repair"
 
 
 #: Error kinds that belong to the request itself: asking again gets the same answer, so a rerun
 #: reuses them (unless ``--retry-errors``). Any other error row is asked for again.
 REQUEST_ERRORS = frozenset(
     {"http_400", "http_413", "http_422", "context_length_exceeded", "invalid_output"}
-    | {EMPTY_AFTER_RETRY}
+    | {EMPTY_AFTER_RETRY, INVALID_AFTER_REPAIR}
     | {"context_overflow"}  # never sent: it cannot fit the model's context (enrich.context)
     | COMPLETION_ERRORS.keys()
 )
+
+
+def _joined(first: Result, second: Result) -> Result:
+    """``second``'s answer with both requests' tokens, attempts and latency (both were paid)."""
+    latencies = [x for x in (first.latency_s, second.latency_s) if x is not None]
+    return replace(
+        second,
+        usage=first.usage.plus(second.usage),
+        attempts=first.attempts + second.attempts,
+        latency_s=sum(latencies) if latencies else None,
+    )
+
+
+def after_repair(first: Result, repair: Result) -> Result:
+    """The one result of an ``invalid_output`` answer and its repair request: the repair's
+    answer, both requests' tokens, attempts and latency. Invalid again, it is an error of kind
+    :data:`INVALID_AFTER_REPAIR`, which is never repaired again."""
+    joined = _joined(first, repair)
+    if repair.error_kind == "invalid_output":
+        joined.error_kind = INVALID_AFTER_REPAIR
+        joined.error = f"also after one repair: {repair.error}"
+    return joined
 
 
 def after_retry(first: Result, retry: Result, budget: int) -> Result:
     """The one result of an ``empty_length`` answer and its retry (with ``budget`` tokens):
     the retry's answer, both requests' tokens, attempts and latency. Empty again, it is an
     error of kind :data:`EMPTY_AFTER_RETRY`, which is never retried again."""
-    latencies = [x for x in (first.latency_s, retry.latency_s) if x is not None]
-    joined = replace(
-        retry,
-        usage=first.usage.plus(retry.usage),
-        attempts=first.attempts + retry.attempts,
-        latency_s=sum(latencies) if latencies else None,
-    )
+    joined = _joined(first, retry)
     if retry.error_kind == "empty_length":
         joined.error_kind = EMPTY_AFTER_RETRY
         joined.error = (

@@ -283,6 +283,10 @@ class ExecutionSpec(_Spec):
     # a prompt or budget that fails half its rows is a broken job, not bad rows. 1 turns it off.
     max_error_share: float = Field(default=0.5, ge=0, le=1)
     empty_length_retry: EmptyLengthRetry = EmptyLengthRetry()
+    # An answer that does not parse or match the output schema is asked once more, with the
+    # answer and what is wrong with it (a request of its own); still invalid, the row is of
+    # kind invalid_output_after_repair. Only for steps with an output schema.
+    repair_invalid_output: bool = True
 
     @field_validator("rows_per_chunk", mode="before")
     @classmethod

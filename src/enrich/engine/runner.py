@@ -26,16 +26,17 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
 
 import pyarrow as pa
 
 from enrich.completer import Completer
 from enrich.engine.fold import add_step, fold_results
+from enrich.engine.followups import Round, follow_up
 from enrich.engine.progress import RunProgress
 from enrich.engine.selection import select_requests
-from enrich.engine.sender import GaveUp, RequestSender
+from enrich.engine.sender import INVALID_OUTPUT, GaveUp, RequestSender
 from enrich.engine.spending import Spending
 from enrich.errors import CompletionError, RunStopped
 from enrich.job import Job
@@ -45,7 +46,7 @@ from enrich.output.journal import ChunkJournal
 from enrich.output.spill import Spill
 from enrich.planning import ChunkSpec
 from enrich.ratelimit import RateController
-from enrich.results import Result, after_retry, encode, output_table
+from enrich.results import Result, after_repair, after_retry, encode, output_table
 from enrich.steps.step import RequestKind, RowFields, Step
 from enrich.steps.table import SKIPPED, steps_table
 from enrich.summary import ChunkSummary
@@ -55,18 +56,6 @@ __all__ = ["Engine"]
 
 #: A step a row skips: no request, no cost (``error`` says why when a step it reads failed).
 _SKIPPED = Result(None, status=SKIPPED)
-
-
-@dataclass(slots=True)
-class _Round:
-    """What a step's requests came to: results by hash, hashes still failing transiently,
-    hashes this chunk sent, hashes found in the index whose cost it carries."""
-
-    results: dict[str, Result]
-    transient: dict[str, CompletionError]
-    sent: set[str]
-    paying: set[str]
-    requests: int
 
 
 class Engine:
@@ -209,33 +198,39 @@ class Engine:
         hashes: Sequence[str],
         messages: Sequence[Sequence[Mapping[str, str]]],
         journal: ChunkJournal,
-    ) -> _Round:
-        """The results of one step's requests; answers left empty by reasoning are asked
-        once more with the step's retry (a request of its own) and joined with it."""
-        first = await self._round(step.kind, hashes, messages, journal)
-        if step.retry is None or step.retry_hasher is None:
-            return first
-        starved: dict[str, int] = {}
-        for i, h in enumerate(hashes):
-            result = first.results.get(h)
-            if result is not None and result.error_kind == "empty_length":
-                starved.setdefault(h, i)
-        if not starved:
-            return first
-        again = [messages[i] for i in starved.values()]
-        retry_hashes = [step.retry_hasher(m) for m in again]
-        second = await self._round(step.retry, retry_hashes, again, journal)
-        first.requests += second.requests
-        budget = step.retry.max_completion_tokens
-        for h, h2 in zip(starved, retry_hashes, strict=True):
-            if h2 in second.transient:
-                first.transient[h] = second.transient[h2]
-                continue
-            first.results[h] = after_retry(first.results[h], second.results[h2], budget)
-            if h2 in second.sent:
-                first.sent.add(h)
-            if h2 in second.paying:
-                first.paying.add(h)
+    ) -> Round:
+        """The results of one step's requests, with their follow-ups
+        (:mod:`enrich.engine.followups`): an answer left empty by reasoning is asked once more
+        with the step's retry, one that does not match the output schema once to repair itself.
+        """
+        ask = partial(self._round, journal=journal)
+        first = await ask(step.kind, hashes, messages)
+        if step.retry is not None and step.retry_hasher is not None:
+            budget = step.retry.max_completion_tokens
+            await follow_up(
+                ask,
+                first,
+                hashes,
+                messages,
+                error_kind="empty_length",
+                kind=step.retry,
+                hasher=step.retry_hasher,
+                build=lambda sent, _: sent,
+                join=lambda a, b: after_retry(a, b, budget),
+            )
+        if step.kind.repairs_invalid:
+            # The repair's own verdict is final: an invalid repair counts as an error at once.
+            await follow_up(
+                ask,
+                first,
+                hashes,
+                messages,
+                error_kind=INVALID_OUTPUT,
+                kind=replace(step.kind, retries_empty=False, repairs_invalid=False),
+                hasher=step.hasher,
+                build=step.kind.repair_messages,
+                join=after_repair,
+            )
         return first
 
     async def _round(
@@ -244,7 +239,7 @@ class Engine:
         hashes: Sequence[str],
         messages: Sequence[Sequence[Mapping[str, str]]],
         journal: ChunkJournal,
-    ) -> _Round:
+    ) -> Round:
         """Find, send and wait for the results of ``hashes`` (one per row, in row order)."""
         found = await asyncio.to_thread(self.index.lookup, hashes)
         # On the event loop, with no await before the sends start: of the chunks that find
@@ -293,7 +288,7 @@ class Engine:
                     await journal.flush()
                     raise
         sent = set(selection.send) | set(selection.overflow)  # decided here, costing nothing
-        return _Round(results, transient, sent, paying, len(selection.send))
+        return Round(results, transient, sent, paying, len(selection.send))
 
     @property
     def stopped(self) -> RunStopped | None:

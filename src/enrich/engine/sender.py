@@ -185,7 +185,8 @@ class RequestSender:
                 error_kind=error_kind,
                 reasoning=completion.reasoning,
             ),
-            will_retry=kind.retries_empty and error_kind == "empty_length",
+            will_retry=(kind.retries_empty and error_kind == "empty_length")
+            or (kind.repairs_invalid and error_kind == INVALID_OUTPUT),
         )
 
     def _counted(self, result: Result, *, will_retry: bool = False) -> Result:

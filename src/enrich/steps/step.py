@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from enrich.hashing import RequestHasher
+from enrich.results import Result
 from enrich.steps.graph import COMPLETION_FIELD, check_steps
 from enrich.steps.when import Condition, parse_when
 from enrich.structured import OutputSchema
@@ -32,7 +33,13 @@ from enrich.template import PromptTemplate
 if TYPE_CHECKING:
     from enrich.config.schema import JobConfig, ModelParams
 
-__all__ = ["RequestKind", "Step", "build_steps"]
+__all__ = ["REPAIR_PROMPT", "RequestKind", "Step", "build_steps"]
+
+#: The user message that asks an invalid structured answer to repair itself.
+REPAIR_PROMPT = (
+    "That answer does not match the required JSON schema: {problem}. "
+    "Reply again with only the corrected JSON object."
+)
 
 #: A row's fields of one step: ``{"completion": text, <field>: value...}``, None when the
 #: step did not answer it (skipped, failed).
@@ -49,6 +56,20 @@ class RequestKind:
     output: OutputSchema | None = None
     #: An ``empty_length`` answer will be asked again: not counted as an error yet.
     retries_empty: bool = False
+    #: An ``invalid_output`` answer will be asked to repair itself: not an error yet either.
+    repairs_invalid: bool = False
+
+    def repair_messages(
+        self, messages: Sequence[Mapping[str, str]], invalid: Result
+    ) -> list[dict[str, str]]:
+        """The one repair request of an invalid answer: the conversation, the answer, and
+        what is wrong with it."""
+        problem = invalid.error or "it does not match the schema"
+        return [
+            *(dict(m) for m in messages),
+            {"role": "assistant", "content": invalid.completion or ""},
+            {"role": "user", "content": REPAIR_PROMPT.format(problem=problem)},
+        ]
 
     @property
     def response_format(self) -> dict[str, Any] | None:
@@ -162,7 +183,12 @@ def build_steps(config: JobConfig, endpoint: str) -> list[Step]:
             if changed != params:
                 retry_params = changed
         kind = RequestKind(
-            model, fields, params.max_completion_tokens, output, retry_params is not None
+            model,
+            fields,
+            params.max_completion_tokens,
+            output,
+            retries_empty=retry_params is not None,
+            repairs_invalid=output is not None and config.execution.repair_invalid_output,
         )
         template = PromptTemplate.compile(spec.system, spec.template, step_fields=name is not None)
         when_text = getattr(spec, "when", None)
