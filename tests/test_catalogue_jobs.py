@@ -216,3 +216,43 @@ def test_each_step_model_is_judged_and_costed_at_its_own_prices(
         summary = (row["summary_prompt_tokens"] * 2 + row["summary_completion_tokens"] * 3) / 1e6
         assert row["triage_cost_usd"] == pytest.approx(triage)
         assert row["summary_cost_usd"] == pytest.approx(summary)
+
+
+def test_plan_forecasts_every_step_at_its_model(
+    provider: ThreadedSimulator, make_job: JobFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = review_rows(5)
+    rows[1]["text"] = "long " * 200  # fits gpt-oss-120b's window, not the second step's
+    path = make_job(rows, pricing=FROM_CATALOGUE)
+    config = yaml.safe_load(path.read_text())
+    del config["prompt"]
+    config["steps"] = [
+        {"name": "triage", "template": "Rating {rating}: {text}",
+         "output_schema": {"sentiment": "enum[positive, negative]"}},
+        {"name": "summary", "template": "A {triage.sentiment} review: {text}",
+         "model": "zai-glm-4.7", "params": {"max_completion_tokens": 100}},
+    ]  # fmt: skip
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    with simulator(monkeypatch, context_length=360, deprecated=DEPRECATED):
+        plan = run_enrich("plan", str(path))
+    assert plan.returncode == 0, plan.stderr
+    out = plan.stdout
+    triage = re.search(
+        r"step triage\s+│ gpt-oss-120b: 5 requests, ([\d,]+) prompt \+ 320 completion", out
+    )
+    summary = re.search(
+        r"step summary\s+│ zai-glm-4.7: 4 requests, ([\d,]+) prompt \+ 400 completion", out
+    )
+    assert triage and summary, out
+    assert (
+        "1 rows cannot fit the model's context of 360 tokens at most (earlier answers counted "
+        "at their whole budget)" in out
+    )
+    assert re.search(r"requests to send\s+│ 9\s", out)
+    assert "$0.35 in / $0.75 out per million tokens (catalogue)" in out
+    assert "$2 in / $3 out per million tokens (catalogue)" in out
+    prompt = int(triage.group(1).replace(",", "")), int(summary.group(1).replace(",", ""))
+    # The summary's prompt holds triage's answer: counted at triage's whole budget (64).
+    assert prompt[1] >= 4 * 64
+    cost = (prompt[0] * 0.35 + 320 * 0.75 + prompt[1] * 2 + 400 * 3) / 1e6
+    assert f"${cost:,.4f}" in out

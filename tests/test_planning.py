@@ -12,8 +12,10 @@ from enrich.hashing import RequestHasher, job_fingerprint, request_hash
 from enrich.planning import (
     NICE_CHUNK_ROWS,
     ChunkSize,
+    Estimate,
     automatic_chunk_size,
     chunk_size,
+    combine_steps,
     completion_budgets,
     estimate,
     plan_chunks,
@@ -264,6 +266,33 @@ def test_estimate_counts_only_rows_that_fit_at_the_completion_assumed(
     assert est.cost_usd == pytest.approx((100 * sent * 0.35 + completion * 0.75) / 1e6)
     assert est.completion_basis == basis
     assert est.duration_s == tpm_duration
+
+
+def test_steps_add_up_and_are_paced_together() -> None:
+    def step(pending: int, overflow: int, prompt: float, budget: int, price: float) -> Estimate:
+        return estimate(
+            rows=100,
+            chunks=2,
+            pending_rows=pending,
+            avg_prompt_tokens=prompt,
+            max_completion_tokens=budget,
+            input_price=price,
+            output_price=price,
+            requests_per_minute=None,
+            tokens_per_minute=None,
+            max_concurrency=8,
+            overflow_rows=overflow,
+        )
+
+    first, second = step(100, 0, 50, 100, 1.0), step(100, 10, 200, 20, 2.0)
+    total = combine_steps([first, second], requests_per_minute=60, tokens_per_minute=None,
+                          max_concurrency=8)  # fmt: skip
+    assert (total.rows, total.chunks, total.pending_rows, total.overflow_rows) == (100, 2, 200, 10)
+    assert total.prompt_tokens == 5_000 + 18_000
+    assert total.completion_tokens == 10_000 + 1_800
+    assert total.cost_usd == pytest.approx(first.cost_usd + second.cost_usd)
+    # 190 requests are sent, 60 at once, then 60 a minute.
+    assert (total.duration_s, total.bound_by) == (130, "requests per minute")
 
 
 @pytest.mark.parametrize(

@@ -270,8 +270,8 @@ def plan(
     partition: str | None = typer.Option(None, "--partition", help=PARTITION_HELP),
 ) -> None:
     """Rows, chunks, estimated tokens, cost and duration, before anything is spent."""
+    from enrich.forecast import forecast, plan_rows
     from enrich.job import Job
-    from enrich.planning import estimate
     from enrich.steps.budget import budget_warning
     from enrich.structured import OutputSchemaRefused
 
@@ -279,7 +279,7 @@ def plan(
     try:
         job = Job.prepare(cfg, where=config)
         pending = job.pending()
-        tally = job.tally_prompts(pending)  # every row to send, rendered and counted
+        tallies = job.tally_prompts(pending)  # every row to send, rendered and counted
     except OutputSchemaRefused as exc:
         for line in exc.lines():  # every finding, one line each: fix them all in one go
             console.print(f"[red]error:[/red] {escape(line)}", highlight=False, soft_wrap=True)
@@ -287,75 +287,16 @@ def plan(
     except EnrichError as exc:
         _fail(exc)
     _warn(job.notes)
-    ex = cfg.execution
-    est = estimate(
-        rows=job.rows,
-        chunks=len(job.chunks),
-        pending_rows=tally.rows,
-        avg_prompt_tokens=tally.average_prompt_tokens,
-        max_completion_tokens=cfg.params.max_completion_tokens,
-        input_price=job.prices.input_per_million,
-        output_price=job.prices.output_per_million,
-        requests_per_minute=ex.requests_per_minute,
-        tokens_per_minute=ex.tokens_per_minute,
-        max_concurrency=ex.max_concurrency,
-        overflow_rows=tally.overflow_rows,
-    )
     table = Table(title=f"plan: {cfg.name}", show_header=False)
-    duration = (
-        "unbounded by the configured limits"
-        if est.duration_s is None
-        else (f"~{est.duration_s:,} s (bound by {est.bound_by})")
-    )
-    cost = f"${est.cost_usd:,.4f}" if job.prices.known else "unknown: no prices for this model"
-    for key, value in [
-        ("input", cfg.input.path),
-        ("output", job.store.url),
-        ("model", describe_model(job)),
-        ("catalogue", job.catalogue.describe()),
-        ("prices", job.prices.describe()),
-        ("rows", f"{est.rows:,}"),
-        ("rows per chunk", f"{job.chunk_size.rows:,} ({job.chunk_size.reason})"),
-        ("chunks", f"{est.chunks:,} ({len(pending):,} pending)"),
-        ("rows to send", f"{est.pending_rows - est.overflow_rows:,}"),
-        ("rows that cannot fit", overflow_line(job, est.overflow_rows)),
-        ("prompt tokens (est.)", f"{est.prompt_tokens:,}"),
-        ("completion tokens (at most)", f"{est.completion_tokens:,} ({est.completion_basis})"),
-        ("cost (at most)", cost),
-        ("duration", duration),
-    ]:
-        table.add_row(key, str(value))
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
+    for key, value in plan_rows(job, pending, forecast(job, pending, tallies)):
+        table.add_row(key, value)
+    # A pipe gets whole lines: scripts grep them.
+    Console(width=None if sys.stdout.isatty() else 1000).print(table)
     for step in job.steps:  # a rule of thumb until a sample run measures the reasoning
         warning = budget_warning(step.kind.model, step.kind.params)
         if warning is not None:
             where = "params" if step.name is None else f"steps.{step.name}"
             console.print(f"[yellow]warning:[/yellow] {where}: {escape(warning)}", soft_wrap=True)
-
-
-def describe_model(job: Job) -> str:
-    """The model with its status and limits, as the catalogue has them."""
-    from datetime import date
-
-    entry = job.model_entry
-    if entry is None:
-        return f"{job.config.model} (not in the catalogue)"
-    facts = [entry.describe_status(date.today())]
-    if entry.context_length is not None:
-        facts.append(f"context {entry.context_length:,}")
-    if entry.max_completion_tokens is not None:
-        facts.append(f"max completion {entry.max_completion_tokens:,}")
-    return f"{entry.id} ({', '.join(facts)})"
-
-
-def overflow_line(job: Job, rows: int) -> str:
-    """How many rows cannot fit the model's context, and what becomes of them."""
-    if job.context is None:
-        return "unknown: the catalogue does not give the model's context length"
-    text = f"{rows:,} rows cannot fit the model's context of {job.context.context_length:,} tokens"
-    if rows:
-        text += " (error rows of kind context_overflow, never sent)"
-    return text
 
 
 def status(

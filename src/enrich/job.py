@@ -59,7 +59,7 @@ from enrich.output.records import Plan, PlannedChunk
 from enrich.planning import ChunkSpec, chunk_size, plan_chunks
 from enrich.results import check_collisions
 from enrich.steps import StepGraphError
-from enrich.steps.step import RequestKind, Step, build_steps
+from enrich.steps.step import RequestKind, RowFields, Step, build_steps
 from enrich.steps.table import check_step_columns
 from enrich.storage import Store
 from enrich.structured import check_output_schema
@@ -197,11 +197,6 @@ class Job:
         return job
 
     @property
-    def model_entry(self) -> ModelEntry | None:
-        """The catalogue's entry of the first step's model (None: not in the catalogue)."""
-        return self.entries[self.steps[0].kind.model]
-
-    @property
     def prices(self) -> Prices:
         """The prices the first step's rows are costed at (:meth:`prices_for`)."""
         return self.prices_for(self.steps[0].kind.model)
@@ -209,11 +204,6 @@ class Job:
     def prices_for(self, model: str) -> Prices:
         """``pricing``'s keys where set, else the catalogue's prices of ``model``."""
         return job_prices(self.config.pricing, self.entries.get(model))
-
-    @property
-    def context(self) -> ContextWindow | None:
-        """The first step's context window (:meth:`window`)."""
-        return self.window(self.steps[0].kind)
 
     def window(self, kind: RequestKind) -> ContextWindow | None:
         """The context requests of ``kind`` must fit (None: the catalogue does not know it)."""
@@ -327,21 +317,27 @@ class Job:
         hashes = [self.hasher(m) for m in messages]
         return self.row_ids(chunk, table), hashes, messages
 
-    def tally_prompts(self, chunks: Sequence[ChunkSpec]) -> PromptTally:
-        """Every row of ``chunks`` rendered for the first step and its prompt counted against
-        the context (later steps' prompts hold answers not known before the run)."""
-        tally = PromptTally(self.context)
-        # Only what the template reads (a static template: the columns the job reads anyway).
-        columns = sorted(self.template.columns) or None
-        for _, table in self.iter_tables(chunks, columns):
-            tally.add(self.prompt_tokens(table))
-        return tally
+    def tally_prompts(self, chunks: Sequence[ChunkSpec]) -> list[PromptTally]:
+        """Every row of ``chunks`` rendered for each step, and its prompt counted against the
+        step's context window; one tally per step, in run order.
 
-    def prompt_tokens(self, table: pa.Table) -> list[int]:
-        """The estimated prompt tokens of the first step for every row of ``table``."""
-        columns = {c: table.column(c).to_pylist() for c in self.template.columns}
-        users = self.template.render_users(columns, table.num_rows)
-        return [count_prompt_tokens(self.template.messages(u)) for u in users]
+        An earlier step's field in a prompt is not known before the run: it is rendered empty
+        and counted at that step's ``max_completion_tokens`` (the longest it can be), so a
+        later step's prompt is an upper bound. Every row counts for every step (a ``when:``
+        that skips it is not known either).
+        """
+        tallies = [PromptTally(self.window(step.kind)) for step in self.steps]
+        budgets = {s.name: s.kind.max_completion_tokens for s in self.steps}
+        read = sorted(set().union(*(s.template.columns for s in self.steps)))
+        for _, table in self.iter_tables(chunks, read or None):
+            n = table.num_rows
+            columns = {c: table.column(c).to_pylist() for c in read}
+            unknown: dict[str, list[RowFields]] = {s.name or "": [None] * n for s in self.steps}
+            for step, tally in zip(self.steps, tallies, strict=True):
+                extra = sum(budgets[name] for name, _ in step.template.step_fields)
+                messages = step.render(columns, unknown, range(n))
+                tally.add(count_prompt_tokens(m) + extra for m in messages)
+        return tallies
 
     def input_values(self, table: pa.Table) -> dict[str, list[Any]]:
         """The input columns any step's template reads, as lists."""

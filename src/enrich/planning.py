@@ -134,25 +134,74 @@ def estimate(
         completion = round(completion_tokens_per_row * sent)
         basis = f"{completion_tokens_per_row:,.1f} per row, as observed in a sample run"
     cost = (prompt * input_price + completion * output_price) / 1_000_000
+    duration, bound_by = _duration(
+        sent, prompt + completion, requests_per_minute, tokens_per_minute, max_concurrency,
+        seconds_per_request,
+    )  # fmt: skip
+    figures = (rows, chunks, pending_rows, prompt, completion, cost)
+    return Estimate(*figures, duration, bound_by, overflow_rows, basis)
+
+
+def _duration(
+    requests: int,
+    tokens: int,
+    requests_per_minute: float | None,
+    tokens_per_minute: float | None,
+    max_concurrency: int,
+    seconds_per_request: float | None,
+) -> tuple[int | None, str]:
+    """Seconds the slowest limit makes ``requests`` of ``tokens`` in all take, and which."""
     bounds: dict[str, float] = {}
     if requests_per_minute:
         # Buckets start full: the first minute's quota goes out at once.
         bounds["requests per minute"] = (
-            max(0, sent - requests_per_minute) / requests_per_minute * 60
+            max(0, requests - requests_per_minute) / requests_per_minute * 60
         )
     if tokens_per_minute:
         # Each request reserves prompt + max_completion_tokens and is refunded down to its
         # usage when it returns: over minutes the bucket drains at the tokens used.
-        spent = prompt + completion - tokens_per_minute
-        bounds["tokens per minute"] = max(0, spent) / tokens_per_minute * 60
+        bounds["tokens per minute"] = max(0, tokens - tokens_per_minute) / tokens_per_minute * 60
     if seconds_per_request:
-        bounds["concurrency"] = sent * seconds_per_request / max(1, max_concurrency)
-    figures = (rows, chunks, pending_rows, prompt, completion, cost)
+        bounds["concurrency"] = requests * seconds_per_request / max(1, max_concurrency)
     if not bounds:
-        return Estimate(*figures, None, "unknown", overflow_rows, basis)
+        return None, "unknown"
     bound_by = max(bounds, key=lambda k: bounds[k])
-    duration = bounds[bound_by]
-    return Estimate(*figures, math.ceil(duration), bound_by, overflow_rows, basis)
+    return math.ceil(bounds[bound_by]), bound_by
+
+
+def combine_steps(
+    steps: Sequence[Estimate],
+    *,
+    requests_per_minute: float | None,
+    tokens_per_minute: float | None,
+    max_concurrency: int,
+    seconds_per_request: float | None = None,
+) -> Estimate:
+    """The estimate of a job whose rows each make one request per step (``steps``, each
+    estimated alone): tokens and cost add up, and the limits pace every step's requests.
+
+    ``pending_rows`` and ``overflow_rows`` are the steps' requests (sent or not) added up.
+    """
+    first = steps[0]
+    requests = sum(s.pending_rows - s.overflow_rows for s in steps)
+    prompt = sum(s.prompt_tokens for s in steps)
+    completion = sum(s.completion_tokens for s in steps)
+    duration, bound_by = _duration(
+        requests, prompt + completion, requests_per_minute, tokens_per_minute, max_concurrency,
+        seconds_per_request,
+    )  # fmt: skip
+    return Estimate(
+        rows=first.rows,
+        chunks=first.chunks,
+        pending_rows=sum(s.pending_rows for s in steps),
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cost_usd=sum(s.cost_usd for s in steps),
+        duration_s=duration,
+        bound_by=bound_by,
+        overflow_rows=sum(s.overflow_rows for s in steps),
+        completion_basis="each step's max_completion_tokens per row, the worst case",
+    )
 
 
 @dataclass(frozen=True, slots=True)

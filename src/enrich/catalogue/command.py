@@ -95,5 +95,5 @@ def models_command(
         err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     # A pipe gets the whole table: scripts grep it.
-    out = Console() if sys.stdout.isatty() else Console(width=200)
+    out = Console() if sys.stdout.isatty() else Console(width=1000)
     out.print(models_table(catalogue, date.today()))
