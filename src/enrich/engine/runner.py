@@ -26,7 +26,7 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 
 import pyarrow as pa
@@ -52,10 +52,20 @@ from enrich.steps.table import SKIPPED, steps_table
 from enrich.summary import ChunkSummary
 from enrich.tokens import count_prompt_tokens as _tokens
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "Enriched"]
 
 #: A step a row skips: no request, no cost (``error`` says why when a step it reads failed).
 _SKIPPED = Result(None, status=SKIPPED)
+
+
+@dataclass(frozen=True, slots=True)
+class Enriched:
+    """A chunk's rows enriched (:meth:`Engine.enrich_chunk`): the part's table (None: some
+    rows are pending), the chunk's figures, and its journal (flushed)."""
+
+    summary: ChunkSummary
+    table: pa.Table | None
+    journal: ChunkJournal
 
 
 class Engine:
@@ -106,11 +116,31 @@ class Engine:
         input and the earlier steps' answers of the same rows); the chunk commits when every
         step of every row has its result.
         """
+        enriched = await self.enrich_chunk(chunk, table)
+        if enriched.table is None:
+            return enriched.summary
+        fmt = self.job.config.output.format
+        data = await asyncio.to_thread(encode, enriched.table, fmt)
+        await asyncio.to_thread(commit_chunk, self.job.store, chunk, data, fmt, enriched.summary)
+        await asyncio.to_thread(enriched.journal.discard)
+        return enriched.summary
+
+    async def enrich_chunk(
+        self, chunk: ChunkSpec, table: pa.Table, *, row_ids: Sequence[str] | None = None
+    ) -> Enriched:
+        """Every step of every row of ``table``, journaled but not committed.
+
+        The rows as a part would hold them (``table`` of the result; None while some row
+        still failed transiently), with the chunk's figures and its journal, flushed: what
+        was paid for is under the output by hash whether or not the chunk is committed (a
+        sample run leaves it there for the full run). ``row_ids`` replace the chunk's own
+        (rows picked from anywhere in the input). Raises RunStopped as :meth:`run_chunk`.
+        """
         started = time.perf_counter()
         job, cfg = self.job, self.job.config
         job.check_rows(chunk, table)  # a short read is never committed
         summary = ChunkSummary(chunk_id=chunk.chunk_id, label=chunk.label, rows=chunk.rows)
-        row_ids = job.row_ids(chunk, table)
+        row_ids = list(job.row_ids(chunk, table) if row_ids is None else row_ids)
         journal = ChunkJournal(
             job.store,
             chunk,
@@ -172,7 +202,7 @@ class Engine:
         if self._sender.stopped is not None:
             raise self._sender.stopped  # a job error or too many errors: commit nothing
         if summary.pending:
-            return summary
+            return Enriched(summary, None, journal)
 
         if job.multi_step:
             out = steps_table(job.keep(table), row_ids, job.steps, step_hashes, step_results)
@@ -187,10 +217,7 @@ class Engine:
                 job.output,
                 reasoning=first.keep_reasoning,
             )
-        data = await asyncio.to_thread(encode, out, cfg.output.format)
-        await asyncio.to_thread(commit_chunk, job.store, chunk, data, cfg.output.format, summary)
-        await asyncio.to_thread(journal.discard)
-        return summary
+        return Enriched(summary, out, journal)
 
     async def _resolve(
         self,
