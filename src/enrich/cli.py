@@ -1,4 +1,4 @@
-"""The engine's command line: run --direct, plan, status, partitions, sim, bench.
+"""The engine's command line: run --direct, plan, try, status, partitions, sim, bench.
 
 Scripts and schedulers depend on this surface: ``enrich run CONFIG --set KEY=VALUE`` (exit code
 0 only when the dataset is committed), ``enrich sim --port PORT``, ``enrich plan CONFIG``,
@@ -38,6 +38,7 @@ from enrich.errors import EnrichError
 from enrich.reload import sighup_logged
 from enrich.sim.cli import sim_command
 from enrich.storage.errors import redact_secrets
+from enrich.trial.command import try_command
 
 if TYPE_CHECKING:
     from enrich.engine import ProgressObserver, RunProgress
@@ -369,6 +370,7 @@ def build_app(flow_runner: FlowRunner | None = None) -> typer.Typer:
     app.command()(plan)
     app.command()(status)
     app.command()(partitions)
+    app.command("try")(try_command)
     return app
 
 

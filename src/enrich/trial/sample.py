@@ -67,6 +67,8 @@ class Sample:
     row_ids: list[str]
     total_rows: int
     stratify: str | None = None
+    #: ``(source index, row)`` of each sampled row, in the table's order.
+    positions: tuple[tuple[int, int], ...] = ()
 
     @property
     def rows(self) -> int:
@@ -122,7 +124,8 @@ def read_sample(
         reader = reader_for(job.sources[index], job.config.input)
         tables += [t for _, t in reader.read_slices(_runs(rows), read)]
     table = pa.concat_tables(tables, promote_options="default")
-    return Sample(table, [keys[i] for i in picked], len(keys), stratify)
+    at = tuple(located[i] for i in picked)
+    return Sample(table, [keys[i] for i in picked], len(keys), stratify, at)
 
 
 def _runs(rows: Sequence[int]) -> list[tuple[int, int]]:
