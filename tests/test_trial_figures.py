@@ -11,6 +11,7 @@ import pytest
 from enrich.errors import ConfigError
 from enrich.trial.compare import agreement, gold_field, same
 from enrich.trial.figures import FieldRef, RunShape, distribution, measure, percentile, project
+from enrich.trial.report import ranked_values
 
 
 @pytest.mark.parametrize(
@@ -166,3 +167,13 @@ def test_gold_field(spec: str, fields: list[FieldRef], expected: tuple[str, str]
             gold_field(spec, fields, "job.yaml")
     else:
         assert gold_field(spec, fields, "job.yaml") == expected
+
+
+def test_ranked_values_keep_the_most_frequent_and_fold_the_rest_into_other() -> None:
+    a = {f"v{i}": 10 - i for i in range(8)} | {"(other)": 3, "(none)": 1}
+    b = {"v9": 20, "v0": 1}
+    values, merged = ranked_values([a, b])
+    assert values[:3] == ["v9", "v0", "v1"] and values[-2:] == ["(other)", "(none)"]
+    assert len(values) == 8 + 2
+    assert sum(merged[0].values()) == sum(a.values())  # v7 (3) went into (other)
+    assert merged[0]["(other)"] == 3 + 3 and merged[1] == {"v9": 20, "v0": 1}

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from html import escape
 
 from enrich.trial.comparison import Comparison
-from enrich.trial.report import describe_sample, sections, usd
+from enrich.trial.report import describe_sample, ranked_values, sections, usd
 
 __all__ = ["bar_chart", "to_html"]
 
@@ -129,8 +129,7 @@ def _charts(c: Comparison) -> list[str]:
         ),
     ]
     for name in c.fields:
-        counted = [dict(v.distributions.get(name, [])) for v in variants]
-        values = list(dict.fromkeys(k for d in counted for k in d))
+        values, counted = ranked_values([dict(v.distributions.get(name, [])) for v in variants])
         series = [
             (v.label, [float(d.get(k, 0)) for k in values])
             for v, d in zip(variants, counted, strict=True)

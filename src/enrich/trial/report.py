@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from enrich.trial.comparison import Comparison
-from enrich.trial.figures import Figures
+from enrich.trial.figures import TOP_VALUES, Figures
 
 __all__ = ["Section", "describe_sample", "print_comparison", "sections", "to_markdown"]
 
@@ -108,6 +108,33 @@ def _errors(v: Figures) -> str:
     return share(v.error_rate) + (f" ({kinds})" if kinds else "")
 
 
+#: Values a distribution counts that are not values of the field; listed last.
+_SPECIAL = ("(other)", "(none)")
+
+
+def ranked_values(counted: Sequence[dict[str, int]]) -> tuple[list[str], list[dict[str, int]]]:
+    """The values of several variants' distributions, and the distributions over them: the
+    most frequent over all variants first (at most :data:`~.figures.TOP_VALUES`), then
+    ``(other)`` (every value left out, in each variant) and ``(none)``."""
+    totals: dict[str, int] = {}
+    for d in counted:
+        for value, n in d.items():
+            totals[value] = totals.get(value, 0) + n
+    ranked = sorted((v for v in totals if v not in _SPECIAL), key=lambda v: (-totals[v], v))
+    shown = ranked[:TOP_VALUES]
+    merged = []
+    for d in counted:
+        kept = {v: d[v] for v in shown if v in d}
+        other = sum(n for v, n in d.items() if v not in kept and v != "(none)")
+        if other:
+            kept["(other)"] = other
+        if "(none)" in d:
+            kept["(none)"] = d["(none)"]
+        merged.append(kept)
+    values = shown + [v for v in _SPECIAL if any(v in d for d in merged)]
+    return values, merged
+
+
 def _count(counted: dict[str, int], value: str, rows: int) -> str:
     """A value's rows, with their share when each row has one value (not a list's items)."""
     if value not in counted:
@@ -130,8 +157,9 @@ def sections(c: Comparison) -> list[Section]:
     if c.fields:
         dist_rows: list[list[str]] = []
         for name in c.fields:
-            counted = [dict(v.distributions.get(name, [])) for v in c.variants]
-            values = list(dict.fromkeys(k for d in counted for k in d))
+            values, counted = ranked_values(
+                [dict(v.distributions.get(name, [])) for v in c.variants]
+            )
             for i, value in enumerate(values):
                 cells = [_count(d, value, v.rows) for d, v in zip(counted, c.variants, strict=True)]
                 dist_rows.append([name if i == 0 else "", value, *cells])

@@ -1,0 +1,54 @@
+"""The ``enrich-try`` flow against a real Prefect server: the comparison as artifacts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from prefect.client.schemas.objects import State
+from prefect_api import PrefectServer, artifacts, table
+from support import ROOT
+
+from enrich.sim.harness import ThreadedSimulator
+from enrich_flows.try_flow import enrich_try
+
+pytest_plugins = ["prefect_harness"]
+pytestmark = [pytest.mark.prefect, pytest.mark.slow]
+
+
+@pytest.fixture(autouse=True)
+def in_repo(monkeypatch: pytest.MonkeyPatch, prefect_server: PrefectServer) -> None:
+    monkeypatch.chdir(ROOT)
+
+
+def run_id(state: State[Any]) -> UUID:
+    found = state.state_details.flow_run_id
+    assert found is not None
+    return found
+
+
+async def test_the_try_flow_publishes_the_comparison(
+    sim: ThreadedSimulator, tmp_path: Path
+) -> None:
+    state = await enrich_try(
+        "configs/reviews.yaml",
+        sample=10,
+        variants=["model=zai-glm-4.7"],
+        overrides=[f"output.path={tmp_path / 'reviews'}"],
+        stratify="rating",
+        return_state=True,
+    )
+    assert state.is_completed(), state.message
+    assert sim.stats.requests == 10 * 2 * 2  # 10 rows, two steps, two variants
+    comparison = await state.result()
+    assert [v["model"] for v in comparison["variants"]] == ["gpt-oss-120b", "zai-glm-4.7"]
+    found = artifacts(run_id(state))
+    rows = table(found["try-reviews"])
+    assert [r["variant"] for r in rows] == ["reviews", "model=zai-glm-4.7"]
+    assert all(r["rows_ok"] == 10 and r["cost_per_row_usd"] > 0 for r in rows)
+    report = str(found["try-reviews-report"].data)
+    for heading in ("## example rows", "## figures", "## distributions", "## agreement"):
+        assert heading in report
+    assert "| triage.sentiment | " in report
