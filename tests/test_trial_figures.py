@@ -90,8 +90,9 @@ def test_measure_counts_rates_tokens_cost_and_latency_per_row() -> None:
     [
         # 1,000 requests at 100 per minute: the first 100 at once, then 9 minutes
         (100, None, 64, 540, "requests per minute"),
-        # each request reserves 10 prompt + 100 completion tokens: 110,000 at 11,000 per minute
-        (None, 11_000, 64, 540, "tokens per minute"),
+        # each request uses 10 prompt + 25 completion tokens (as observed): 35,000 at 7,000
+        # per minute, the first 7,000 at once
+        (None, 7_000, 64, 240, "tokens per minute"),
         # 1,000 requests of 0.5 s, 10 at a time
         (None, None, 10, 50, "concurrency"),
     ],

@@ -8,8 +8,7 @@ as in the committed dataset. Latency percentiles are the nearest rank of the row
 
 :func:`project` scales them to the full run: every row at the sample's cost per row, the rows
 still to send (those neither committed nor sampled) at the same, and a duration at the job's
-limits from :func:`enrich.planning.estimate` (the token quota reserves a request's
-``max_completion_tokens`` however short the answer).
+limits from :func:`enrich.planning.estimate` with the completion lengths observed.
 """
 
 from __future__ import annotations
@@ -170,7 +169,7 @@ def measure(
     )
     kind_columns = [c for c in table.column_names if c == "error_kind" or c.endswith("_error_kind")]
     invalid = sum(
-        any(k == "invalid_output" for k in row)
+        any(k is not None and k.startswith("invalid_output") for k in row)
         for row in zip(*(_column(table, c) for c in kind_columns), strict=True)
     )
     hashes = [c for c in table.column_names if c == "request_hash" or c.endswith("_request_hash")]
@@ -221,6 +220,7 @@ def project(figures: Figures, shape: RunShape) -> Projection:
         tokens_per_minute=shape.tokens_per_minute,
         max_concurrency=shape.max_concurrency,
         seconds_per_request=None if p50 is None else p50 / per_request,
+        completion_tokens_per_row=figures.completion_tokens_per_row / per_request,
     )
     return Projection(
         rows=shape.rows,
