@@ -222,7 +222,7 @@ def test_plan_forecasts_every_step_at_its_model(
     provider: ThreadedSimulator, make_job: JobFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rows = review_rows(5)
-    rows[1]["text"] = "long " * 200  # fits gpt-oss-120b's window, not the second step's
+    rows[1]["text"] = "long " * 215  # fits the first step's budget (64), not the second's (100)
     path = make_job(rows, pricing=FROM_CATALOGUE)
     config = yaml.safe_load(path.read_text())
     del config["prompt"]
@@ -245,8 +245,8 @@ def test_plan_forecasts_every_step_at_its_model(
     )
     assert triage and summary, out
     assert (
-        "1 rows cannot fit the model's context of 360 tokens at most (earlier answers counted "
-        "at their whole budget)" in out
+        "1 rows cannot fit the model's context of 360 tokens even with earlier steps' answers "
+        "empty" in out
     )
     assert re.search(r"requests to send\s+│ 9\s", out)
     assert "$0.35 in / $0.75 out per million tokens (catalogue)" in out

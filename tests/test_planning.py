@@ -322,6 +322,18 @@ def test_prompts_are_counted_against_the_context(
     assert tally.average_prompt_tokens == (tokens / fitting if fitting else 0.0)
 
 
+def test_answers_not_known_yet_count_in_full_but_do_not_overflow() -> None:
+    tally = PromptTally(ContextWindow(100, 64))
+    # 36 fits on its own (36 + 64 = 100) and counts with the 10 unknown tokens; 37 cannot fit.
+    tally.add([36, 37], unknown=10)
+    assert (tally.rows, tally.overflow_rows, tally.prompt_tokens, tally.largest_prompt) == (
+        2,
+        1,
+        46,
+        47,
+    )
+
+
 def test_a_row_that_cannot_fit_is_a_reusable_error_row() -> None:
     result = ContextWindow(120, 64).overflow(300)
     assert (result.status, result.error_kind, result.attempts) == ("error", "context_overflow", 0)

@@ -58,13 +58,16 @@ class PromptTally:
     prompt_tokens: int = 0
     largest_prompt: int = 0
 
-    def add(self, prompt_tokens: Iterable[int]) -> None:
+    def add(self, prompt_tokens: Iterable[int], unknown: int = 0) -> None:
+        """Count prompts of ``prompt_tokens`` plus up to ``unknown`` tokens not known yet
+        (earlier steps' answers): a row overflows when it cannot fit even without them, and
+        counts with all of them (the worst case) when it may."""
         window = self.window
         for tokens in prompt_tokens:
             self.rows += 1
-            self.largest_prompt = max(self.largest_prompt, tokens)
+            self.largest_prompt = max(self.largest_prompt, tokens + unknown)
             if window is None or window.fits(tokens):
-                self.prompt_tokens += tokens
+                self.prompt_tokens += tokens + unknown
             else:
                 self.overflow_rows += 1
 

@@ -31,7 +31,8 @@ class StepForecast:
     prices: Prices
     window: ContextWindow | None
     estimate: Estimate
-    #: Its prompts hold earlier steps' answers, counted at their whole budget: an upper bound.
+    #: Its prompts hold earlier steps' answers: judged empty for the context, counted at their
+    #: whole budget for tokens and cost.
     reads_answers: bool = False
 
 
@@ -105,7 +106,7 @@ def _overflow(step: StepForecast, what: str) -> str:
     n = step.estimate.overflow_rows
     text = f"{n:,} {what} cannot fit the model's context of {step.window.context_length:,} tokens"
     if n and step.reads_answers:
-        text += " at most (earlier answers counted at their whole budget)"
+        text += " even with earlier steps' answers empty"
     if n:
         text += " (error rows of kind context_overflow, never sent)"
     return text

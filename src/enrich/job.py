@@ -321,10 +321,11 @@ class Job:
         """Every row of ``chunks`` rendered for each step, and its prompt counted against the
         step's context window; one tally per step, in run order.
 
-        An earlier step's field in a prompt is not known before the run: it is rendered empty
-        and counted at that step's ``max_completion_tokens`` (the longest it can be), so a
-        later step's prompt is an upper bound. Every row counts for every step (a ``when:``
-        that skips it is not known either).
+        An earlier step's field in a prompt is not known before the run: a row overflows when
+        its prompt cannot fit with the field empty, and counts with the field at that step's
+        ``max_completion_tokens`` (the longest it can be) otherwise, so a later step's tokens
+        are an upper bound. Every row counts for every step (a ``when:`` that skips it is not
+        known either).
         """
         tallies = [PromptTally(self.window(step.kind)) for step in self.steps]
         budgets = {s.name: s.kind.max_completion_tokens for s in self.steps}
@@ -336,7 +337,7 @@ class Job:
             for step, tally in zip(self.steps, tallies, strict=True):
                 extra = sum(budgets[name] for name, _ in step.template.step_fields)
                 messages = step.render(columns, unknown, range(n))
-                tally.add(count_prompt_tokens(m) + extra for m in messages)
+                tally.add((count_prompt_tokens(m) for m in messages), unknown=extra)
         return tallies
 
     def input_values(self, table: pa.Table) -> dict[str, list[Any]]:
