@@ -28,7 +28,7 @@ from prefect.client.schemas.filters import (
     TaskRunFilter,
     TaskRunFilterFlowRunId,
 )
-from prefect.client.schemas.objects import Artifact, FlowRun, Log, TaskRun
+from prefect.client.schemas.objects import Artifact, FlowRun, Log, State, TaskRun
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 120.0
@@ -87,6 +87,13 @@ def wait_until_healthy(proc: subprocess.Popen[bytes], url: str, log: Path) -> No
 
 
 # -- reading what runs left behind, through the API ---------------------------------------------
+
+
+def run_id(state: State[Any]) -> UUID:
+    """The flow run a returned state belongs to."""
+    found = state.state_details.flow_run_id
+    assert found is not None
+    return found
 
 
 def flow_run(run_id: UUID) -> FlowRun:

@@ -17,7 +17,7 @@ from prefect.events.worker import EventsWorker
 from prefect.logging.handlers import APILogWorker
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect_api import PrefectServer, prefect_command, wait_until_healthy
-from support import free_port, start_process, stop_process
+from support import ROOT, free_port, start_process, stop_process
 
 
 @pytest.fixture(scope="session")
@@ -52,3 +52,9 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
                 EventsWorker.drain_all(timeout=10)
         finally:
             stop_process(proc)
+
+
+@pytest.fixture
+def in_repo(monkeypatch: pytest.MonkeyPatch, prefect_server: PrefectServer) -> None:
+    """Job configs name repository paths, relative to the repository root (the server up)."""
+    monkeypatch.chdir(ROOT)

@@ -13,7 +13,6 @@ import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar
-from uuid import UUID
 
 import fsspec
 import orjson
@@ -24,9 +23,17 @@ from fsspec.implementations.local import LocalFileSystem
 from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
-from prefect.client.schemas.objects import State
 from prefect.logging.handlers import APILogHandler
-from prefect_api import PrefectServer, artifacts, child_runs, flow_run, logs, table, task_runs
+from prefect_api import (
+    PrefectServer,
+    artifacts,
+    child_runs,
+    flow_run,
+    logs,
+    run_id,
+    table,
+    task_runs,
+)
 from support import ROOT, JobFactory, review_rows, write_jsonl
 from typer.testing import CliRunner
 
@@ -40,22 +47,10 @@ from enrich_flows.enrich import enrich_dataset
 from enrich_flows.incremental import enrich_incremental
 
 pytest_plugins = ["prefect_harness"]
-pytestmark = [pytest.mark.prefect, pytest.mark.slow]
+pytestmark = [pytest.mark.prefect, pytest.mark.slow, pytest.mark.usefixtures("in_repo")]
 
 DAILY = "configs/reviews_daily.yaml"
 SAMPLE_ROWS = {"2026-11-20": 12, "2026-11-21": 15, "2026-11-22": 10, "2026-11-23": 14}
-
-
-@pytest.fixture(autouse=True)
-def in_repo(monkeypatch: pytest.MonkeyPatch, prefect_server: PrefectServer) -> None:
-    """Job configs name repository paths, relative to the repository root."""
-    monkeypatch.chdir(ROOT)
-
-
-def run_id(state: State[Any]) -> UUID:
-    found = state.state_details.flow_run_id
-    assert found is not None
-    return found
 
 
 def input_ids(path: Path) -> list[str]:

@@ -13,33 +13,20 @@ import yaml
 from aiohttp import web
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.objects import State
 from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
 from prefect.events.schemas.events import ReceivedEvent
-from prefect_api import PrefectServer
+from prefect_api import PrefectServer, run_id
 from support import DEADLINE_S, ROOT, serving
 
 from enrich.sim.harness import ThreadedSimulator
 from enrich_flows.enrich import enrich_dataset
 
 pytest_plugins = ["prefect_harness"]
-pytestmark = [pytest.mark.prefect, pytest.mark.slow]
+pytestmark = [pytest.mark.prefect, pytest.mark.slow, pytest.mark.usefixtures("in_repo")]
 
 DAILY = "configs/reviews_daily.yaml"
 SAMPLE = "configs/reviews.yaml"
 PLACEHOLDER = "00000000-0000-0000-0000-000000000000"
-
-
-@pytest.fixture(autouse=True)
-def in_repo(monkeypatch: pytest.MonkeyPatch, prefect_server: PrefectServer) -> None:
-    """Job configs name repository paths, relative to the repository root."""
-    monkeypatch.chdir(ROOT)
-
-
-def run_id(state: State[Any]) -> UUID:
-    found = state.state_details.flow_run_id
-    assert found is not None
-    return found
 
 
 async def events_of(run: UUID, expected: int) -> list[ReceivedEvent]:

@@ -3,30 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-from uuid import UUID
 
 import pytest
-from prefect.client.schemas.objects import State
-from prefect_api import PrefectServer, artifacts, table
-from support import ROOT
+from prefect_api import artifacts, run_id, table
 
 from enrich.sim.harness import ThreadedSimulator
 from enrich_flows.try_flow import enrich_try
 
 pytest_plugins = ["prefect_harness"]
-pytestmark = [pytest.mark.prefect, pytest.mark.slow]
-
-
-@pytest.fixture(autouse=True)
-def in_repo(monkeypatch: pytest.MonkeyPatch, prefect_server: PrefectServer) -> None:
-    monkeypatch.chdir(ROOT)
-
-
-def run_id(state: State[Any]) -> UUID:
-    found = state.state_details.flow_run_id
-    assert found is not None
-    return found
+pytestmark = [pytest.mark.prefect, pytest.mark.slow, pytest.mark.usefixtures("in_repo")]
 
 
 async def test_the_try_flow_publishes_the_comparison(
