@@ -7,6 +7,7 @@ import math
 import pytest
 
 from enrich.ratelimit import PacingBucket
+from enrich.ratelimit.bucket import UNSEEN_FOR
 
 
 @pytest.mark.parametrize(
@@ -90,3 +91,43 @@ def test_set_capacity_clamps_level_and_changes_rate() -> None:
     assert bucket.level(0.0) == 60
     bucket.take(60, 0.0)
     assert bucket.wait_time(1, 0.0) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("counted", "sent", "settled_at", "at", "level"),
+    [
+        # A full bucket's provider twin stays full until the first request arrives there: no
+        # refill until an answer shows it has (the answers of all 60 came back at 0.2 s) ...
+        (0, 60, None, 0.5, 0.0),
+        (0, 60, 0.2, 0.2, 0.0),
+        (0, 60, 0.2, 1.5, 1.3),
+        # ... or UNSEEN_FOR has passed (by then a request has arrived, or never will).
+        (0, 60, None, UNSEEN_FOR + 0.5, 0.5),
+        (0, 60, None, UNSEEN_FOR + 30, 30.0),
+        # Far below full, units in flight change nothing.
+        (50, 1, None, 0.0, 9.0),
+        (50, 1, None, 0.5, 9.5),
+    ],
+)
+def test_sent_units_hold_the_refill_of_a_full_bucket_until_seen(
+    counted: float, sent: int, settled_at: float | None, at: float, level: float
+) -> None:
+    bucket = PacingBucket(60, 60, now=0.0)
+    bucket.take(counted, 0.0)  # the provider has counted these
+    for _ in range(sent):
+        bucket.send(1, 0.0)
+    if settled_at is not None:
+        for _ in range(sent):
+            bucket.settle(1, settled_at)
+    assert bucket.level(at) == pytest.approx(level)
+    assert bucket.unseen == (0 if settled_at is not None or at >= UNSEEN_FOR else sent)
+
+
+def test_a_refund_does_not_fill_what_is_unseen() -> None:
+    bucket = PacingBucket(100, 60, now=0.0)
+    bucket.send(30, 0.0)
+    bucket.refund(50, 0.0)
+    assert bucket.level(0.0) == 70  # the 30 may still be on their way into a full bucket
+    bucket.settle(30, 0.0)
+    bucket.refund(50, 0.0)
+    assert bucket.level(0.0) == 100

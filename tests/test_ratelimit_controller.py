@@ -10,6 +10,7 @@ from support import FakeClock, eventually
 
 from enrich.errors import QuotaExhausted
 from enrich.ratelimit import Permit, RateController
+from enrich.ratelimit.bucket import UNSEEN_FOR
 
 
 def controller(clock: FakeClock, **kwargs: Any) -> RateController:
@@ -37,14 +38,25 @@ async def test_acquire_with_room_does_not_suspend() -> None:
 async def test_first_minute_goes_out_at_once_then_paced() -> None:
     clock = FakeClock()
     ctl = controller(clock, requests_per_minute=60)
-    for _ in range(60):
-        await ctl.acquire(1)
+    permits = [await ctl.acquire(1) for _ in range(60)]
     assert clock.sleeps == []  # the bucket starts full
+    for permit in permits:  # answered at once: the server has counted them
+        ctl.release(permit, used_tokens=1, status=200)
     start = clock.now
     await ctl.acquire(1)
     await ctl.acquire(1)
     assert clock.now - start == pytest.approx(2.0)  # then one a second
     assert (ctl.stats.acquired, ctl.stats.waited_s) == (62, pytest.approx(2.0))
+
+
+async def test_unanswered_requests_hold_the_refill_of_a_full_bucket() -> None:
+    clock = FakeClock()
+    ctl = controller(clock, requests_per_minute=60)
+    for _ in range(60):
+        await ctl.acquire(1)  # nothing answers: maybe none has reached the server yet
+    start = clock.now
+    await ctl.acquire(1)
+    assert clock.now - start == pytest.approx(UNSEEN_FOR + 1.0)
 
 
 async def test_reservation_is_refunded_from_usage() -> None:

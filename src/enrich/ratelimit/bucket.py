@@ -12,11 +12,14 @@ checked by hand.
 from __future__ import annotations
 
 import math
+from collections import deque
 
 __all__ = ["PacingBucket"]
 
 # Slack for float rounding: a bucket that refilled to 0.9999999999 of a token counts as one token.
 _EPS = 1e-9
+#: Seconds after which a request sent and not yet answered is taken to have reached the provider.
+UNSEEN_FOR = 1.0
 
 
 class PacingBucket:
@@ -28,12 +31,33 @@ class PacingBucket:
     bucket is full, see :meth:`wait_time`) or charging more usage than was reserved leaves a debt
     that refill pays back before anything else fits.
 
+    The provider counts a request when it *arrives*, a moment after it was admitted here, and a
+    full bucket does not refill: until the first request from a full bucket arrives there, the
+    provider's bucket stays full while ours, already charged, refills. Counted as is, that moment
+    (a first request's connection set-up, some 0.15 s) becomes requests the provider refuses. So
+    units taken with :meth:`send` are *unseen* until :meth:`settle` says an answer came back (the
+    latest the provider can have counted them) or ``UNSEEN_FOR`` seconds have passed (by then a
+    request has arrived, or is lost): the level refills only up to ``capacity`` minus the unseen
+    units, as if they still sat in the provider's full bucket. Far below full this changes
+    nothing; leaving full, the bucket forgoes the refill of one answer's latency (at most
+    ``UNSEEN_FOR``) instead of overshooting the provider's.
+
     A ``fixed_window`` bucket models a quota the provider resets at a fixed time (the daily ones):
     once :meth:`sync` has told it when the window resets, it does not refill before that moment
     and is full from then on. Until it knows, it refills continuously, the best estimate there is.
     """
 
-    __slots__ = ("_capacity", "_fixed_window", "_full_at", "_level", "_period", "_rate", "_stamp")
+    __slots__ = (
+        "_capacity",
+        "_fixed_window",
+        "_full_at",
+        "_level",
+        "_period",
+        "_rate",
+        "_stamp",
+        "_unseen",
+        "_unseen_total",
+    )
 
     def __init__(
         self, capacity: float, per_seconds: float, now: float, *, fixed_window: bool = False
@@ -47,6 +71,10 @@ class PacingBucket:
         self._stamp = now
         self._fixed_window = fixed_window
         self._full_at: float | None = None
+        # Units sent that no answer has shown the provider counted yet: [expiry, units], oldest
+        # first, and their sum.
+        self._unseen: deque[list[float]] = deque()
+        self._unseen_total = 0.0
 
     @property
     def capacity(self) -> float:
@@ -59,11 +87,24 @@ class PacingBucket:
         return self._period
 
     @property
+    def unseen(self) -> float:
+        """Units :meth:`send` took that the provider may not have counted yet."""
+        return self._unseen_total
+
+    @property
     def full_at(self) -> float | None:
         """When a fixed-window bucket is full again, if a server has said so."""
         return self._full_at
 
     def _advance(self, now: float) -> None:
+        unseen = self._unseen
+        while unseen and unseen[0][0] <= now:
+            expiry, n = unseen.popleft()
+            self._refill(expiry)  # up to capacity less the units unseen until then
+            self._unseen_total = self._unseen_total - n if unseen else 0.0
+        self._refill(now)
+
+    def _refill(self, now: float) -> None:
         elapsed = now - self._stamp
         if elapsed <= 0:
             return  # a clock that steps back (or no time passed) refills nothing
@@ -75,8 +116,9 @@ class PacingBucket:
                 return
             if self._fixed_window:
                 return
-        if self._level < self._capacity:
-            self._level = min(self._capacity, self._level + elapsed * self._rate)
+        top = self._capacity - self._unseen_total
+        if self._level < top:
+            self._level = min(top, self._level + elapsed * self._rate)
 
     def level(self, now: float) -> float:
         """Units available at ``now`` (negative while a debt is being paid back)."""
@@ -105,10 +147,38 @@ class PacingBucket:
         self._advance(now)
         self._level -= n
 
-    def refund(self, n: float, now: float) -> None:
-        """Give back ``n`` units, never beyond the capacity."""
+    def send(self, n: float, now: float) -> None:
+        """:meth:`take` ``n`` units for a request the provider has not counted yet (it counts it
+        on arrival); they stay unseen, holding refill below ``capacity - unseen``, until
+        :meth:`settle`."""
+        self.take(n, now)
+        if n > 0:
+            self._unseen.append([now + UNSEEN_FOR, n])
+            self._unseen_total += n
+
+    def settle(self, n: float, now: float) -> None:
+        """An answer came back for ``n`` units :meth:`send` took: the provider has counted them.
+
+        The oldest unseen units are settled (answers need not come in order; the count is what
+        bounds the refill).
+        """
         self._advance(now)
-        self._level = min(self._capacity, self._level + n)
+        unseen = self._unseen
+        while n > 0 and unseen:
+            oldest = unseen[0]
+            part = min(n, oldest[1])
+            oldest[1] -= part
+            self._unseen_total -= part
+            n -= part
+            if oldest[1] <= 0:
+                unseen.popleft()
+        if not unseen:
+            self._unseen_total = 0.0  # no float dust left behind
+
+    def refund(self, n: float, now: float) -> None:
+        """Give back ``n`` units, never beyond the capacity less what is unseen."""
+        self._advance(now)
+        self._level = max(self._level, min(self._capacity - self._unseen_total, self._level + n))
 
     def sync(self, remaining: float | None, reset_s: float | None, now: float) -> None:
         """Adopt what a server reports: ``remaining`` units, full again in ``reset_s`` seconds.

@@ -213,6 +213,7 @@ class RateController:
         self._tokens_in_flight -= permit.tokens
         now = self._clock()
         limits = self._limits
+        limits.settle(permit.tokens, now)
         if used_tokens is not None:
             limits.charge(used_tokens - permit.tokens, now)
             if self._adaptive:

@@ -57,9 +57,15 @@ class Paced:
         return all(bucket.wait_time(spec.cost(tokens), now) <= 0 for spec, bucket in self.buckets)
 
     def take(self, tokens: int, now: float) -> None:
-        """Book one request reserving ``tokens`` in every bucket."""
+        """Book one request reserving ``tokens`` in every bucket, unseen until :meth:`settle`."""
         for spec, bucket in self.buckets:
-            bucket.take(spec.cost(tokens), now)
+            bucket.send(spec.cost(tokens), now)
+
+    def settle(self, tokens: int, now: float) -> None:
+        """A request booked with ``tokens`` was answered (or failed): the server has counted
+        it, or never will."""
+        for spec, bucket in self.buckets:
+            bucket.settle(spec.cost(tokens), now)
 
     def charge(self, delta: float, now: float) -> None:
         """Charge (``delta`` > 0) or refund tokens beyond a reservation."""
