@@ -47,6 +47,7 @@ from enrich_tasks.events import (
     emit,
     run_stopped,
 )
+from enrich_tasks.fleet import fleet_grants
 from enrich_tasks.monitoring import (
     ProgressArtifact,
     artifact_key,
@@ -190,6 +191,10 @@ async def enrich_dataset(
     )
     key = artifact_key("enrich", cfg.name, partition or "")
     api_key = await api_key_from_secret_block(cfg)
+    # The account's per-minute budget, shared with every other run of the fleet.
+    grants = await fleet_grants(cfg) if pending else None
+    if grants is not None:
+        logger.info("%s: sharing the fleet budget %s", label, " and ".join(grants.names))
     runs: list[RunProgress] = []  # the run's live counters, once it starts sending
     # Made before the run, not by the monitor: a run that ends while the artifact is still
     # being created would cancel the monitor before it could show 100 %.
@@ -235,6 +240,7 @@ async def enrich_dataset(
             monitor=monitor,
             observer=observe,
             retry_errors=retry_errors,
+            grants=grants,
         )
     except (
         RunStopped,

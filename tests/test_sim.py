@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
@@ -777,3 +778,21 @@ def test_cli_process() -> None:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)  # bounds a hang only
     assert proc.returncode == 0
+
+
+def test_arrivals_log_every_request_admitted_or_refused(
+    make_server: Callable[..., ThreadedSimulator],
+) -> None:
+    sim = make_server(limits=Limits(rpm=2))
+    client = sync_client(sim)
+    before = time.time()
+    for _ in range(2):
+        client.chat.completions.create(model=MODEL, messages=MESSAGES, max_completion_tokens=20)
+    with pytest.raises(RateLimitError):
+        client.chat.completions.create(model=MODEL, messages=MESSAGES, max_completion_tokens=20)
+    arrivals = httpx.get(f"{sim.base_url}/_sim/arrivals").json()["arrivals"]
+    reserve = count_prompt_tokens(MESSAGES) + 20
+    assert [tokens for _, tokens in arrivals] == [reserve] * 3  # the refused one too
+    assert before <= arrivals[0][0] <= arrivals[1][0] <= arrivals[2][0] <= time.time()
+    httpx.post(f"{sim.base_url}/_sim/reset")
+    assert httpx.get(f"{sim.base_url}/_sim/arrivals").json() == {"arrivals": []}

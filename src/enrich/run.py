@@ -34,6 +34,8 @@ from enrich.output.provenance import InputRecord
 from enrich.output.spill import Spill
 from enrich.planning import ChunkSpec
 from enrich.ratelimit import RateController
+from enrich.ratelimit.grants import Grants
+from enrich.ratelimit.share import FleetShare
 from enrich.reload import reload_on_sighup
 from enrich.summary import ChunkSummary, JobSummary
 
@@ -51,9 +53,11 @@ async def open_engine(
     retry_errors: bool = False,
     index: ResultIndex | None = None,
     spending: Spending | None = None,
+    grants: Grants | None = None,
 ) -> AsyncIterator[Engine]:
     """The engine for ``job``: one completer, one rate controller, the output's ``index``,
-    the run's budget (``spending``, :mod:`enrich.allowance`).
+    the run's budget (``spending``, :mod:`enrich.allowance`), and with ``grants`` the
+    process's share of a fleet's per-minute budget (:mod:`enrich.ratelimit.share`).
 
     Without ``completer``, the engine calls the API through a :class:`CerebrasCompleter` built
     here and closed on exit; a completer passed in (a FakeCompleter in tests) is the caller's.
@@ -75,6 +79,7 @@ async def open_engine(
         requests_per_day=ex.requests_per_day,
         tokens_per_day=ex.tokens_per_day,
         adaptive=ex.adaptive_limits,
+        share=FleetShare(grants) if grants is not None else None,
     )
     engine = Engine(
         job, completer, controller, retry_errors=retry_errors, index=index, spending=spending
@@ -242,6 +247,7 @@ async def run_job(
     observer: ProgressObserver | None = None,
     completer: Completer | None = None,
     retry_errors: bool = False,
+    grants: Grants | None = None,
 ) -> JobSummary:
     """Run a prepared job to the end: pending chunks through one engine, then the commit.
 
@@ -251,7 +257,8 @@ async def run_job(
     handed the run's live counters (:class:`~enrich.engine.RunProgress`) before the first
     chunk starts, for a display that polls them (the CLI's progress bar, from its thread).
     ``completer`` replaces the Cerebras client (see :func:`open_engine`). A finished job opens
-    no client, sends nothing and writes nothing.
+    no client, sends nothing and writes nothing. ``grants`` is where the process gets its share
+    of a fleet's per-minute budget (the flow's, over Prefect global concurrency limits).
 
     With ``retry_errors``, committed chunks with error rows run again: their error rows are
     asked for again (request errors included), their other rows reused.
@@ -287,6 +294,7 @@ async def run_job(
                     retry_errors=retry_errors,
                     index=index,
                     spending=None if allowance is None else allowance.spending,
+                    grants=grants,
                 ) as engine:
                     engine.progress.rows_total = sum(c.rows for c in pending)
                     if observer is not None:

@@ -13,6 +13,7 @@ Fixtures stay in ``conftest.py`` and are built from these. One module per concer
   file, memory and s3 backends.
 * :mod:`support.processes` -- free ports, child processes in their own process group,
   waiting for a server in one to answer, the ``enrich`` command in a child.
+* :mod:`support.quota` -- whether arrivals kept to a per-minute quota (windows, a bucket).
 * :mod:`support.servers` -- a throwaway HTTP server answering every request with one handler.
 * :mod:`support.waiting` -- polling until a condition holds (never sleeping a fixed time).
 """
@@ -42,6 +43,7 @@ from support.processes import (
     stop_process,
     wait_for_http,
 )
+from support.quota import allowance, overdraft, window_peak
 from support.servers import serving
 from support.simulators import point_sdk_at, simulator
 from support.storage import AWS_ENV, AWS_UNSET, Location, MotoServer, make_location
@@ -60,6 +62,7 @@ __all__ = [
     "MotoServer",
     "Ran",
     "VirtualTimeLoop",
+    "allowance",
     "answer",
     "by_row",
     "counting_reads",
@@ -70,6 +73,7 @@ __all__ = [
     "job_writer",
     "jsonl_bytes",
     "make_location",
+    "overdraft",
     "point_sdk_at",
     "prepare_job",
     "review_rows",
@@ -83,5 +87,6 @@ __all__ = [
     "until",
     "user_text",
     "wait_for_http",
+    "window_peak",
     "write_jsonl",
 ]

@@ -261,6 +261,10 @@ class ExecutionSpec(_Spec):
     The ``*_per_minute`` and ``*_per_day`` limits are the account's quotas (``None``: not
     enforced locally; the provider's headers and 429s still pace the run). With
     ``adaptive_limits`` the rate controller follows the limits the provider reports.
+
+    ``fleet``: the per-minute limits are the budget of a whole fleet of processes, shared
+    through Prefect global concurrency limits named after ``fleet_name`` (default: the model);
+    unset, it is on for a deployment's flow runs (what workers run) and off otherwise.
     """
 
     # None (or "auto" in a file): sized from the limits below, see enrich.planning.chunk_size.
@@ -272,6 +276,8 @@ class ExecutionSpec(_Spec):
     requests_per_day: float | None = Field(default=None, gt=0)
     tokens_per_day: float | None = Field(default=None, gt=0)
     adaptive_limits: bool = True
+    fleet: bool | None = None
+    fleet_name: str | None = Field(default=None, min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
     retry: RetrySpec = RetrySpec()
     request_timeout: float = Field(default=60, gt=0)
     journal_interval_s: float = Field(default=2.0, gt=0)

@@ -14,6 +14,10 @@ Module map (each pure except the controller, which only awaits an injected sleep
 * :mod:`~enrich.ratelimit.congestion` -- :class:`NoiseTest`: whether 429s that name no limit
   fall when we slow down (a quota) or hold (noise).
 * :mod:`~enrich.ratelimit.pacing` -- :class:`Paced`: every limit of a controller with its bucket.
+* :mod:`~enrich.ratelimit.grants` -- a fleet's per-minute budget in grants: the
+  :class:`Grants` port, how big an ask is, what becomes of an unused grant.
+* :mod:`~enrich.ratelimit.share` -- :class:`FleetShare`, what a process holds of the fleet's
+  budget; the controller draws every request from it.
 * :mod:`~enrich.ratelimit.controller` -- :class:`RateController`, the one per process.
 """
 

@@ -16,6 +16,8 @@ reports in headers is learned. What a 429 means (which limit, or noise) is decid
 :func:`~enrich.ratelimit.throttle.classify_429`, with the evidence of
 :class:`~enrich.ratelimit.congestion.NoiseTest`. A daily quota that is gone raises
 :class:`~enrich.errors.QuotaExhausted` from ``acquire`` rather than waiting for hours.
+With a :class:`~enrich.ratelimit.share.FleetShare`, an admitted request also draws its request
+and tokens from the process's share of a fleet's per-minute budget before it is sent.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from enrich.ratelimit.congestion import Congestion, react
 from enrich.ratelimit.headers import RateSnapshot, parse_rate_headers, parse_retry_after
 from enrich.ratelimit.limits import LimitName
 from enrich.ratelimit.pacing import Paced
+from enrich.ratelimit.share import FleetShare
 from enrich.ratelimit.throttle import Throttle
 
 __all__ = ["Permit", "RateController", "RateStats"]
@@ -58,6 +61,7 @@ class Permit:
     seq: int
     acquired_at: float
     released: bool = False
+    shared: bool = False  # drawn from the fleet's share
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +104,10 @@ class RateController:
         max_wait_s: float = 120.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        share: FleetShare | None = None,
     ) -> None:
         self._clock = clock
+        self._share = share
         self._sleep = sleep
         self._adaptive = adaptive
         self._max_in_flight = 1
@@ -132,8 +138,20 @@ class RateController:
         """Wait for a slot and room in every bucket, then reserve one request and ``tokens``.
 
         Raises :class:`~enrich.errors.QuotaExhausted` when a daily quota is gone, or when the
-        wait a daily quota demands exceeds ``max_wait_s``.
+        wait a daily quota demands exceeds ``max_wait_s``. With a fleet share, the permit
+        then waits for the request and ``tokens`` from it.
         """
+        permit = await self._admit(tokens)
+        if self._share is not None:
+            try:
+                await self._share.draw(tokens)
+            except BaseException:
+                self.release(permit, used_tokens=None)
+                raise
+            permit.shared = True
+        return permit
+
+    async def _admit(self, tokens: int) -> Permit:
         if not self._queued and self._in_flight < self._max_in_flight:
             now = self._clock()
             if now >= self._blocked_until and self._limits.fits(tokens, now):
@@ -209,6 +227,8 @@ class RateController:
         if permit.released:
             return
         permit.released = True
+        if permit.shared and self._share is not None:
+            self._share.settle(permit.tokens, used_tokens, status)
         self._in_flight -= 1
         self._tokens_in_flight -= permit.tokens
         now = self._clock()

@@ -1,6 +1,8 @@
 """The simulator's own control routes, beside the provider's API (no auth, not counted).
 
 * `GET /_sim/stats` -- the counters as JSON (`SimStats.to_json`).
+* `GET /_sim/arrivals` -- `{"arrivals": [[time, tokens], ...]}`: each chat request that reached
+  the quotas (admitted or refused), its wall-clock arrival and the tokens it reserves.
 * `POST /_sim/reset` -- zero the counters, refill the buckets, reseed fault injection.
 * `POST /_sim/limits` -- a JSON object with any of `rpm`, `tpm`, `rpd`, `tpd` (null removes a
   limit); answers with the limits now in force. Usage so far is kept.
@@ -44,11 +46,15 @@ def add_control_routes(app: web.Application, sim: SimulatorApp) -> None:
     async def get_stats(request: web.Request) -> web.Response:
         return sim.json_response(200, sim.counters.snapshot().to_json())
 
+    async def get_arrivals(request: web.Request) -> web.Response:
+        return sim.json_response(200, {"arrivals": list(sim.counters.arrivals)})
+
     async def post_reset(request: web.Request) -> web.Response:
         sim.reset()
         return sim.json_response(200, {"ok": True})
 
     app.router.add_get("/_sim/stats", get_stats)
+    app.router.add_get("/_sim/arrivals", get_arrivals)
     app.router.add_post("/_sim/reset", post_reset)
     app.router.add_post("/_sim/limits", settings_route(sim.set_limits, LIMIT_FIELDS))
     app.router.add_post(

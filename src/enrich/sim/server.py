@@ -215,6 +215,7 @@ class SimulatorApp:
             )
         except ApiError as error:
             return self._error(error)
+        counters.arrivals.append((created, chat.reserve))
         fault = self.faults.pick(self._rng.random()) if self.faults.total else None
         if fault in STREAM_FAULTS and not chat.stream:
             fault = None  # nothing to break in a body sent whole

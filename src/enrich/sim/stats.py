@@ -1,11 +1,14 @@
 """What the simulator served, counted on the server side.
 
 `Counters` is the mutable tally the server updates on its event loop; `SimStats` is an
-immutable snapshot of it, safe to hand to another thread or serialise as JSON.
+immutable snapshot of it, safe to hand to another thread or serialise as JSON. `Counters` also
+logs each chat request's arrival (wall-clock time and the tokens it reserves, admitted or
+refused), the most recent `ARRIVALS_KEPT`, for checking the rates a fleet sent.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,10 +77,14 @@ class SimStats:
         )
 
 
+ARRIVALS_KEPT = 200_000
+
+
 class Counters:
     """The live tally; only the server's event loop touches it."""
 
     __slots__ = (
+        "arrivals",
         "by_status",
         "completion_tokens",
         "digests",
@@ -103,6 +110,7 @@ class Counters:
         self.digests: set[bytes] = set()
         self.retried = 0
         self.max_in_flight = self.in_flight
+        self.arrivals: deque[tuple[float, int]] = deque(maxlen=ARRIVALS_KEPT)
 
     def snapshot(self) -> SimStats:
         """An immutable copy."""
