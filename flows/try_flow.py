@@ -12,12 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
 
 from enrich.trial.comparison import Comparison
 from enrich.trial.report import describe_sample, to_markdown
 from enrich.trial.tryout import try_jobs
 from enrich.trial.variants import load_variants, prepare_variants
-from enrich_flows.enrich import api_key_from_secret_block
+from enrich_flows.enrich import api_key_from_secret_block, job_name
 from enrich_tasks.monitoring import artifact_key, publish_report, run_tags, tag_current_run
 
 __all__ = ["enrich_try", "figures_rows"]
@@ -48,7 +49,13 @@ def figures_rows(comparison: Comparison) -> list[dict[str, Any]]:
     return rows
 
 
-@flow(name="enrich-try", flow_run_name="try-{config}")
+def _run_name() -> str:
+    """``try-<job>``: the job's name, as the other flows name their runs, not the config path."""
+    params: dict[str, Any] = dict(flow_run.parameters)
+    return f"try-{job_name(str(params.get('config', 'job')))}"
+
+
+@flow(name="enrich-try", flow_run_name=_run_name)
 async def enrich_try(
     config: str,
     sample: int = 20,

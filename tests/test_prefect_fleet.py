@@ -9,6 +9,8 @@ deployed branch, not from the worker's install.
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
+from prefect import Flow
 from prefect.deployments import run_deployment
 from prefect_api import PrefectServer, logs
 from support import ROOT, start_process, stop_process
@@ -48,6 +51,23 @@ def test_the_fleet_deploys_the_same_deployments_from_a_clone() -> None:
     assert fleet["pull"][0]["prefect.deployments.steps.git_clone"]["branch"] == (
         "{{ branch.stdout }}"
     )
+
+
+def test_every_deployment_names_a_flow_that_takes_its_parameters() -> None:
+    flows = {}
+    for deployment in load("prefect.yaml")["deployments"]:
+        module, name = deployment["entrypoint"].split(":")
+        found = getattr(importlib.import_module(module), name)
+        assert isinstance(found, Flow), deployment["entrypoint"]
+        takes = inspect.signature(found.fn).parameters
+        assert set(deployment["parameters"]) <= set(takes), deployment["name"]
+        flows[deployment["name"]] = found.name
+    assert flows == {
+        "enrich": "enrich-dataset",
+        "reviews-daily": "enrich-incremental",
+        "reviews-backfill": "enrich-backfill",
+        "try": "enrich-try",
+    }
 
 
 def fake_checkout(root: Path) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from prefect_api import artifacts, run_id, table
+from prefect_api import artifacts, flow_run, run_id, table
 
 from enrich.sim.harness import ThreadedSimulator
 from enrich_flows.try_flow import enrich_try
@@ -26,6 +26,7 @@ async def test_the_try_flow_publishes_the_comparison(
         return_state=True,
     )
     assert state.is_completed(), state.message
+    assert flow_run(run_id(state)).name == "try-reviews"  # the job's name, not the config path
     assert sim.stats.requests == 10 * 2 * 2  # 10 rows, two steps, two variants
     comparison = await state.result()
     assert [v["model"] for v in comparison["variants"]] == ["gpt-oss-120b", "zai-glm-4.7"]
