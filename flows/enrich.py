@@ -46,6 +46,7 @@ from enrich_tasks.events import (
     dataset_committed,
     emit,
     run_stopped,
+    summary_stopped,
 )
 from enrich_tasks.fleet import fleet_grants
 from enrich_tasks.monitoring import (
@@ -254,6 +255,7 @@ async def enrich_dataset(
             await shown.finish()
     if committed_now(summary):
         emit(dataset_committed(cfg.name, partition, summary))
+    emit(summary_stopped(cfg.name, partition, summary))  # a budget reached mid-run
     logger.info(
         "%s: %s; %d ok, %d failed, %.1f rows/s, $%.4f",
         label,

@@ -5,7 +5,8 @@
 ``enrich.dataset.committed`` the run committed its dataset: manifest and ``_SUCCESS``
 ``enrich.run.stopped``       the run stopped before committing: ``reason`` is ``quota``
                              (a daily quota is spent), ``budget`` (a budget refused the
-                             run), ``error_rate`` (too many error rows), ``job_error`` (a
+                             run, or was reached mid-run: the chunks done are committed),
+                             ``error_rate`` (too many error rows), ``job_error`` (a
                              refused key, an unknown model...)
 =========================== ==========================================================
 
@@ -42,6 +43,7 @@ __all__ = [
     "emit",
     "run_stopped",
     "stop_reason",
+    "summary_stopped",
 ]
 
 CHUNK_COMMITTED = "enrich.chunk.committed"
@@ -145,6 +147,28 @@ def run_stopped(
     if isinstance(error, QuotaExhausted):
         payload["quota"] = error.which
         payload["resets_in_s"] = error.resets_in
+    return EnrichEvent(RUN_STOPPED, _resource(job, partition), payload)
+
+
+def summary_stopped(job: str, partition: str | None, summary: JobSummary) -> EnrichEvent | None:
+    """The run stopped before the end without raising (``summary.stopped``: its budget was
+    reached mid-run), with what it did and, for a budget, what it spent; None when it did not.
+    """
+    if summary.stopped is None:
+        return None
+    payload: dict[str, Any] = {
+        "job": job,
+        "partition": partition,
+        "output": summary.output,
+        "reason": summary.stopped,
+        "message": summary.message,
+        "chunks": summary.chunks,
+        "chunks_committed": summary.chunks_committed,
+        **_figures(summary),
+    }
+    if summary.spent_usd is not None:
+        payload["budget_usd"] = summary.budget_usd
+        payload["spent_usd"] = round(summary.spent_usd, 6)
     return EnrichEvent(RUN_STOPPED, _resource(job, partition), payload)
 
 

@@ -89,6 +89,7 @@ def test_a_budget_is_never_exceeded_with_64_requests_in_flight_and_resumes_highe
             summary.message,
         ), summary.message
         assert summary.budget_usd == 0.005 and summary.spent_usd == billed(sim) / UNITS_PER_USD
+        assert summary.stopped == "budget"  # for the flow's enrich.run.stopped event
         assert summary.forecast_usd is not None and summary.forecast_usd > 0.01
         # Nothing half-committed: no dataset, only whole chunks; every answer billed is kept.
         assert not job.store.exists("_SUCCESS")
@@ -101,7 +102,7 @@ def test_a_budget_is_never_exceeded_with_64_requests_in_flight_and_resumes_highe
 
         sim.reset()
         job, summary = run_config(config, {"budget.max_usd": 1.0})
-        assert summary.complete
+        assert summary.complete and summary.stopped is None
         assert sim.stats.requests == 400 - first  # only what the first run did not pay for
         assert read_dataset(job.store.url).num_rows == 400
 

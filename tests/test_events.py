@@ -16,6 +16,7 @@ from enrich_tasks.events import (
     dataset_committed,
     run_stopped,
     stop_reason,
+    summary_stopped,
 )
 
 
@@ -136,3 +137,24 @@ def test_a_stopped_run_says_why_and_a_quota_which() -> None:
     rate = run_stopped("j", None, "out/j", RunStopped("15 of 20 rows failed", kind="error_rate"))
     assert rate is not None and rate.payload["reason"] == "error_rate"
     assert run_stopped("j", None, "out/j", InputError("bad")) is None
+
+
+def test_a_budget_reached_mid_run_is_a_stop_with_what_was_spent() -> None:
+    message = "budget of $0.005 reached after $0.0049; rerun with a higher budget to resume"
+    reached = summary(f"{message} (1 of 3 chunks committed)", False)
+    reached.chunks_committed, reached.budget_usd, reached.spent_usd = 1, 0.005, 0.0049
+    reached.stopped = "budget"
+    event = summary_stopped("j", "2026-11-20", reached)
+    assert event is not None and event.event == "enrich.run.stopped"
+    assert event.resource["prefect.resource.id"] == "enrich.job.j.2026-11-20"
+    assert {k: event.payload[k] for k in ("reason", "chunks", "chunks_committed")} == {
+        "reason": "budget",
+        "chunks": 3,
+        "chunks_committed": 1,
+    }
+    assert (event.payload["budget_usd"], event.payload["spent_usd"]) == (0.005, 0.0049)
+    assert event.payload["message"].startswith("budget of $0.005 reached")
+    # A run that was not stopped, committed or not, says nothing of the kind.
+    assert summary_stopped("j", None, summary("committed 12 rows in 3 parts")) is None
+    not_yet = summary("1 of 3 chunks not committed (2 rows failed transiently)", False)
+    assert summary_stopped("j", None, not_yet) is None

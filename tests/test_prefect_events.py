@@ -29,10 +29,11 @@ SAMPLE = "configs/reviews.yaml"
 PLACEHOLDER = "00000000-0000-0000-0000-000000000000"
 
 
-async def events_of(run: UUID, expected: int) -> list[ReceivedEvent]:
-    """The ``enrich.*`` events related to flow run ``run``, once ``expected`` have arrived."""
+async def events_of(run: UUID, expected: int, named: str = "enrich.") -> list[ReceivedEvent]:
+    """The events named ``named...`` (default: every ``enrich.*`` event) related to flow run
+    ``run``, once ``expected`` have arrived."""
     where = EventFilter(
-        event=EventNameFilter(prefix=["enrich."]),
+        event=EventNameFilter(prefix=[named]),
         related=EventRelatedFilter(id=[f"prefect.flow-run.{run}"]),
     )
     found: list[ReceivedEvent] = []
@@ -85,6 +86,13 @@ async def test_a_committed_run_emits_its_chunks_and_its_dataset(
         ),
         # Every answer a 400: past max_error_share once 20 rows are in (the sample has 200).
         (SAMPLE, None, [], "error_rate"),
+        # Room for some chunks, not all: the run ends incomplete instead of raising.
+        (
+            DAILY,
+            "2026-11-23",
+            ["budget.max_usd=0.0005", "execution.rows_per_chunk=2"],
+            "budget",
+        ),
     ],
 )
 async def test_a_stopped_run_says_why(
@@ -100,14 +108,23 @@ async def test_a_stopped_run_says_why(
     overrides = [f"output.path={tmp_path}/out", *setup]
     state = await enrich_dataset(config, overrides, partition, return_state=True)
     assert state.is_failed()
-    [stopped] = [e for e in await events_of(run_id(state), 1) if e.event == "enrich.run.stopped"]
+    # Waiting for this one: a run stopped mid-way emitted its chunks' events first.
+    [stopped] = await events_of(run_id(state), 1, "enrich.run.stopped")
     job = "reviews_daily" if partition else "reviews"
     assert stopped.resource.id == f"enrich.job.{job}" + (f".{partition}" if partition else "")
     assert (stopped.payload["job"], stopped.payload["partition"]) == (job, partition)
     assert stopped.payload["reason"] == reason
     assert stopped.payload["output"].startswith(f"{tmp_path}/out")
-    said = "daily requests quota exhausted" if reason == "quota" else "nothing was committed"
+    said = {
+        "quota": "daily requests quota exhausted",
+        "error_rate": "nothing was committed",
+        "budget": "budget of $0.0005 reached after $",
+    }[reason]
     assert said in stopped.payload["message"]
+    if reason == "budget":
+        payload = stopped.payload
+        assert 0 < payload["chunks_committed"] < payload["chunks"] == 7, payload
+        assert payload["budget_usd"] == 0.0005 and 0 < payload["spent_usd"] <= 0.0005
 
 
 async def test_the_documented_automation_notifies_a_stopped_run(

@@ -332,6 +332,7 @@ async def run_job(
             if reached is not None and not result.complete:
                 done = f"{result.chunks_committed} of {result.chunks} chunks committed"
                 result.message = f"{reached} ({done})"
+                result.stopped = "budget"
         return result
 
 

@@ -135,6 +135,10 @@ class JobSummary(Tally):
     budget_usd: float | None = None
     forecast_usd: float | None = None
     spent_usd: float | None = None
+    #: Why the run stopped before the end without raising: ``budget`` when its budget was
+    #: reached mid-run (the chunks done are committed, the rest left for a rerun). None: it
+    #: ran to the end, or stopped by raising (a spent quota, too many errors).
+    stopped: str | None = None
 
     @property
     def rows_per_s(self) -> float:
