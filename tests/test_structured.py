@@ -17,6 +17,7 @@ from enrich.structured import (
     lint_schema,
 )
 from enrich.structured.arrow import ENUM_TYPE, typed_fields
+from enrich.structured.output import recorded_fields
 
 
 def obj(**properties: Any) -> dict[str, Any]:
@@ -416,3 +417,45 @@ def test_the_response_format_is_strict_json_schema_under_a_fixed_name() -> None:
         "anything_score": "int64",
         "anything_tags": "list<item: string not null>",
     }
+
+
+RECORDED = OutputSchema(
+    {
+        "type": "object",
+        "properties": {
+            "label": {"type": "string", "enum": ["a", "b"]},
+            "score": {"type": "integer"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    prefix="out",
+).describe()
+
+
+@pytest.mark.parametrize(
+    ("column", "as_read", "restored"),
+    [
+        ("out_label", pa.array(["b", None, "a"]), ["b", None, "a"]),
+        ("out_label", pa.array([None, None]), [None, None]),  # a part of error rows only
+        ("out_score", pa.array([None, None]), [None, None]),
+        ("out_score", pa.array([3, None]), [3, None]),
+        ("out_tags", pa.array([[], None]), [[], None]),
+    ],
+)
+def test_a_column_read_from_json_is_restored_to_its_recorded_type(
+    column: str, as_read: pa.Array, restored: list[Any]
+) -> None:
+    field = recorded_fields(RECORDED)[column]
+    back = field.restore(as_read)
+    assert back.type == field.type and str(back.type) == RECORDED["columns"][column]
+    assert back.to_pylist() == restored
+    if field.enum is not None:  # the dictionary is the enum's, in schema order
+        assert back.dictionary.to_pylist() == ["a", "b"]
+
+
+def test_recorded_fields_of_steps_and_of_another_version() -> None:
+    assert list(recorded_fields({"steps": {"first": RECORDED}})) == list(RECORDED["columns"])
+    # A column recorded with a type this code would not give it is left as read.
+    other = {**RECORDED, "columns": {**RECORDED["columns"], "out_score": "double"}}
+    assert list(recorded_fields(other)) == ["out_label", "out_tags"]
+    assert recorded_fields({"name": "output"}) == {}

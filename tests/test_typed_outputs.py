@@ -351,3 +351,32 @@ def test_a_request_without_a_schema_hashes_as_before() -> None:
     assert request_hash("https://e", "m", {"seed": 1}, messages) == before.hexdigest()
     fmt = {"type": "json_schema", "json_schema": {"name": "output", "schema": {}}}
     assert request_hash("https://e", "m", {"seed": 1}, messages, fmt) != before.hexdigest()
+
+
+def test_a_jsonl_output_reads_back_with_the_typed_columns_of_a_parquet_one(
+    sim: ThreadedSimulator, make_job: JobFactory, tmp_path: Path
+) -> None:
+    # Error rows leave typed columns null, a chunk of them all null: JSON alone would read
+    # those back as null columns, an enum as plain strings.
+    sim.set_faults(invalid_json=0.5)
+    execution = {"max_error_share": 1, "repair_invalid_output": False, "rows_per_chunk": 2}
+    config = typed_job(make_job, rows=review_rows(30), execution=execution)
+    tables = {}
+    for fmt in ("parquet", "jsonl"):
+        ran = run_config(config, {"output.format": fmt, "output.path": str(tmp_path / fmt)})
+        assert ran.summary.complete and ran.summary.failed > 0
+        assert read_manifest(ran.job.store.url).format == fmt
+        tables[fmt] = read_dataset(str(ran.job.store.url))
+    assert ran.job.output is not None
+    typed = ran.job.output.columns()
+    parquet, jsonl = (pa.schema([t.schema.field(c) for c in typed]) for t in tables.values())
+    assert jsonl == parquet
+    assert jsonl.field("completion_sentiment").type == ENUM
+    assert tables["jsonl"].column("completion_sentiment").null_count > 0
+    # The values are the answers' own, an error row's none.
+    for row in tables["jsonl"].to_pylist():
+        if row["error_kind"] is not None:
+            assert all(row[c] is None for c in typed)
+            continue
+        value = orjson.loads(row["completion"])
+        assert [row[c] for c in typed] == [value.get(c.removeprefix("completion_")) for c in typed]

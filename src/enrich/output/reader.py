@@ -26,6 +26,7 @@ from enrich.output.layout import LAYOUT
 from enrich.output.records import Manifest, Plan
 from enrich.results import decode
 from enrich.storage import Store
+from enrich.structured.output import recorded_fields
 
 # A reader that loses a race with a commit (the parts it was reading were replaced) starts
 # over from the new manifest; more changes than this while it reads is a storage problem.
@@ -119,6 +120,26 @@ def _manifest(store: Store) -> Manifest:
     return read_manifest_record(store)
 
 
+def _typed(table: pa.Table, manifest: Manifest, where: str) -> pa.Table:
+    """A JSONL part's typed columns cast back to the Arrow types the manifest records (JSON
+    keeps values, not types: an enum reads back as strings, a column of nulls as ``null``);
+    a Parquet part has its types already."""
+    if manifest.format != "jsonl" or manifest.output_schema is None:
+        return table
+    for column, typed in recorded_fields(manifest.output_schema).items():
+        at = table.schema.get_field_index(column)
+        if at < 0:
+            continue
+        try:
+            restored = typed.restore(table.column(at))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise StorageError(
+                f"{where}: column {column} does not read as {typed.type}: {exc}"
+            ) from None
+        table = table.set_column(at, pa.field(column, typed.type, nullable=True), restored)
+    return table
+
+
 def read_dataset(url: str, storage_options: dict[str, Any] | None = None) -> pa.Table:
     """The committed dataset under ``url``: exactly the parts its manifest names, in order.
 
@@ -135,7 +156,9 @@ def read_dataset(url: str, storage_options: dict[str, Any] | None = None) -> pa.
         duckdb.sql("SELECT triage_sentiment, count(*), sum(cost_usd) FROM reviews GROUP BY 1")
 
     (DuckDB finds the Arrow table ``reviews`` by its Python name.) The manifest
-    (:func:`read_manifest`) records each typed column's Arrow type under ``output_schema``.
+    (:func:`read_manifest`) records each typed column's Arrow type under ``output_schema``;
+    a JSONL output's typed columns are cast back to those types, so they read as a Parquet
+    output's do.
 
     If a newer commit replaces the dataset while it is being read (its old parts are then
     deleted), the read starts over from the new manifest, so the result is always one
@@ -145,7 +168,14 @@ def read_dataset(url: str, storage_options: dict[str, Any] | None = None) -> pa.
     for _ in range(_READ_ATTEMPTS):
         manifest = _manifest(store)
         try:
-            tables = [decode(store.read_bytes(p.path), manifest.format) for p in manifest.parts]
+            tables = [
+                _typed(
+                    decode(store.read_bytes(p.path), manifest.format),
+                    manifest,
+                    store.url_of(p.path),
+                )
+                for p in manifest.parts
+            ]
         except StorageError:
             if _manifest(store) == manifest:
                 raise  # nothing was committed meanwhile: a real failure

@@ -30,6 +30,7 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 __all__ = ["ENUM_TYPE", "TypedField", "typed_fields"]
 
@@ -71,6 +72,21 @@ class TypedField:
             indices = pa.array([index.get(v) for v in values], pa.int32())
             return pa.DictionaryArray.from_arrays(indices, pa.array(self.enum, pa.string()))
         return pa.array(values, self.type)
+
+    def restore(self, values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+        """The column as a JSON reader returned it (an enum as plain strings, a column of
+        nulls as ``null``), cast back to this field's type; an enum's dictionary is its values
+        in schema order, as :meth:`array` makes it.
+
+        Raises:
+            pyarrow.ArrowInvalid: a value does not fit the type.
+        """
+        if self.enum is not None:
+            strings = pa.chunked_array(values).combine_chunks().cast(pa.string())
+            dictionary = pa.array(self.enum, pa.string())
+            indices = pc.index_in(strings, value_set=dictionary).cast(pa.int32())
+            return pa.DictionaryArray.from_arrays(indices, dictionary)
+        return values.cast(self.type)
 
 
 def typed_fields(schema: Mapping[str, Any]) -> list[TypedField]:

@@ -30,7 +30,7 @@ from jsonschema.exceptions import best_match
 
 from enrich.structured.arrow import TypedField, typed_fields
 
-__all__ = ["DEFAULT_SCHEMA_NAME", "OutputSchema", "ParsedOutput"]
+__all__ = ["DEFAULT_SCHEMA_NAME", "OutputSchema", "ParsedOutput", "recorded_fields"]
 
 #: ``json_schema.name`` of a one-prompt job's requests.
 DEFAULT_SCHEMA_NAME = "output"
@@ -117,6 +117,30 @@ class OutputSchema:
             "schema": self.schema,
             "columns": {self.column(f.name): str(f.type) for f in self.fields},
         }
+
+
+def recorded_fields(description: Mapping[str, Any]) -> dict[str, TypedField]:
+    """The typed columns a manifest's ``output_schema`` records (what :meth:`OutputSchema.
+    describe` says, or ``{"steps": {step: that}}`` for a ``steps:`` job), by column name.
+
+    Each column's field is typed again from the recorded JSON Schema; a column whose recorded
+    Arrow type is not the one this code gives (a manifest from another version) is left out,
+    so a reader keeps what it read rather than guess.
+    """
+    steps = description.get("steps")
+    described = list(steps.values()) if isinstance(steps, Mapping) else [description]
+    found: dict[str, TypedField] = {}
+    for one in described:
+        schema, columns = one.get("schema"), one.get("columns")
+        if not isinstance(schema, Mapping) or not isinstance(columns, Mapping):
+            continue
+        fields = typed_fields(schema)
+        if len(fields) != len(columns):
+            continue
+        for (column, recorded), f in zip(columns.items(), fields, strict=True):
+            if recorded == str(f.type):
+                found[str(column)] = f
+    return found
 
 
 def _short(text: str) -> str:
