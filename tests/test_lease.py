@@ -123,6 +123,18 @@ def test_container_id(mountinfo: str, cgroup: str, found: str | None) -> None:
     assert container_id(mountinfo, cgroup) == found
 
 
+def take_over(store: Store, data: bytes) -> None:
+    """Replace the lease as a rival run does: by compare-and-swap, as often as it takes.
+
+    A plain write would race the holder's heartbeat, which renews by compare-and-swap: a
+    renewal that read the lease before the write could put the holder's record back.
+    """
+    while True:
+        current = store.read_versioned(LEASE)
+        if store.swap(LEASE, data, None if current is None else current.version) is not None:
+            return
+
+
 def planted(store: Store, holder: ProcessId) -> None:
     """A live lease of ``holder`` (another owner), good for a minute."""
     now = time.time()
@@ -337,7 +349,7 @@ def test_losing_the_lease_stops_the_run(location: Location) -> None:
     async def body() -> None:
         async with hold_lease(store, job="j", renew_s=0.02):
             rival = record(owner="rival", host="elsewhere", expires_at=time.time() + 60)
-            await asyncio.to_thread(store.write_bytes, LEASE, rival.to_bytes())
+            await asyncio.to_thread(take_over, store, rival.to_bytes())
             await asyncio.Event().wait()  # cancelled at the next heartbeat
 
     with pytest.raises(LeaseLost, match="another run took over the run lease"):
@@ -372,7 +384,7 @@ def test_a_lost_lease_lets_requests_in_flight_finish_and_be_journaled(
     async def monitor(engine: Engine) -> None:
         await eventually(lambda: len(api.requests) == 20, message="the run sent too little")
         rival = record(owner="rival", host="elsewhere", expires_at=time.time() + 60)
-        await asyncio.to_thread(store.write_bytes, LEASE, rival.to_bytes())
+        await asyncio.to_thread(take_over, store, rival.to_bytes())
         await eventually(lambda: engine.stopped is not None, message="the run did not stop")
         release.set()  # the requests in flight come back after the run lost its lease
 
