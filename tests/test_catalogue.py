@@ -23,6 +23,7 @@ from enrich.catalogue import (
     parse_model_ids,
     parse_models,
 )
+from enrich.catalogue.resolve import UNREACHABLE_FOR
 from enrich.config.schema import ApiSpec, PricingSpec
 from enrich.sim.config import SimConfig
 from enrich.sim.harness import ThreadedSimulator
@@ -294,6 +295,19 @@ def test_with_no_cache_the_snapshot_stands_in(tmp_path: Path) -> None:
     assert offline.as_of.date() == date(2026, 12, 1)
     assert offline.describe().startswith("snapshot shipped with enrich, as of 2026-12-01 (offline:")
     assert not any(tmp_path.iterdir())  # nothing cached from a failure
+
+
+def test_an_unreachable_provider_is_not_asked_again_for_a_while(tmp_path: Path) -> None:
+    # A schedule judging thirty partitions would otherwise wait out thirty timeouts.
+    provider, clock = Provider(public=None), Clock()
+    assert load(provider, clock, tmp_path).source == "snapshot"
+    clock.now = AS_OF + timedelta(minutes=5)
+    again = load(provider, clock, tmp_path)
+    assert again.source == "snapshot" and "connection refused" in str(again.unreachable)
+    assert len(provider.asked) == 1
+    clock.now = AS_OF + UNREACHABLE_FOR
+    load(provider, clock, tmp_path)
+    assert len(provider.asked) == 2
 
 
 def test_offline_mode_never_asks_the_provider(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ real ones.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from enrich.catalogue.cache import CachedBody, CatalogueCache, cache_dir
 from enrich.catalogue.entry import Catalogue
@@ -43,6 +43,12 @@ def utc_now() -> datetime:
 
 def _offline(environ: Mapping[str, str]) -> bool:
     return environ.get(OFFLINE_ENV, "") not in ("", "0")
+
+
+#: How long a process takes an endpoint that did not answer as unreachable before asking again.
+UNREACHABLE_FOR = timedelta(minutes=10)
+# Endpoints (with the fetcher that asked) that did not answer in this process, and when.
+_UNREACHABLE: dict[tuple[str, Fetcher], tuple[datetime, str]] = {}
 
 
 def load_catalogue(
@@ -73,12 +79,19 @@ def load_catalogue(
             return Catalogue(endpoint, "cache", cached.fetched_at, models)
     if _offline(environ):
         return _fallback(endpoint, cached, moment, f"${OFFLINE_ENV} is set")
+    failed = _UNREACHABLE.get((endpoint, fetch))
+    if failed is not None and moment - failed[0] < UNREACHABLE_FOR and not refresh:
+        # Asked a moment ago and got nothing: every job a schedule judges would wait out
+        # the same timeouts again.
+        return _fallback(endpoint, cached, moment, failed[1])
     key = environ.get(api.api_key_env) or None
     served = _served(endpoint, key, fetch)
     try:
         body = fetch(endpoint + PUBLIC_PATH, None)
     except CatalogueUnreachable as exc:
+        _UNREACHABLE[(endpoint, fetch)] = (moment, str(exc))
         return _fallback(endpoint, cached, moment, str(exc), served)
+    _UNREACHABLE.pop((endpoint, fetch), None)
     models = parse_models(body)
     if not models:
         return _fallback(endpoint, cached, moment, f"GET {endpoint}{PUBLIC_PATH}: no models")
