@@ -33,12 +33,14 @@ from prefect.runtime import flow_run
 
 from enrich.config import JobConfig, load_job_config, refuse_api_overrides
 from enrich.engine import Engine, ProgressObserver, RunProgress
-from enrich.errors import BudgetReached, EnrichError, QuotaExhausted, RunStopped
+from enrich.errors import BudgetReached, ConfigError, EnrichError, QuotaExhausted, RunStopped
 from enrich.job import Job
 from enrich.partitions import for_partition
 from enrich.planning import ChunkSpec
 from enrich.run import RunChunk, run_job
+from enrich.shards import ShardRef, run_shard, run_sharded, shards_for
 from enrich.summary import ChunkSummary, JobSummary
+from enrich_flows.shards import ShardRuns, shard_deployment
 from enrich_tasks.chunks import enrich_chunk
 from enrich_tasks.events import (
     chunk_committed,
@@ -101,7 +103,15 @@ def _run_name() -> str:
     params: dict[str, Any] = dict(flow_run.parameters)
     name = job_name(str(params.get("config", "job")))
     partition = params.get("partition")
-    return f"{name}-{partition}" if partition else name
+    name = f"{name}-{partition}" if partition else name
+    shard = params.get("shard")
+    if shard:
+        try:
+            ref = ShardRef.parse(str(shard))
+        except ValueError:
+            return name
+        return f"{name}-shard-{ref.number}-of-{ref.count}"
+    return name
 
 
 async def prepare_job(cfg: JobConfig, where: str) -> Job:
@@ -156,23 +166,72 @@ def figures(summary: JobSummary, partition: str | None) -> dict[str, Any]:
     return row
 
 
+def _shard_ref(shard: str | None, config: str) -> ShardRef | None:
+    if shard is None:
+        return None
+    try:
+        return ShardRef.parse(shard)
+    except ValueError as exc:
+        raise ConfigError(f"{config}: {exc}") from None
+
+
+def params() -> dict[str, Any]:
+    """This run's parameters a shard's run is started with (not ``shard`` itself)."""
+    given = dict(flow_run.parameters)
+    return {k: given.get(k) for k in ("config", "overrides", "partition")}
+
+
+async def _shard_runs(
+    cfg: JobConfig,
+    job: Job,
+    pending: list[ChunkSpec],
+    label: str,
+    retry_errors: bool,
+    ref: ShardRef | None,
+    parameters: dict[str, Any],
+) -> ShardRuns | None:
+    """The shards' runs when this run splits into shards (see :func:`enrich_dataset`)."""
+    parallelism = cfg.execution.parallelism
+    if ref is not None or parallelism == 1 or shards_for(job, len(pending)) == 1:
+        return None
+    logger = get_run_logger()
+    if retry_errors:
+        logger.info("%s: asking error rows again runs in this one run, not in shards", label)
+        return None
+    deployment = await shard_deployment(parallelism)
+
+    def say(line: str) -> None:
+        logger.info("%s", line)
+
+    return ShardRuns(cfg, parameters, deployment, job.store, label, say)
+
+
 @flow(name="enrich-dataset", flow_run_name=_run_name, log_prints=False)
 async def enrich_dataset(
     config: str,
     overrides: list[str] | None = None,
     partition: str | None = None,
     retry_errors: bool = False,
+    shard: str | None = None,
 ) -> dict[str, Any]:
     """Enrich the dataset a job config describes (one partition of it); returns the figures.
 
     The run fails (and can simply be rerun to resume) when any chunk could not be committed.
     A rerun of a committed dataset or partition sends nothing, unless ``retry_errors`` asks
     again for its error rows (``enrich run --retry-errors``).
+
+    With ``execution.parallelism`` above 1 a run with enough chunks splits into shards, each a
+    run of this flow's deployment with ``shard`` set (``<run>/<number>/<count>``: started by
+    the splitting run, never by hand), and commits the dataset when they are done
+    (:mod:`enrich_flows.shards`).
     """
     logger = get_run_logger()
     refuse_api_overrides(overrides or [], config)  # anyone who may start a run sets these
     cfg = for_partition(load_job_config(config, overrides or []), partition)
+    ref = _shard_ref(shard, config)
     label = f"{cfg.name} {partition}" if partition else cfg.name
+    if ref is not None:
+        label = f"{label} {ref.label}"
     # Two round trips to the server that need not wait for each other.
     tagged = asyncio.ensure_future(tag_current_run(run_tags(cfg)))
     try:
@@ -190,19 +249,22 @@ async def enrich_dataset(
         len(pending),
         job.store.url,
     )
-    key = artifact_key("enrich", cfg.name, partition or "")
+    key = artifact_key("enrich", cfg.name, partition or "", f"shard-{ref.number}" if ref else "")
     api_key = await api_key_from_secret_block(cfg)
+    shard_runs = await _shard_runs(cfg, job, pending, label, retry_errors, ref, params())
     # The account's per-minute budget, shared with every other run of the fleet.
-    grants = await fleet_grants(cfg) if pending else None
+    grants = await fleet_grants(cfg) if pending and shard_runs is None else None
     if grants is not None:
         logger.info("%s: sharing the fleet budget %s", label, " and ".join(grants.names))
     runs: list[RunProgress] = []  # the run's live counters, once it starts sending
+
+    def share_done() -> float:
+        return shard_runs.share_done if shard_runs is not None else _share_done(runs)
+
     # Made before the run, not by the monitor: a run that ends while the artifact is still
     # being created would cancel the monitor before it could show 100 %.
     shown = (
-        await ProgressArtifact.create(
-            f"{key}-progress", f"Rows enriched for {label}", lambda: _share_done(runs)
-        )
+        await ProgressArtifact.create(f"{key}-progress", f"Rows enriched for {label}", share_done)
         if pending
         else None
     )
@@ -234,15 +296,28 @@ async def enrich_dataset(
     # Tags go on the flow run only: a tagged task run asks the server for tag concurrency
     # slots before it starts, a round trip per chunk that a busy SQLite server answers late.
     try:
-        summary = await run_job(
-            job,
-            api_key=api_key,
-            chunk_runner=in_tasks,
-            monitor=monitor,
-            observer=observe,
-            retry_errors=retry_errors,
-            grants=grants,
-        )
+        if shard_runs is not None:
+            summary = await run_sharded(job, shard_runs)
+        elif ref is not None:
+            summary = await run_shard(
+                job,
+                ref,
+                api_key=api_key,
+                chunk_runner=in_tasks,
+                monitor=monitor,
+                observer=observe,
+                grants=grants,
+            )
+        else:
+            summary = await run_job(
+                job,
+                api_key=api_key,
+                chunk_runner=in_tasks,
+                monitor=monitor,
+                observer=observe,
+                retry_errors=retry_errors,
+                grants=grants,
+            )
     except (
         RunStopped,
         QuotaExhausted,
@@ -253,7 +328,7 @@ async def enrich_dataset(
     finally:
         if shown is not None:
             await shown.finish()
-    if committed_now(summary):
+    if ref is None and committed_now(summary):  # a shard commits chunks, not the dataset
         emit(dataset_committed(cfg.name, partition, summary))
     emit(summary_stopped(cfg.name, partition, summary))  # a budget reached mid-run
     logger.info(

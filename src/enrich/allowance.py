@@ -64,11 +64,19 @@ class Allowance:
         return self.spending.budget
 
 
-def open_allowance(job: Job, *, now: Callable[[], datetime] = utc_now) -> Allowance | None:
+def open_allowance(
+    job: Job,
+    *,
+    share: float = 1.0,
+    holder: str | None = None,
+    now: Callable[[], datetime] = utc_now,
+) -> Allowance | None:
     """The run's allowance, or None when its config sets no budget.
 
     With ``budget.monthly_usd``, the run's hold on the month is taken here (a write under the
-    ledger), before anything is sent.
+    ledger, in the name of ``holder``, by default the output), before anything is sent. A
+    shard of a run (:mod:`enrich.shards`) is allowed its ``share`` of ``max_usd`` and
+    ``max_tokens``, and holds the month in its own name.
 
     Raises:
         BudgetReached: the month has nothing left for this run.
@@ -76,10 +84,11 @@ def open_allowance(job: Job, *, now: Callable[[], datetime] = utc_now) -> Allowa
     spec = job.config.budget
     if spec.max_usd is None and spec.max_tokens is None and spec.monthly_usd is None:
         return None
-    cap = None if spec.max_usd is None else usd_units(spec.max_usd)
-    budget = Budget(cap, spec.max_tokens)
+    cap = None if spec.max_usd is None else usd_units(spec.max_usd * share)
+    max_tokens = None if spec.max_tokens is None else int(spec.max_tokens * share)
+    budget = Budget(cap, max_tokens)
     ledger = None
-    run = job.store.url
+    run = holder or job.store.url
     if spec.monthly_usd is not None:
         out = job.config.output
         ledger = Ledger(Store(spec.ledger or out.path, out.storage_options), now())
@@ -94,7 +103,7 @@ def open_allowance(job: Job, *, now: Callable[[], datetime] = utc_now) -> Allowa
         if cap is None or held < cap:
             budget = Budget(
                 held,
-                spec.max_tokens,
+                max_tokens,
                 label="monthly budget",
                 offset=Charge(promised, 0),
                 shown_units=limit,

@@ -143,9 +143,15 @@ class Lease:
         clock: Callable[[], float] = time.time,
         me: ProcessId | None = None,
         look: Callable[[int], Here] = look_here,
+        key: str = LEASE,
+        guard: Callable[[], str | None] | None = None,
     ) -> None:
         self.store = store
         self.job = job
+        self.key = key
+        #: Checked before every renewal: a reason this lease may no longer be used (the run
+        #: it works for is gone), or None. Its storage errors fail the renewal like the swap's.
+        self.guard = guard
         self.ttl_s = ttl_s
         self.owner = uuid.uuid4().hex
         self.me = me or this_process()
@@ -182,19 +188,20 @@ class Lease:
         """Take the lease, or raise LeaseHeld naming the run that has it."""
         for _ in range(5):
             now = self._clock()
-            current = self.store.read_versioned(LEASE)
+            current = self.store.read_versioned(self.key)
             holder = LeaseRecord.parse(current.data) if current is not None else None
             if holder is not None and holder.owner != self.owner:
                 here = self._look(holder.pid)
                 if holder_state(holder.holder, holder.expires_at, now=now, here=here) == "live":
+                    where = self.store.url if self.key == LEASE else self.store.url_of(self.key)
                     raise LeaseHeld(
-                        f"{self.store.url}: another run is writing here ({holder.describe(now)}); "
-                        f"wait for it to finish, or delete {self.store.url_of(LEASE)} if that "
-                        "run is gone"
+                        f"{where}: another run is writing here ({holder.describe(now)}); "
+                        f"wait for it to finish, or delete {self.store.url_of(self.key)} if "
+                        "that run is gone"
                     )
             record = self._record(now)
             version = self.store.swap(
-                LEASE, record.to_bytes(), current.version if current is not None else None
+                self.key, record.to_bytes(), current.version if current is not None else None
             )
             if version is not None:
                 self._version = version
@@ -216,11 +223,14 @@ class Lease:
                 raise self.lost
             if self._version is None:
                 raise LeaseLost(f"{self.store.url}: the run lease is not held")
+            gone = self.guard() if self.guard is not None else None
+            if gone is not None:
+                raise self._lose(gone)
             now = self._clock()
             record = self._record(now)
-            version = self.store.swap(LEASE, record.to_bytes(), self._version)
+            version = self.store.swap(self.key, record.to_bytes(), self._version)
             if version is None:
-                current = self.store.read_versioned(LEASE)
+                current = self.store.read_versioned(self.key)
                 holder = LeaseRecord.parse(current.data) if current is not None else None
                 if current is not None and holder is not None and holder.owner == self.owner:
                     # An earlier renewal landed though its answer was lost: it is still ours.
@@ -271,13 +281,13 @@ class Lease:
         """Give the lease up (only if it is still ours)."""
         with self._lock:
             if self._version is not None and self.lost is None:
-                self.store.delete_if(LEASE, self._version)
+                self.store.delete_if(self.key, self._version)
             self._version = None
 
 
-def read_lease(store: Store) -> LeaseRecord | None:
-    """The lease under ``store``, if there is a readable one."""
-    current = store.read_versioned(LEASE)
+def read_lease(store: Store, key: str = LEASE) -> LeaseRecord | None:
+    """The lease at ``key`` under ``store`` (the run lease), if there is a readable one."""
+    current = store.read_versioned(key)
     return LeaseRecord.parse(current.data) if current is not None else None
 
 
@@ -289,16 +299,20 @@ async def hold_lease(
     ttl_s: float | None = None,
     renew_s: float | None = None,
     clock: Callable[[], float] = time.time,
+    key: str = LEASE,
+    guard: Callable[[], str | None] | None = None,
 ) -> AsyncIterator[Lease]:
     """Hold the lease of ``store`` around the block, renewing it on threads of its own.
 
     ``ttl_s`` and ``renew_s`` default to :data:`DEFAULT_TTL_S` and :data:`DEFAULT_RENEW_S`.
+    ``key`` is the lease's key (default: the run lease); ``guard`` is checked before every
+    renewal (see :class:`Lease`), so a shard's lease is lost when its job run is gone.
 
     Raises LeaseHeld on entry when another run has it. If the lease is lost while the block
     runs, ``lease.on_lost`` is called with the LeaseLost (the run stops its engine), or, when
     it is None, the block is cancelled and LeaseLost is raised in its place.
     """
-    lease = Lease(store, job=job, ttl_s=ttl_s or DEFAULT_TTL_S, clock=clock)
+    lease = Lease(store, job=job, ttl_s=ttl_s or DEFAULT_TTL_S, clock=clock, key=key, guard=guard)
     every = renew_s or DEFAULT_RENEW_S
     loop = asyncio.get_running_loop()
     # Two threads of the lease's own: the heartbeat, and taking and giving the lease.

@@ -15,18 +15,25 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from functools import partial
 
 import pyarrow as pa
 
-from enrich.allowance import close_allowance, forecast_usd, open_allowance, spent_usd
+from enrich.allowance import (
+    Allowance,
+    close_allowance,
+    forecast_usd,
+    open_allowance,
+    spent_usd,
+)
 from enrich.client import CerebrasCompleter, api_key_from_env
 from enrich.completer import Completer
 from enrich.engine import Engine, ProgressObserver
 from enrich.engine.spending import Spending
 from enrich.errors import BudgetReached, RunStopped, StorageError
 from enrich.job import Job
-from enrich.lease import LeaseLost, hold_lease
+from enrich.lease import Lease, LeaseLost, hold_lease
 from enrich.output.commit import commit_dataset, read_chunk_record
 from enrich.output.committed import committed_chunk_ids, committed_manifest, is_committed
 from enrich.output.index import ResultIndex
@@ -277,63 +284,110 @@ async def run_job(
         reopened = await asyncio.to_thread(_with_errors, job, pending) if retry_errors else []
         if reopened:
             pending = [c for c in job.chunks if c in pending or c in reopened]
-        summaries: list[ChunkSummary] = []
-        allowance = None
-        forecast = None
+        went = Went()
         if pending:
             job.write_plan()
-            index = await asyncio.to_thread(open_index, job, pending, retry_errors)
-            allowance = await asyncio.to_thread(open_allowance, job)
-            try:
-                if allowance is not None:
-                    forecast = await asyncio.to_thread(forecast_usd, job, pending)
-                async with open_engine(
-                    job,
-                    api_key,
-                    completer,
-                    retry_errors=retry_errors,
-                    index=index,
-                    spending=None if allowance is None else allowance.spending,
-                    grants=grants,
-                ) as engine:
-                    engine.progress.rows_total = sum(c.rows for c in pending)
-                    if observer is not None:
-                        observer(engine.progress)
-                    run_chunk = chunk_runner(engine) if chunk_runner else engine.run_chunk
-                    watcher = asyncio.ensure_future(monitor(engine)) if monitor else None
-                    # Losing the lease stops the engine rather than cancelling the run, so the
-                    # requests already paid for finish and are journaled.
-                    lease.on_lost = engine.stop
-                    try:
-                        summaries = await drive(
-                            job, pending, run_chunk, job.config.execution.chunks_in_flight
-                        )
-                    finally:
-                        if watcher is not None:
-                            watcher.cancel()
-                            await asyncio.gather(watcher, return_exceptions=True)
-            finally:
-                await asyncio.to_thread(close_allowance, allowance)
+            went = await run_pending(
+                job,
+                pending,
+                lease,
+                api_key=api_key,
+                chunk_runner=chunk_runner,
+                monitor=monitor,
+                observer=observer,
+                completer=completer,
+                retry_errors=retry_errors,
+                grants=grants,
+            )
         # The commit checks the lease itself (its fence) and must not be cut off half-way.
         lease.on_lost = _commit_checks_itself
         # In a thread: a commit of many parts takes a while, and the event loop must go on.
         result = await asyncio.to_thread(
             partial(finalize, recommit=bool(reopened), fence=lease.confirm),
             job,
-            summaries,
+            went.summaries,
             time.perf_counter() - started,
         )
-        if allowance is not None:
-            budget = allowance.budget
-            result.forecast_usd = forecast
-            result.budget_usd = job.config.budget.max_usd
-            result.spent_usd = spent_usd(budget)
-            reached = allowance.spending.reached_error
-            if reached is not None and not result.complete:
-                done = f"{result.chunks_committed} of {result.chunks} chunks committed"
-                result.message = f"{reached} ({done})"
-                result.stopped = "budget"
+        went.report(job, result)
         return result
+
+
+@dataclass
+class Went:
+    """How running the pending chunks went: their summaries and the run's budget, if any."""
+
+    summaries: list[ChunkSummary] = field(default_factory=list)
+    allowance: Allowance | None = None
+    forecast: float | None = None
+
+    def report(self, job: Job, result: JobSummary) -> None:
+        """Put the budget's figures in ``result``, and say when the budget stopped the run."""
+        if self.allowance is None:
+            return
+        result.forecast_usd = self.forecast
+        result.budget_usd = job.config.budget.max_usd
+        result.spent_usd = spent_usd(self.allowance.budget)
+        reached = self.allowance.spending.reached_error
+        if reached is not None and not result.complete:
+            done = f"{result.chunks_committed} of {result.chunks} chunks committed"
+            result.message = f"{reached} ({done})"
+            result.stopped = "budget"
+
+
+async def run_pending(
+    job: Job,
+    pending: Sequence[ChunkSpec],
+    lease: Lease,
+    *,
+    api_key: str | None = None,
+    chunk_runner: Callable[[Engine], RunChunk] | None = None,
+    monitor: Callable[[Engine], Awaitable[None]] | None = None,
+    observer: ProgressObserver | None = None,
+    completer: Completer | None = None,
+    retry_errors: bool = False,
+    grants: Grants | None = None,
+    budget_share: float = 1.0,
+    budget_holder: str | None = None,
+) -> Went:
+    """Run ``pending`` chunks through one engine under ``lease`` (see :func:`run_job` for the
+    arguments); commits each chunk, not the dataset. ``budget_share`` and ``budget_holder``
+    are a shard's (:func:`enrich.allowance.open_allowance`)."""
+    went = Went()
+    index = await asyncio.to_thread(open_index, job, pending, retry_errors)
+    went.allowance = await asyncio.to_thread(
+        partial(open_allowance, share=budget_share, holder=budget_holder), job
+    )
+    try:
+        if went.allowance is not None:
+            went.forecast = await asyncio.to_thread(forecast_usd, job, list(pending))
+        async with open_engine(
+            job,
+            api_key,
+            completer,
+            retry_errors=retry_errors,
+            index=index,
+            spending=None if went.allowance is None else went.allowance.spending,
+            grants=grants,
+        ) as engine:
+            engine.progress.rows_total = sum(c.rows for c in pending)
+            if observer is not None:
+                observer(engine.progress)
+            run_chunk = chunk_runner(engine) if chunk_runner else engine.run_chunk
+            watcher = asyncio.ensure_future(monitor(engine)) if monitor else None
+            # Losing the lease stops the engine rather than cancelling the run, so the
+            # requests already paid for finish and are journaled.
+            lease.on_lost = engine.stop
+            try:
+                went.summaries = await drive(
+                    job, pending, run_chunk, job.config.execution.chunks_in_flight
+                )
+            finally:
+                if watcher is not None:
+                    watcher.cancel()
+                    await asyncio.gather(watcher, return_exceptions=True)
+    finally:
+        await asyncio.to_thread(close_allowance, went.allowance)
+    return went
 
 
 def _commit_checks_itself(lost: LeaseLost) -> None:

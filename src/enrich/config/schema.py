@@ -270,6 +270,9 @@ class ExecutionSpec(_Spec):
     # None (or "auto" in a file): sized from the limits below, see enrich.planning.chunk_size.
     rows_per_chunk: int | None = Field(default=None, ge=1)
     chunks_in_flight: int = Field(default=4, ge=1)
+    # Flow runs one run of the job may split into (shards of its chunks, each on any worker,
+    # committed once at the end); only through Prefect, see enrich.shards. 1: no split.
+    parallelism: int = Field(default=1, ge=1, le=1000)
     max_concurrency: int = Field(default=64, ge=1)
     requests_per_minute: float | None = Field(default=None, gt=0)
     tokens_per_minute: float | None = Field(default=None, gt=0)

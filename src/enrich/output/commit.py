@@ -113,6 +113,7 @@ def collect_garbage(
     stale = [k for k in store.keys(LAYOUT.parts) if k not in keep_parts]
     stale += [k for k in store.keys(LAYOUT.chunks) if k not in keep_records]
     stale += store.keys(LAYOUT.journal)
+    stale += store.keys(LAYOUT.shards)  # no shard works without the run lease we hold
     for start in range(0, len(stale), _DELETE_BATCH):
         (fence or _unfenced)()
         store.delete(stale[start : start + _DELETE_BATCH])

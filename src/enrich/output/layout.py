@@ -7,6 +7,8 @@ Layout under the output URL (keys are relative to it)::
     _journal/<chunk_id>-<nonce>.arrow        results journaled while a chunk runs
     _plan.json                               what the current job plans to commit
     _lease.json                              held by the run writing here (see enrich.lease)
+    _shards/<run>.json                       a sharded run's shards (see enrich.shards)
+    _shards/<run>-<n>.lease.json             held by the flow run working on shard n
     _budget/<YYYY-MM>.json                   a monthly budget's record (see enrich.ledger)
     _manifest.json                           the committed dataset: the only list readers trust
     _SUCCESS                                 written last
@@ -77,6 +79,7 @@ class OutputLayout:
     manifest: str = "_manifest.json"
     success: str = "_SUCCESS"
     budget: str = "_budget"
+    shards: str = "_shards"
 
     # -- parts --------------------------------------------------------------------------------
 
@@ -111,6 +114,14 @@ class OutputLayout:
     def budget_month(self, month: str) -> str:
         """The key of month ``month`` (``YYYY-MM``)."""
         return f"{self.budget}/{month}.json"
+
+    # -- a sharded run's plan and its shards' leases (collected at the dataset commit) -------
+
+    def shard_plan(self, run: str) -> str:
+        return f"{self.shards}/{run}.json"
+
+    def shard_lease(self, run: str, number: int) -> str:
+        return f"{self.shards}/{run}-{number}.lease.json"
 
     # -- the journal --------------------------------------------------------------------------
 

@@ -186,6 +186,22 @@ class ChunkRecord:
             steps={name: dict(figures) for name, figures in summary.steps.items()},
         )
 
+    def to_summary(self) -> ChunkSummary:
+        """The committed chunk's run statistics, as :meth:`from_summary` recorded them."""
+        return ChunkSummary(
+            chunk_id=self.chunk_id,
+            label=self.label,
+            **{name: getattr(self, name) for name in _COUNTS},
+            cost_usd=self.cost_usd,
+            elapsed_s=self.elapsed_s,
+            committed=True,
+            skipped=self.skipped,
+            part=self.part,
+            latency=dict(self.latency),
+            errors={kind: list(entry) for kind, entry in self.errors.items()},
+            steps={name: dict(figures) for name, figures in self.steps.items()},
+        )
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         return {"format_version": data.pop("format_version"), **data}

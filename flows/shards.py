@@ -1,0 +1,131 @@
+"""Shards as flow runs: one deployment run per shard, started again when its runner died.
+
+:func:`enrich.shards.run_sharded` hands a sharded run's plan to :class:`ShardRuns`, which starts
+one run of the job's deployment per shard (``enrich-dataset/enrich`` unless the coordinator is
+itself a run of another deployment of the flow), linked to the coordinating run so the UI shows
+them as its children, and follows them to their end. Each shard runs on whichever worker polls
+first, so a job scales out by starting more workers.
+
+A shard's run whose process died (a worker killed, a machine lost) never reaches a final state
+by itself: the server only sees it stop talking. The shard's lease tells (it expires, or names
+a process of this machine that is gone, :func:`enrich.shards.runner_gone`): the run is then
+marked Crashed and the shard started again as a new run, up to :data:`ATTEMPTS` times. The new
+run finds the chunks its predecessor committed and the results its journal kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from prefect.client.orchestration import get_client
+from prefect.deployments import arun_deployment
+from prefect.exceptions import ObjectNotFound
+from prefect.runtime import deployment as this_deployment
+from prefect.runtime import flow_run as this_flow_run
+from prefect.states import Crashed
+
+from enrich.config import JobConfig
+from enrich.errors import ConfigError
+from enrich.shards import ShardOutcome, ShardPlan, ShardRef, runner_gone
+from enrich.storage import Store
+from enrich_tasks.monitoring import run_tags
+
+__all__ = ["ATTEMPTS", "SHARD_DEPLOYMENT", "ShardRuns", "shard_deployment"]
+
+#: The deployment shards run as when the coordinator is not a deployment's run itself.
+SHARD_DEPLOYMENT = "enrich-dataset/enrich"
+#: Runs of one shard started in all, counting the first, before its failure is the run's.
+ATTEMPTS = 3
+POLL_S = 2.0
+
+
+async def shard_deployment(parallelism: int) -> str:
+    """The deployment the shards run as, checked to exist: this run's own deployment, else
+    :data:`SHARD_DEPLOYMENT`. ConfigError in one line when the server does not have it."""
+    name = SHARD_DEPLOYMENT
+    if this_deployment.get_id() is not None:
+        name = f"{this_flow_run.get_flow_name()}/{this_deployment.get_name()}"
+    async with get_client() as client:
+        try:
+            await client.read_deployment_by_name(name)
+        except ObjectNotFound:
+            raise ConfigError(
+                f"execution.parallelism {parallelism}: shards run as flow runs of the deployment "
+                f"{name}, which the Prefect server does not have; deploy it (prefect deploy "
+                "--all) and start a worker, or set execution.parallelism=1"
+            ) from None
+    return name
+
+
+@dataclass
+class ShardRuns:
+    """Runs every shard of a plan as a deployment run and says how each ended."""
+
+    cfg: JobConfig
+    parameters: dict[str, object]  # the coordinator's: config, overrides, partition
+    deployment: str
+    store: Store
+    label: str
+    log: Callable[[str], None]
+    ended: int = 0
+    count: int = 0
+    started: dict[int, list[UUID]] = field(default_factory=dict)
+
+    @property
+    def share_done(self) -> float:
+        return self.ended / self.count if self.count else 0.0
+
+    async def __call__(self, plan: ShardPlan) -> Sequence[ShardOutcome]:
+        refs = plan.refs()
+        self.count = len(refs)
+        self.log(f"{self.label}: {len(refs)} shards as runs of {self.deployment}")
+        return await asyncio.gather(*(self._follow(plan, ref) for ref in refs))
+
+    async def _follow(self, plan: ShardPlan, ref: ShardRef) -> ShardOutcome:
+        try:
+            for attempt in range(1, ATTEMPTS + 1):
+                run_id = await self._start(plan, ref, attempt)
+                outcome = await self._watch(ref, run_id)
+                if outcome is not None:
+                    return outcome
+                self.log(f"{self.label} {ref.label}: its runner died; starting it again")
+            return ShardOutcome(ref, False, f"its runner died {ATTEMPTS} times")
+        finally:
+            self.ended += 1
+
+    async def _start(self, plan: ShardPlan, ref: ShardRef, attempt: int) -> UUID:
+        partition = self.parameters.get("partition")
+        name = f"{self.cfg.name}-{partition}" if partition else self.cfg.name
+        run = await arun_deployment(
+            self.deployment,
+            parameters={**self.parameters, "shard": str(ref)},
+            flow_run_name=f"{name}-shard-{ref.number}-of-{ref.count}",
+            tags=["shard", *run_tags(self.cfg)],
+            # A coordinator retried by Prefect finds the runs it started already.
+            idempotency_key=f"shard-{plan.run}-{ref.number}-{attempt}",
+            timeout=0,
+            as_subflow=True,
+        )
+        self.started.setdefault(ref.number, []).append(run.id)
+        return run.id
+
+    async def _watch(self, ref: ShardRef, run_id: UUID) -> ShardOutcome | None:
+        """The shard run's outcome once it ends; None when its runner died (marked Crashed)."""
+        async with get_client() as client:
+            while True:
+                run = await client.read_flow_run(run_id)
+                state = run.state
+                if state is not None and state.is_final():
+                    message = "" if state.is_completed() else (state.message or state.type.value)
+                    return ShardOutcome(ref, state.is_completed(), message, "budget" in message)
+                if await asyncio.to_thread(runner_gone, self.store, ref):
+                    await client.set_flow_run_state(
+                        run_id,
+                        Crashed(message=f"{ref.label}: its runner stopped (lease not renewed)"),
+                        force=True,
+                    )
+                    return None
+                await asyncio.sleep(POLL_S)
