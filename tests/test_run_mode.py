@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 from support import JobFactory, review_rows
+from typer.testing import CliRunner
 
 from enrich.sim.harness import ThreadedSimulator
+from enrich_flows.cli import app
 from enrich_flows.prefect_api import configured_api_url, settings_files
 
 URL = "http://127.0.0.1:4200/api"
@@ -113,6 +115,18 @@ def test_run_without_a_prefect_api_runs_the_engine_and_says_so(
     assert "--prefect" in text
     assert "committed 12 rows" in text
     assert sim.stats.requests == 12
+
+
+def test_a_sharded_job_without_the_flow_runs_whole_and_says_so(
+    sim: ThreadedSimulator, make_job: JobFactory
+) -> None:
+    config = make_job(review_rows(40), execution={"rows_per_chunk": 5, "parallelism": 4})
+    result = CliRunner().invoke(app, ["run", str(config), "--direct"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "execution.parallelism 4: shards run as Prefect flow runs on workers" in text
+    assert "committed 40 rows" in text
+    assert sim.stats.requests == 40
 
 
 def test_direct_and_prefect_exclude_each_other(

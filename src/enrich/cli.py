@@ -166,6 +166,10 @@ NO_API_NOTE = (
     "no Prefect API configured (PREFECT_API_URL or the active profile): running the engine "
     "directly; --prefect runs the flow on a temporary Prefect server"
 )
+UNSHARDED_NOTE = (
+    "execution.parallelism {}: shards run as Prefect flow runs on workers; without the flow "
+    "this run does the whole job itself"
+)
 DIRECT_RUN_HELP = "Enrich a dataset with the engine (--direct); exit 0 only when it is committed."
 
 
@@ -209,6 +213,8 @@ def run_command(flow_runner: FlowRunner | None) -> Callable[..., None]:
             watcher = threading.Thread(target=_watch_progress, args=(stop, observed), daemon=True)
             watcher.start()
         through_flow = flow_runner is not None and runs_flow(flow_runner, direct, prefect)
+        if not through_flow and cfg.execution.parallelism > 1:
+            console.print(UNSHARDED_NOTE.format(cfg.execution.parallelism), highlight=False)
         try:
             if flow_runner is None or not through_flow:
                 from enrich.run import run_job

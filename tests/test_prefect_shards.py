@@ -1,0 +1,246 @@
+"""One job over many workers: shards as flow runs on two process workers, one commit.
+
+A real Prefect server, ``prefect deploy --all``, two process workers on 127.0.0.1 and the
+simulator in a process of its own with the account's quota. A job with
+``execution.parallelism=2`` splits into two shard runs of ``enrich-dataset/enrich``, children
+of the run that split it; every row is committed once, and the requests and tokens the
+simulator saw kept to the quota over every 10-second window. A worker killed mid-shard: the
+run that split the job finds the shard's runner gone, starts the shard again on the other
+worker, and the new run asks again only what the dead one had not journaled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from prefect.client.schemas.objects import StateType
+from prefect.deployments import run_deployment
+from prefect_api import PrefectServer, child_runs
+from support import (
+    ROOT,
+    JobFactory,
+    allowance,
+    overdraft,
+    review_rows,
+    start_process,
+    stop_process,
+    until,
+    window_peak,
+)
+
+from enrich.lease import read_lease
+from enrich.output.committed import committed_chunk_ids
+from enrich.output.layout import LAYOUT
+from enrich.output.reader import read_dataset
+from enrich.shards import ShardPlan
+from enrich.sim.process import SimProcess
+from enrich.storage import Store
+from enrich_flows import shards as shards_flow
+from enrich_flows.enrich import enrich_dataset
+
+pytest_plugins = ["prefect_harness"]
+
+POOL = "enrich-process"
+DEPLOYMENT = "enrich-dataset/enrich"
+WORKER_KEY = "csk-shards-3b9e0d7c1a5f4862"
+RPM, TPM = 120, 24_000
+
+
+@contextlib.contextmanager
+def fleet(
+    server: PrefectServer, tmp_path: Path, *sim_args: str
+) -> Iterator[tuple[SimProcess, list[subprocess.Popen[bytes]]]]:
+    """The simulator and two process workers, deployed and running; stopped on exit."""
+    server.cli("work-pool", "create", POOL, "--type", "process", "--overwrite")
+    server.cli("deploy", "--all", "--no-prompt", cwd=ROOT)
+    with contextlib.ExitStack() as stack:
+        sim_log = stack.enter_context(open(tmp_path / "sim.log", "wb"))
+        sim = SimProcess("--api-keys", WORKER_KEY, *sim_args, stderr=sim_log).start()
+        stack.callback(sim.stop)
+        env = {
+            **server.env,
+            "CEREBRAS_BASE_URL": sim.base_url,
+            "CEREBRAS_API_KEY": WORKER_KEY,
+            "PREFECT_WORKER_QUERY_SECONDS": "1",
+            "PREFECT_WORKER_HEARTBEAT_SECONDS": "5",
+        }
+        workers = []
+        for n in (1, 2):
+            home = tmp_path / f"worker-{n}"
+            home.mkdir()
+            log = stack.enter_context(open(home / "worker.log", "wb"))
+            command = [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL]
+            command += ["--type", "process", "--install-policy", "never"]
+            command += ["--name", f"shard-worker-{n}-{uuid.uuid4().hex[:6]}"]
+            worker = start_process(command, env, log, cwd=home)
+            stack.callback(stop_process, worker)
+            workers.append(worker)
+        yield sim, workers
+
+
+def arrivals(sim: SimProcess) -> list[tuple[float, float]]:
+    with urllib.request.urlopen(f"{sim.base_url}/_sim/arrivals", timeout=10) as response:
+        return [(t, float(n)) for t, n in orjson.loads(response.read())["arrivals"]]
+
+
+def job_config(make_job: JobFactory, rows: int, **execution: object) -> Path:
+    return make_job(
+        review_rows(rows),
+        execution={
+            "rows_per_chunk": 10,
+            "chunks_in_flight": 2,
+            "parallelism": 2,
+            "journal_rows": 5,
+            "journal_interval_s": 0.2,
+            **execution,
+        },
+    )
+
+
+@pytest.mark.prefect
+@pytest.mark.slow
+def test_a_sharded_job_on_two_workers_commits_once_within_the_quota(
+    prefect_server: PrefectServer, tmp_path: Path, make_job: JobFactory
+) -> None:
+    rows = 180  # a full bucket's 120, then 60 more at the quota's pace
+    config = job_config(
+        make_job,
+        rows,
+        requests_per_minute=RPM,
+        tokens_per_minute=TPM,
+        fleet_name=f"shards-{uuid.uuid4().hex[:8]}",
+    )
+    with fleet(
+        prefect_server, tmp_path, "--rpm", str(RPM), "--tpm", str(TPM), "--ttft", "0.05"
+    ) as (
+        sim,
+        _,
+    ):
+        run = run_deployment(
+            DEPLOYMENT,
+            parameters={"config": str(config)},
+            timeout=600,
+            poll_interval=2,
+            as_subflow=False,
+        )
+        seen = arrivals(sim)
+    assert run.state is not None and run.state.is_completed(), run.state
+    shards = child_runs(run.id)
+    assert sorted(c.name for c in shards) == ["job-shard-1-of-2", "job-shard-2-of-2"]
+    assert all(c.state is not None and c.state.is_completed() for c in shards)
+    ids = read_dataset(str(tmp_path / "out")).column("review_id").to_pylist()
+    assert len(ids) == len(set(ids)) == rows  # every row once, in one commit
+    assert Store(str(tmp_path / "out")).keys(LAYOUT.shards) == []
+    requests = [(t, 1.0) for t, _ in seen]
+    worst_requests, worst_tokens = window_peak(requests, 10), window_peak(seen, 10)
+    print(
+        f"worst 10 s: {worst_requests:.0f} requests (of {allowance(RPM, 10):.0f}), "
+        f"{worst_tokens:.0f} tokens (of {allowance(TPM, 10):.0f}); {len(seen)} requests"
+    )
+    assert len(seen) >= rows
+    assert worst_requests <= allowance(RPM, 10)
+    assert worst_tokens <= allowance(TPM, 10)
+    assert overdraft(requests, RPM) <= RPM / 60 * 5  # at most a grant's horizon of refill
+    assert overdraft(seen, TPM) <= TPM / 60 * 5
+
+
+def ancestors(pid: int) -> list[int]:
+    """The processes ``pid`` descends from, nearest first (from /proc)."""
+    found = []
+    while pid > 1:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            pid = int(fh.read().rsplit(b")", 1)[1].split()[1])
+        found.append(pid)
+    return found
+
+
+def shard_process(out: Store) -> tuple[int, set[str], str] | None:
+    """Shard 1's runner, once it has committed two chunks: its pid, its chunks, its run."""
+    for key in out.keys(LAYOUT.shards):
+        if not key.endswith(".json") or key.endswith(".lease.json"):
+            continue
+        plan = ShardPlan.from_bytes(out.read_bytes(key), key)
+        mine = set(plan.shards[0])
+        lease = read_lease(out, LAYOUT.shard_lease(plan.run, 1))
+        if lease is not None and len(mine & committed_chunk_ids(out)) >= 2:
+            return lease.pid, mine, plan.run
+    return None
+
+
+@pytest.mark.prefect
+@pytest.mark.slow
+async def test_a_worker_killed_mid_shard_is_replaced_and_nothing_is_paid_twice(
+    prefect_server: PrefectServer,
+    tmp_path: Path,
+    make_job: JobFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rows, concurrency = 240, 4
+    config = job_config(make_job, rows, max_concurrency=concurrency)
+    out = Store(str(tmp_path / "out"))
+    with fleet(prefect_server, tmp_path, "--ttft", "0.3") as (sim, workers):
+        # The run that splits the job runs here, so the worker killed is one of a shard.
+        monkeypatch.setenv("CEREBRAS_BASE_URL", sim.base_url)
+        monkeypatch.setenv("CEREBRAS_API_KEY", WORKER_KEY)
+        killed: list[int] = []
+
+        def kill_mid_shard() -> None:
+            found: list[tuple[int, set[str], str]] = []
+
+            def mid_shard() -> bool:
+                now = shard_process(out)
+                found.extend([now] if now else [])
+                return now is not None
+
+            until(mid_shard, within_s=240, message="shard 1 never committed two chunks")
+            pid = found[0][0]
+            for worker in workers:
+                if worker.pid in ancestors(pid):
+                    os.killpg(worker.pid, signal.SIGKILL)  # the worker and what it started
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)  # a flow run in a session of its own
+                    killed.append(pid)
+
+        killer = asyncio.ensure_future(asyncio.to_thread(kill_mid_shard))
+        state = await enrich_dataset(str(config), return_state=True)
+        await killer
+        sent = len(arrivals(sim))
+    assert state.is_completed(), state.message
+    assert len(killed) == 1
+    ids = read_dataset(str(tmp_path / "out")).column("review_id").to_pylist()
+    assert len(ids) == len(set(ids)) == rows
+    runs = child_runs(state.state_details.flow_run_id)  # type: ignore[arg-type]
+    kinds = sorted((r.name, r.state.type) for r in runs if r.state is not None)
+    assert kinds.count(("job-shard-1-of-2", StateType.CRASHED)) == 1
+    assert kinds.count(("job-shard-1-of-2", StateType.COMPLETED)) == 1
+    assert ("job-shard-2-of-2", StateType.COMPLETED) in kinds
+    # Asked again: at most what was in flight and what the journals had not written yet.
+    window = concurrency + 2 * 5
+    print(f"{sent} requests for {rows} rows")
+    assert rows <= sent <= rows + window
+
+
+@pytest.mark.prefect
+@pytest.mark.slow
+async def test_shards_without_their_deployment_fail_in_one_line_before_anything_is_written(
+    prefect_server: PrefectServer, make_job: JobFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(shards_flow, "SHARD_DEPLOYMENT", "enrich-dataset/not-deployed")
+    config = job_config(make_job, 60)
+    state = await enrich_dataset(str(config), return_state=True)
+    assert state.is_failed()
+    message = str(state.message)
+    assert "enrich-dataset/not-deployed, which the Prefect server does not have" in message
+    out = Store(str(config.parent / "out"))
+    assert out.keys("") == []  # no lease, no plan, no shard
