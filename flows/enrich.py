@@ -38,7 +38,7 @@ from enrich.job import Job
 from enrich.partitions import for_partition
 from enrich.planning import ChunkSpec
 from enrich.run import RunChunk, run_job
-from enrich.shards import ShardRef, run_shard, run_sharded, shards_for
+from enrich.shards import ShardRef, run_shard, run_sharded, shard_job, shards_for
 from enrich.summary import ChunkSummary, JobSummary
 from enrich_flows.shards import ShardRuns, shard_deployment
 from enrich_tasks.chunks import enrich_chunk
@@ -235,7 +235,10 @@ async def enrich_dataset(
     # Two round trips to the server that need not wait for each other.
     tagged = asyncio.ensure_future(tag_current_run(run_tags(cfg)))
     try:
-        job = await prepare_job(cfg, config)  # a model no longer served is refused here
+        if ref is not None:  # the input as the run that split the job surveyed it
+            job = await asyncio.to_thread(shard_job, cfg, ref, config)
+        else:
+            job = await prepare_job(cfg, config)  # a model no longer served is refused here
     finally:
         await tagged
     for note in job.notes:  # a deprecated model, say

@@ -397,6 +397,29 @@ def test_a_lost_lease_lets_requests_in_flight_finish_and_be_journaled(
     assert current is not None and current.owner == "rival"
 
 
+def test_a_chunk_is_not_committed_by_a_run_whose_lease_was_taken_since_its_last_renewal(
+    location: Location, make_job: JobFactory
+) -> None:
+    """A rival takes the lease while the chunk's answers are on their way; the run's heartbeat
+    (every 10 s) has not noticed yet. The chunk's commit checks the lease and writes nothing:
+    no part that could overwrite one the rival commits under the same key."""
+    job = prepare_job(job_on(location, make_job, review_rows(7), execution={"rows_per_chunk": 7}))
+    store = job.store
+    taken: list[bool] = []
+
+    def rival_takes_over_then_answer(request: CompletionRequest) -> Completion:
+        if not taken:
+            rival = record(owner="rival", host="elsewhere", expires_at=time.time() + 60)
+            take_over(store, rival.to_bytes())
+            taken.append(True)
+        return answer(request)
+
+    with pytest.raises(LeaseLost, match="another run took over the run lease"):
+        asyncio.run(run_job(job, completer=FakeCompleter(rival_takes_over_then_answer)))
+    assert store.keys(LAYOUT.parts) == store.keys(LAYOUT.chunks) == []
+    assert len(journaled_hashes(store)) == 7  # paid for, kept for whoever runs next
+
+
 def test_a_run_that_lost_its_lease_writes_no_manifest_and_deletes_nothing(
     location: Location, make_job: JobFactory
 ) -> None:

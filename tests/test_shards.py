@@ -9,14 +9,16 @@ single commit.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from support import JobFactory, prepare_job, review_rows
+from support import JobFactory, prepare_job, review_rows, write_jsonl
 from support.completions import answer
 
 from enrich.completer import FakeCompleter
+from enrich.config import load_job_config
 from enrich.errors import ConfigError, InputChanged
 from enrich.holder import Here, ProcessId
 from enrich.lease import LeaseLost, LeaseRecord, hold_lease
@@ -34,6 +36,7 @@ from enrich.shards import (
     run_sharded,
     runner_gone,
     shard_count,
+    shard_job,
     split,
 )
 from enrich.shards.plan import ShardPlanUnreadable
@@ -135,7 +138,8 @@ def in_process(job_config: Path, api: FakeCompleter, overrides: Sequence[str] = 
 
     async def run_shards(plan: ShardPlan) -> list[ShardOutcome]:
         async def one(ref: ShardRef) -> ShardOutcome:
-            job = prepare_job(job_config, overrides)  # as a worker would: from the config
+            # As a worker would: from the config, and the input as the split recorded it.
+            job = shard_job(load_job_config(job_config, list(overrides)), ref, str(job_config))
             summary = await run_shard(job, ref, completer=api)
             return ShardOutcome(ref, summary.complete, summary.message)
 
@@ -278,3 +282,52 @@ def test_an_unsharded_run_still_runs_in_one_process(make_job: JobFactory) -> Non
     api = FakeCompleter(answer)
     summary = asyncio.run(run_job(job, completer=api))
     assert summary.complete and len(api.requests) == 60
+
+
+def test_a_shard_reads_no_input_to_know_its_job_and_only_its_own_chunks(
+    make_job: JobFactory, tmp_path: Path, counted_reads: Counter[str]
+) -> None:
+    files = [write_jsonl(tmp_path / "in" / f"part-{i}.jsonl", review_rows(20)) for i in range(3)]
+    for i, path in enumerate(files):  # distinct ids across the three files
+        path.write_text(path.read_text().replace('"r-', f'"f{i}-'))
+    config = make_job(
+        input_path=f"counted://{tmp_path}/in/*.jsonl",
+        execution={"rows_per_chunk": 10, "chunks_in_flight": 2, "parallelism": 3},
+    )
+    job = prepare_job(config)
+    api = FakeCompleter(answer)
+    reads: dict[int, Counter[str]] = {}
+
+    async def run_shards(plan: ShardPlan) -> list[ShardOutcome]:
+        outcomes = []
+        for ref in plan.refs():  # one after another, to count each one's reads
+            counted_reads.clear()
+            shard = shard_job(load_job_config(config), ref, str(config))
+            reads[ref.number] = Counter(counted_reads)  # before: what knowing the job cost
+            summary = await run_shard(shard, ref, completer=api)
+            outcomes.append(ShardOutcome(ref, summary.complete, summary.message))
+            reads[-ref.number] = Counter(counted_reads)
+        return outcomes
+
+    summary = asyncio.run(run_sharded(job, run_shards))
+    assert summary.complete, summary.message
+    assert [reads[n] for n in (1, 2, 3)] == [Counter(), Counter(), Counter()]
+    for n, path in enumerate(files, start=1):  # shard n has file n's two chunks, and reads it
+        assert set(reads[-n]) == {str(path)}, n
+
+
+def test_a_shard_started_after_a_file_changed_refuses_in_one_line(
+    make_job: JobFactory, tmp_path: Path
+) -> None:
+    config = sharded(60, make_job)
+    job = prepare_job(config)
+
+    async def run_shards(plan: ShardPlan) -> list[ShardOutcome]:
+        source = tmp_path / "in" / "reviews.jsonl"
+        source.write_bytes(source.read_bytes() + b"\n")  # another size: rewritten
+        with pytest.raises(InputChanged, match=r"reviews.jsonl: .* since shard 1 of 3 was planned"):
+            shard_job(load_job_config(config), plan.refs()[0], str(config))
+        return [ShardOutcome(r, False, "input changed") for r in plan.refs()]
+
+    summary = asyncio.run(run_sharded(job, run_shards))
+    assert not summary.complete

@@ -377,6 +377,7 @@ async def run_pending(
             # Losing the lease stops the engine rather than cancelling the run, so the
             # requests already paid for finish and are journaled.
             lease.on_lost = engine.stop
+            engine.fence = lease.confirm
             try:
                 went.summaries = await drive(
                     job, pending, run_chunk, job.config.execution.chunks_in_flight

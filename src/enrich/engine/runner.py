@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 
@@ -89,6 +89,8 @@ class Engine:
         self.completer = completer
         self.controller = controller
         self.progress = RunProgress(started=time.perf_counter())
+        #: Checked before each chunk commit (the run's lease, :meth:`enrich.lease.Lease.confirm`).
+        self.fence: Callable[[], None] | None = None
         cfg = job.config
         self._sender = RequestSender(
             completer,
@@ -121,7 +123,9 @@ class Engine:
             return enriched.summary
         fmt = self.job.config.output.format
         data = await asyncio.to_thread(encode, enriched.table, fmt)
-        await asyncio.to_thread(commit_chunk, self.job.store, chunk, data, fmt, enriched.summary)
+        await asyncio.to_thread(
+            commit_chunk, self.job.store, chunk, data, fmt, enriched.summary, self.fence
+        )
         await asyncio.to_thread(enriched.journal.discard)
         return enriched.summary
 

@@ -42,12 +42,20 @@ def _unfenced() -> None:
 
 
 def commit_chunk(
-    store: Store, chunk: ChunkSpec, data: bytes, fmt: OutputFormat, summary: ChunkSummary
+    store: Store,
+    chunk: ChunkSpec,
+    data: bytes,
+    fmt: OutputFormat,
+    summary: ChunkSummary,
+    fence: Callable[[], None] | None = None,
 ) -> ChunkRecord:
     """Write the chunk's part, then its record. Either both are visible or the chunk is not.
 
-    ``summary`` is marked committed and told its part; the record is built from it.
+    ``summary`` is marked committed and told its part; the record is built from it. ``fence``
+    (the run's lease) is checked first: a run that lost its lease raises it and writes nothing,
+    so it cannot overwrite the part another run committed under the same key.
     """
+    (fence or _unfenced)()
     key = LAYOUT.part(chunk.slot_id, chunk.chunk_id, fmt)
     store.write_bytes(key, data)
     summary.part = key

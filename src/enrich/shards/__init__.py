@@ -9,6 +9,7 @@ from enrich.shards.run import (
     run_shard,
     run_sharded,
     runner_gone,
+    shard_job,
     shards_for,
 )
 
@@ -23,6 +24,7 @@ __all__ = [
     "run_sharded",
     "runner_gone",
     "shard_count",
+    "shard_job",
     "shards_for",
     "split",
 ]

@@ -10,17 +10,20 @@ chunks, so each reads a contiguous stretch of the input, as even as whole chunks
 :class:`ShardPlan` is ``_shards/<run>.json``: which chunks each shard runs, which job and
 fingerprint they belong to (a shard whose job changed since refuses to run), the coordinator's
 lease owner (a shard works only while that run holds the output) and each shard's share of the
-run's budget.
+run's budget, and the input as the coordinator surveyed it (so a shard rebuilds the job from a
+listing instead of reading the whole input again).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
 from enrich.errors import EnrichError
+from enrich.output.provenance import InputRecord
 from enrich.planning import ChunkSpec
 
 __all__ = ["ShardPlan", "ShardRef", "shard_count", "split"]
@@ -84,7 +87,8 @@ class ShardRef:
 class ShardPlan:
     """A sharded run's shards: chunk ids per shard, in order, and what they belong to.
 
-    ``budget_shares`` are each shard's fraction of the run's budget (its share of the rows).
+    ``budget_shares`` are each shard's fraction of the run's budget (its share of the rows);
+    ``inputs`` the input as surveyed (None: a file was not pinned, the shard surveys it again).
     """
 
     run: str
@@ -93,10 +97,17 @@ class ShardPlan:
     owner: str
     shards: tuple[tuple[str, ...], ...]
     budget_shares: tuple[float, ...]
+    inputs: InputRecord | None = None
 
     @classmethod
     def of(
-        cls, run: str, job: str, fingerprint: str, owner: str, shards: Sequence[Sequence[ChunkSpec]]
+        cls,
+        run: str,
+        job: str,
+        fingerprint: str,
+        owner: str,
+        shards: Sequence[Sequence[ChunkSpec]],
+        inputs: InputRecord | None = None,
     ) -> ShardPlan:
         rows = [sum(c.rows for c in shard) for shard in shards]
         total = sum(rows) or 1
@@ -107,6 +118,7 @@ class ShardPlan:
             owner=owner,
             shards=tuple(tuple(c.chunk_id for c in shard) for shard in shards),
             budget_shares=tuple(r / total for r in rows),
+            inputs=inputs,
         )
 
     def refs(self) -> list[ShardRef]:
@@ -119,17 +131,18 @@ class ShardPlan:
         return self.shards[ref.number - 1]
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(
-            {
-                "format_version": SHARD_PLAN_FORMAT,
-                "run": self.run,
-                "job": self.job,
-                "fingerprint": self.fingerprint,
-                "owner": self.owner,
-                "shards": [list(s) for s in self.shards],
-                "budget_shares": list(self.budget_shares),
-            }
-        )
+        data: dict[str, Any] = {
+            "format_version": SHARD_PLAN_FORMAT,
+            "run": self.run,
+            "job": self.job,
+            "fingerprint": self.fingerprint,
+            "owner": self.owner,
+            "shards": [list(s) for s in self.shards],
+            "budget_shares": list(self.budget_shares),
+        }
+        if self.inputs is not None:
+            data["inputs"] = self.inputs.to_dict()
+        return orjson.dumps(data)
 
     @classmethod
     def from_bytes(cls, data: bytes, where: str) -> ShardPlan:
@@ -147,6 +160,7 @@ class ShardPlan:
                 owner=str(raw["owner"]),
                 shards=tuple(tuple(str(c) for c in s) for s in raw["shards"]),
                 budget_shares=tuple(float(x) for x in raw["budget_shares"]),
+                inputs=InputRecord.from_dict(raw["inputs"]) if "inputs" in raw else None,
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise ShardPlanUnreadable(f"{where}: not a shard plan ({exc})") from None

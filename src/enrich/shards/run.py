@@ -29,14 +29,17 @@ from dataclasses import dataclass
 from functools import partial
 
 from enrich.completer import Completer
+from enrich.config import JobConfig
 from enrich.engine import Engine, ProgressObserver
 from enrich.errors import ConfigError, InputChanged
 from enrich.holder import Here, holder_state, look_here
+from enrich.inputs import list_sources
 from enrich.job import Job
 from enrich.lease import LeaseLost, LeaseRecord, hold_lease, read_lease
 from enrich.output.commit import read_chunk_record
 from enrich.output.committed import committed_chunk_ids
 from enrich.output.layout import LAYOUT
+from enrich.output.provenance import InputRecord
 from enrich.planning import ChunkSpec
 from enrich.ratelimit.grants import Grants
 from enrich.run import RunChunk, finalize, run_pending
@@ -52,6 +55,7 @@ __all__ = [
     "run_shard",
     "run_sharded",
     "runner_gone",
+    "shard_job",
     "shards_for",
 ]
 
@@ -111,6 +115,26 @@ def runner_gone(store: Store, ref: ShardRef, *, now: float | None = None) -> boo
     return True
 
 
+def shard_job(config: JobConfig, ref: ShardRef, where: str = "job") -> Job:
+    """The job shard ``ref`` runs, rebuilt from the input its plan recorded when one listing
+    shows that input unchanged (nothing read); surveyed whole when the plan has no record.
+
+    Raises InputChanged when a file was added, removed or rewritten since the split, and
+    LeaseLost when the plan is gone.
+    """
+    store = Store(config.output.path, config.output.storage_options)
+    plan = read_shard_plan(store, ref)
+    if plan.inputs is None:
+        return Job.prepare(config, where)
+    listed = list_sources(config.input)
+    change = plan.inputs.change(listed)
+    if change is not None:
+        raise InputChanged(
+            f"{where}: {change} since {ref.label} was planned; run the job again to split it anew"
+        )
+    return Job(config, plan.inputs.sources(listed), list(plan.inputs.columns), where)
+
+
 def read_shard_plan(store: Store, ref: ShardRef) -> ShardPlan:
     """The plan of ``ref``'s run; LeaseLost when it is gone (that run committed or was
     taken over)."""
@@ -137,7 +161,8 @@ async def run_sharded(job: Job, run_shards: RunShards, *, run: str | None = None
         if pending:
             await asyncio.to_thread(job.write_plan)
             shards = split(pending, shards_for(job, len(pending)))
-            plan = ShardPlan.of(run, job.config.name, job.fingerprint, lease.owner, shards)
+            inputs = InputRecord.of(job.sources, job.input_columns)
+            plan = ShardPlan.of(run, job.config.name, job.fingerprint, lease.owner, shards, inputs)
             key = LAYOUT.shard_plan(run)
             await asyncio.to_thread(job.store.write_bytes, key, plan.to_bytes())
             outcomes = await run_shards(plan)
