@@ -6,11 +6,12 @@ itself a run of another deployment of the flow), linked to the coordinating run 
 them as its children, and follows them to their end. Each shard runs on whichever worker polls
 first, so a job scales out by starting more workers.
 
-A shard's run whose process died (a worker killed, a machine lost) never reaches a final state
-by itself: the server only sees it stop talking. The shard's lease tells (it expires, or names
-a process of this machine that is gone, :func:`enrich.shards.runner_gone`): the run is then
-marked Crashed and the shard started again as a new run, up to :data:`ATTEMPTS` times. The new
-run finds the chunks its predecessor committed and the results its journal kept.
+A shard's run whose process died (a worker killed, a machine lost) often never reaches a final
+state by itself: the server only sees it stop talking. The shard's lease tells (it expires, or
+names a process of this machine that is gone, :func:`enrich.shards.runner_gone`): the run is
+then marked Crashed. A shard whose run crashed, either way, is started again as a new run once
+its lease is free, up to :data:`ATTEMPTS` runs in all; a run that failed or was cancelled is
+not. The new run finds the chunks its predecessor committed and the results its journal kept.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from prefect.states import Crashed
 
 from enrich.config import JobConfig
 from enrich.errors import ConfigError
+from enrich.lease import read_lease
+from enrich.output.layout import LAYOUT
 from enrich.shards import ShardOutcome, ShardPlan, ShardRef, runner_gone
 from enrich.storage import Store
 from enrich_tasks.monitoring import run_tags
@@ -112,12 +115,24 @@ class ShardRuns:
         self.started.setdefault(ref.number, []).append(run.id)
         return run.id
 
+    async def _released(self, ref: ShardRef) -> None:
+        """Wait until shard ``ref``'s lease is free: gone, or naming a runner that stopped."""
+        key = LAYOUT.shard_lease(ref.run, ref.number)
+        while await asyncio.to_thread(read_lease, self.store, key) is not None:
+            if await asyncio.to_thread(runner_gone, self.store, ref):
+                return
+            await asyncio.sleep(POLL_S)
+
     async def _watch(self, ref: ShardRef, run_id: UUID) -> ShardOutcome | None:
-        """The shard run's outcome once it ends; None when its runner died (marked Crashed)."""
+        """The shard run's outcome once it ends; None when its runner died: the run crashed,
+        or its lease says it stopped (the run is then marked Crashed)."""
         async with get_client() as client:
             while True:
                 run = await client.read_flow_run(run_id)
                 state = run.state
+                if state is not None and state.is_crashed():
+                    await self._released(ref)  # its lease may outlive it for a while
+                    return None
                 if state is not None and state.is_final():
                     message = "" if state.is_completed() else (state.message or state.type.value)
                     return ShardOutcome(ref, state.is_completed(), message, "budget" in message)
