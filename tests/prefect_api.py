@@ -6,12 +6,14 @@ are started and stopped with :mod:`support.processes`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,9 @@ from prefect.client.schemas.filters import (
     TaskRunFilterFlowRunId,
 )
 from prefect.client.schemas.objects import Artifact, FlowRun, Log, State, TaskRun
+from support import start_process, stop_process
+
+from enrich.sim.process import SimProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 120.0
@@ -140,3 +145,47 @@ def logs(run_id: UUID | None = None) -> list[Log]:
     where = None if run_id is None else LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id]))
     with get_client(sync_client=True) as client:
         return client.read_logs(log_filter=where, limit=200)
+
+
+#: The work pool prefect.yaml deploys to.
+POOL = "enrich-process"
+
+
+@contextlib.contextmanager
+def simulator_and_workers(
+    server: PrefectServer, tmp_path: Path, api_key: str, *sim_args: str, workers: int = 2
+) -> Iterator[tuple[SimProcess, list[subprocess.Popen[bytes]]]]:
+    """prefect.yaml deployed, the simulator in a process of its own (``sim_args``, accepting
+    ``api_key``) and ``workers`` process workers pointed at it; all stopped on exit. Logs go
+    to ``sim.log`` and ``worker-<n>/worker.log`` under ``tmp_path``."""
+    server.cli("work-pool", "create", POOL, "--type", "process", "--overwrite")
+    server.cli("deploy", "--all", "--no-prompt", cwd=ROOT)
+    with contextlib.ExitStack() as stack:
+        sim_log = stack.enter_context(open(tmp_path / "sim.log", "wb"))
+        sim = SimProcess("--api-keys", api_key, *sim_args, stderr=sim_log).start()
+        stack.callback(sim.stop)
+        env = {
+            **server.env,
+            "CEREBRAS_BASE_URL": sim.base_url,
+            "CEREBRAS_API_KEY": api_key,
+            "PREFECT_WORKER_QUERY_SECONDS": "1",
+            "PREFECT_WORKER_HEARTBEAT_SECONDS": "5",
+        }
+        started = []
+        for n in range(1, workers + 1):
+            home = tmp_path / f"worker-{n}"
+            home.mkdir()
+            log = stack.enter_context(open(home / "worker.log", "wb"))
+            command = [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL]
+            command += ["--type", "process", "--install-policy", "never"]
+            command += ["--name", f"worker-{n}-{uuid.uuid4().hex[:6]}"]
+            worker = start_process(command, env, log, cwd=home)
+            stack.callback(stop_process, worker)
+            started.append(worker)
+        yield sim, started
+
+
+def sim_arrivals(base_url: str) -> list[tuple[float, float]]:
+    """Every chat request the simulator at ``base_url`` saw: ``(time, reserved tokens)``."""
+    with urllib.request.urlopen(f"{base_url}/_sim/arrivals", timeout=10) as response:
+        return [(t, float(n)) for t, n in json.loads(response.read())["arrivals"]]

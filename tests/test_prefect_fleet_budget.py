@@ -8,25 +8,20 @@ account's quota over every 10-second window.
 
 from __future__ import annotations
 
-import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
 from prefect.deployments import run_deployment
-from prefect_api import PrefectServer, child_runs
+from prefect_api import PrefectServer, child_runs, sim_arrivals, simulator_and_workers
 from support import (
     ROOT,
     allowance,
     overdraft,
-    start_process,
-    stop_process,
     window_peak,
     write_jsonl,
 )
@@ -34,7 +29,6 @@ from support import (
 from enrich.config import load_job_config
 from enrich.output.reader import read_dataset
 from enrich.sim.harness import ThreadedSimulator
-from enrich.sim.process import SimProcess
 from enrich_flows.enrich import enrich_dataset
 from enrich_tasks.fleet import ensure_fleet_limits, fleet_limit_names, fleet_on
 
@@ -131,12 +125,6 @@ async def test_a_spent_fleet_budget_holds_a_flow_runs_requests_back(
     assert min(t for t, _ in arrivals) >= spent_at + 4.0
 
 
-def sim_arrivals(base_url: str) -> list[tuple[float, float]]:
-    with urllib.request.urlopen(f"{base_url}/_sim/arrivals", timeout=10) as response:
-        return [(t, float(n)) for t, n in orjson.loads(response.read())["arrivals"]]
-
-
-POOL = "enrich-process"
 WORKER_KEY = "csk-fleet-budget-7f1d2c9e4b6a3085"
 BACKFILL = "enrich-backfill/reviews-backfill"
 DAYS = ["2026-12-01", "2026-12-02", "2026-12-03", "2026-12-04"]
@@ -162,30 +150,8 @@ def test_a_backfill_on_two_workers_keeps_to_the_account_quota(
         ]
         write_jsonl(raw / f"dt={day}" / "part-0.jsonl", rows)
     out = tmp_path / "out"
-    prefect_server.cli("work-pool", "create", POOL, "--type", "process", "--overwrite")
-    prefect_server.cli("deploy", "--all", "--no-prompt", cwd=ROOT)
-    sim_log = open(tmp_path / "sim.log", "wb")  # noqa: SIM115 -- closed with the simulator
-    sim = SimProcess(
-        "--api-keys", WORKER_KEY, "--rpm", str(RPM), "--tpm", str(TPM), "--ttft", "0.05",
-        stderr=sim_log,
-    ).start()  # fmt: skip
-    env = {
-        **prefect_server.env,
-        "CEREBRAS_BASE_URL": sim.base_url,
-        "CEREBRAS_API_KEY": WORKER_KEY,
-        "PREFECT_WORKER_QUERY_SECONDS": "1",
-        "PREFECT_WORKER_HEARTBEAT_SECONDS": "5",
-    }
-    workers = []
-    try:
-        for n in (1, 2):
-            command = [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL]
-            command += ["--type", "process", "--install-policy", "never"]
-            command += ["--name", f"budget-worker-{n}"]
-            home = tmp_path / f"worker-{n}"
-            home.mkdir()
-            log = open(home / "worker.log", "wb")  # noqa: SIM115 -- closed below
-            workers.append((start_process(command, env, log, cwd=home), log))
+    limits = ["--rpm", str(RPM), "--tpm", str(TPM), "--ttft", "0.05"]
+    with simulator_and_workers(prefect_server, tmp_path, WORKER_KEY, *limits) as (sim, _):
         overrides = [
             f"input.path={raw}/dt={{date}}/*.jsonl",
             f"output.path={out}",
@@ -209,12 +175,6 @@ def test_a_backfill_on_two_workers_keeps_to_the_account_quota(
         children = child_runs(run.id)
         assert len(children) == 4 and all(c.state and c.state.is_completed() for c in children)
         arrivals = sim_arrivals(sim.base_url)
-    finally:
-        for worker, log in workers:
-            stop_process(worker)
-            log.close()
-        sim.stop()
-        sim_log.close()
     for day in DAYS:  # every row once
         ids = read_dataset(f"{out}/dt={day}").column("row_id").to_pylist()
         assert len(ids) == len(set(ids)) == ROWS_PER_DAY, day

@@ -15,26 +15,18 @@ import asyncio
 import contextlib
 import os
 import signal
-import subprocess
-import sys
-import urllib.request
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import orjson
 import pytest
 from prefect.client.schemas.objects import StateType
 from prefect.deployments import run_deployment
-from prefect_api import PrefectServer, child_runs
+from prefect_api import PrefectServer, child_runs, sim_arrivals, simulator_and_workers
 from support import (
-    ROOT,
     JobFactory,
     allowance,
     overdraft,
     review_rows,
-    start_process,
-    stop_process,
     until,
     window_peak,
 )
@@ -44,54 +36,15 @@ from enrich.output.committed import committed_chunk_ids
 from enrich.output.layout import LAYOUT
 from enrich.output.reader import read_dataset
 from enrich.shards import ShardPlan
-from enrich.sim.process import SimProcess
 from enrich.storage import Store
 from enrich_flows import shards as shards_flow
 from enrich_flows.enrich import enrich_dataset
 
 pytest_plugins = ["prefect_harness"]
 
-POOL = "enrich-process"
 DEPLOYMENT = "enrich-dataset/enrich"
 WORKER_KEY = "csk-shards-3b9e0d7c1a5f4862"
 RPM, TPM = 120, 24_000
-
-
-@contextlib.contextmanager
-def fleet(
-    server: PrefectServer, tmp_path: Path, *sim_args: str
-) -> Iterator[tuple[SimProcess, list[subprocess.Popen[bytes]]]]:
-    """The simulator and two process workers, deployed and running; stopped on exit."""
-    server.cli("work-pool", "create", POOL, "--type", "process", "--overwrite")
-    server.cli("deploy", "--all", "--no-prompt", cwd=ROOT)
-    with contextlib.ExitStack() as stack:
-        sim_log = stack.enter_context(open(tmp_path / "sim.log", "wb"))
-        sim = SimProcess("--api-keys", WORKER_KEY, *sim_args, stderr=sim_log).start()
-        stack.callback(sim.stop)
-        env = {
-            **server.env,
-            "CEREBRAS_BASE_URL": sim.base_url,
-            "CEREBRAS_API_KEY": WORKER_KEY,
-            "PREFECT_WORKER_QUERY_SECONDS": "1",
-            "PREFECT_WORKER_HEARTBEAT_SECONDS": "5",
-        }
-        workers = []
-        for n in (1, 2):
-            home = tmp_path / f"worker-{n}"
-            home.mkdir()
-            log = stack.enter_context(open(home / "worker.log", "wb"))
-            command = [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL]
-            command += ["--type", "process", "--install-policy", "never"]
-            command += ["--name", f"shard-worker-{n}-{uuid.uuid4().hex[:6]}"]
-            worker = start_process(command, env, log, cwd=home)
-            stack.callback(stop_process, worker)
-            workers.append(worker)
-        yield sim, workers
-
-
-def arrivals(sim: SimProcess) -> list[tuple[float, float]]:
-    with urllib.request.urlopen(f"{sim.base_url}/_sim/arrivals", timeout=10) as response:
-        return [(t, float(n)) for t, n in orjson.loads(response.read())["arrivals"]]
 
 
 def job_config(make_job: JobFactory, rows: int, **execution: object) -> Path:
@@ -121,12 +74,8 @@ def test_a_sharded_job_on_two_workers_commits_once_within_the_quota(
         tokens_per_minute=TPM,
         fleet_name=f"shards-{uuid.uuid4().hex[:8]}",
     )
-    with fleet(
-        prefect_server, tmp_path, "--rpm", str(RPM), "--tpm", str(TPM), "--ttft", "0.05"
-    ) as (
-        sim,
-        _,
-    ):
+    limits = ["--rpm", str(RPM), "--tpm", str(TPM), "--ttft", "0.05"]
+    with simulator_and_workers(prefect_server, tmp_path, WORKER_KEY, *limits) as (sim, _):
         run = run_deployment(
             DEPLOYMENT,
             parameters={"config": str(config)},
@@ -134,7 +83,7 @@ def test_a_sharded_job_on_two_workers_commits_once_within_the_quota(
             poll_interval=2,
             as_subflow=False,
         )
-        seen = arrivals(sim)
+        seen = sim_arrivals(sim.base_url)
     assert run.state is not None and run.state.is_completed(), run.state
     shards = child_runs(run.id)
     assert sorted(c.name for c in shards) == ["job-shard-1-of-2", "job-shard-2-of-2"]
@@ -194,7 +143,10 @@ async def test_a_worker_killed_mid_shard_is_replaced_and_nothing_is_paid_twice(
     rows, concurrency = 240, 4
     config = job_config(make_job, rows, max_concurrency=concurrency)
     out = Store(str(tmp_path / "out"))
-    with fleet(prefect_server, tmp_path, "--ttft", "0.3") as (sim, workers):
+    with simulator_and_workers(prefect_server, tmp_path, WORKER_KEY, "--ttft", "0.3") as (
+        sim,
+        workers,
+    ):
         # The run that splits the job runs here, so the worker killed is one of a shard.
         monkeypatch.setenv("CEREBRAS_BASE_URL", sim.base_url)
         monkeypatch.setenv("CEREBRAS_API_KEY", WORKER_KEY)
@@ -222,7 +174,7 @@ async def test_a_worker_killed_mid_shard_is_replaced_and_nothing_is_paid_twice(
         killer = asyncio.ensure_future(asyncio.to_thread(kill_mid_shard))
         state = await enrich_dataset(str(config), return_state=True)
         await killer
-        sent = len(arrivals(sim))
+        sent = len(sim_arrivals(sim.base_url))
     assert state.is_completed(), state.message
     assert killed
     ids = read_dataset(str(tmp_path / "out")).column("review_id").to_pylist()

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from typing import TypedDict, Unpack
 
 import pyarrow as pa
 
@@ -245,16 +246,19 @@ def _already_committed(job: Job) -> bool:
     return is_committed(manifest, job.fingerprint, (c.chunk_id for c in job.chunks))
 
 
+class EngineOptions(TypedDict, total=False):
+    """How a run's engine is built and watched; every key is optional (see :func:`run_job`)."""
+
+    api_key: str | None
+    chunk_runner: Callable[[Engine], RunChunk] | None
+    monitor: Callable[[Engine], Awaitable[None]] | None
+    observer: ProgressObserver | None
+    completer: Completer | None
+    grants: Grants | None
+
+
 async def run_job(
-    job: Job,
-    *,
-    api_key: str | None = None,
-    chunk_runner: Callable[[Engine], RunChunk] | None = None,
-    monitor: Callable[[Engine], Awaitable[None]] | None = None,
-    observer: ProgressObserver | None = None,
-    completer: Completer | None = None,
-    retry_errors: bool = False,
-    grants: Grants | None = None,
+    job: Job, *, retry_errors: bool = False, **options: Unpack[EngineOptions]
 ) -> JobSummary:
     """Run a prepared job to the end: pending chunks through one engine, then the commit.
 
@@ -287,20 +291,9 @@ async def run_job(
         went = Went()
         if pending:
             job.write_plan()
-            went = await run_pending(
-                job,
-                pending,
-                lease,
-                api_key=api_key,
-                chunk_runner=chunk_runner,
-                monitor=monitor,
-                observer=observer,
-                completer=completer,
-                retry_errors=retry_errors,
-                grants=grants,
-            )
+            went = await run_pending(job, pending, lease, retry_errors=retry_errors, **options)
         # The commit checks the lease itself (its fence) and must not be cut off half-way.
-        lease.on_lost = _commit_checks_itself
+        lease.on_lost = commit_checks_itself
         # In a thread: a commit of many parts takes a while, and the event loop must go on.
         result = await asyncio.to_thread(
             partial(finalize, recommit=bool(reopened), fence=lease.confirm),
@@ -339,20 +332,17 @@ async def run_pending(
     pending: Sequence[ChunkSpec],
     lease: Lease,
     *,
-    api_key: str | None = None,
-    chunk_runner: Callable[[Engine], RunChunk] | None = None,
-    monitor: Callable[[Engine], Awaitable[None]] | None = None,
-    observer: ProgressObserver | None = None,
-    completer: Completer | None = None,
     retry_errors: bool = False,
-    grants: Grants | None = None,
     budget_share: float = 1.0,
     budget_holder: str | None = None,
+    **options: Unpack[EngineOptions],
 ) -> Went:
     """Run ``pending`` chunks through one engine under ``lease`` (see :func:`run_job` for the
     arguments); commits each chunk, not the dataset. ``budget_share`` and ``budget_holder``
     are a shard's (:func:`enrich.allowance.open_allowance`)."""
     went = Went()
+    chunk_runner, monitor = options.get("chunk_runner"), options.get("monitor")
+    observer = options.get("observer")
     index = await asyncio.to_thread(open_index, job, pending, retry_errors)
     went.allowance = await asyncio.to_thread(
         partial(open_allowance, share=budget_share, holder=budget_holder), job
@@ -362,12 +352,12 @@ async def run_pending(
             went.forecast = await asyncio.to_thread(forecast_usd, job, list(pending))
         async with open_engine(
             job,
-            api_key,
-            completer,
+            options.get("api_key"),
+            options.get("completer"),
             retry_errors=retry_errors,
             index=index,
             spending=None if went.allowance is None else went.allowance.spending,
-            grants=grants,
+            grants=options.get("grants"),
         ) as engine:
             engine.progress.rows_total = sum(c.rows for c in pending)
             if observer is not None:
@@ -391,7 +381,7 @@ async def run_pending(
     return went
 
 
-def _commit_checks_itself(lost: LeaseLost) -> None:
+def commit_checks_itself(lost: LeaseLost) -> None:
     """The lease was lost during the commit: its fence raises it before anything is written."""
 
 

@@ -27,10 +27,9 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Unpack
 
-from enrich.completer import Completer
 from enrich.config import JobConfig
-from enrich.engine import Engine, ProgressObserver
 from enrich.errors import ConfigError, InputChanged
 from enrich.holder import Here, holder_state, look_here
 from enrich.inputs import list_sources
@@ -41,8 +40,7 @@ from enrich.output.committed import committed_chunk_ids
 from enrich.output.layout import LAYOUT
 from enrich.output.provenance import InputRecord
 from enrich.planning import ChunkSpec
-from enrich.ratelimit.grants import Grants
-from enrich.run import RunChunk, finalize, run_pending
+from enrich.run import EngineOptions, commit_checks_itself, finalize, run_pending
 from enrich.shards.plan import ShardPlan, ShardPlanUnreadable, ShardRef, shard_count, split
 from enrich.storage import Store
 from enrich.summary import ChunkSummary, JobSummary
@@ -169,7 +167,7 @@ async def run_sharded(job: Job, run_shards: RunShards, *, run: str | None = None
             # Still this run's output? A shard's work is committed only by the run it was for.
             await asyncio.to_thread(lease.confirm)
         summaries = await asyncio.to_thread(_committed_summaries, job.store, pending)
-        lease.on_lost = _commit_checks_itself
+        lease.on_lost = commit_checks_itself
         result = await asyncio.to_thread(
             partial(finalize, fence=lease.confirm), job, summaries, time.perf_counter() - started
         )
@@ -182,27 +180,13 @@ async def run_sharded(job: Job, run_shards: RunShards, *, run: str | None = None
     return result
 
 
-def _commit_checks_itself(lost: LeaseLost) -> None:
-    """The lease was lost during the commit: its fence raises it before anything is written."""
-
-
 def _committed_summaries(store: Store, chunks: Sequence[ChunkSpec]) -> list[ChunkSummary]:
     """The figures of those of ``chunks`` that are committed now, from their records."""
     done = committed_chunk_ids(store)
     return [read_chunk_record(store, c.chunk_id).to_summary() for c in chunks if c.chunk_id in done]
 
 
-async def run_shard(
-    job: Job,
-    ref: ShardRef,
-    *,
-    api_key: str | None = None,
-    chunk_runner: Callable[[Engine], RunChunk] | None = None,
-    monitor: Callable[[Engine], Awaitable[None]] | None = None,
-    observer: ProgressObserver | None = None,
-    completer: Completer | None = None,
-    grants: Grants | None = None,
-) -> JobSummary:
+async def run_shard(job: Job, ref: ShardRef, **options: Unpack[EngineOptions]) -> JobSummary:
     """Run shard ``ref`` of ``job`` (see the module): its figures; ``complete`` when every
     chunk of it is committed. The arguments are :func:`enrich.run.run_job`'s.
 
@@ -235,14 +219,9 @@ async def run_shard(
                 job,
                 pending,
                 lease,
-                api_key=api_key,
-                chunk_runner=chunk_runner,
-                monitor=monitor,
-                observer=observer,
-                completer=completer,
-                grants=grants,
                 budget_share=plan.budget_shares[ref.number - 1],
                 budget_holder=f"{store.url}#{ref.run}-{ref.number}",
+                **options,
             )
         done = await asyncio.to_thread(committed_chunk_ids, store)
     result = JobSummary(
