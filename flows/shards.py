@@ -46,12 +46,17 @@ POLL_S = 2.0
 
 
 async def shard_deployment(parallelism: int) -> str:
-    """The deployment the shards run as, checked to exist: this run's own deployment, else
+    """The deployment the shards run as, checked to exist: the deployment of this run when it
+    is one of this flow's (a subflow of another flow's deployment is not), else
     :data:`SHARD_DEPLOYMENT`. ConfigError in one line when the server does not have it."""
     name = SHARD_DEPLOYMENT
-    if this_deployment.get_id() is not None:
-        name = f"{this_flow_run.get_flow_name()}/{this_deployment.get_name()}"
     async with get_client() as client:
+        own = this_deployment.get_id()
+        if own is not None:
+            deployment = await client.read_deployment(UUID(str(own)))
+            flow = await client.read_flow(deployment.flow_id)
+            if flow.name == this_flow_run.get_flow_name():
+                name = f"{flow.name}/{deployment.name}"
         try:
             await client.read_deployment_by_name(name)
         except ObjectNotFound:
