@@ -11,21 +11,23 @@ temporary folder), the work pool and every deployment of ``prefect.yaml`` (``pre
 --all``), and process workers (``prefect worker start --type process``). Flow runs are real
 ``enrich-dataset/enrich`` deployment runs doing real chunk task runs against the simulator.
 
-**databases** (part A): the same fleet (two workers, flow runs of ``--rows`` rows in chunks of
-``--rows-per-chunk``) against each database, in steps of more flow runs at once
-(``--steps 1,2,4,8``). Per step: task runs per minute completed, the chunk task's wall time, the
-server's lag in recording a finished task run (its ``updated`` time minus its end time: task-run
-states reach the database as events), flow runs late or slow, task runs and events the server
-lost (stored against what ran), and server CPU seconds per task run (PostgreSQL's processes
+**databases** (part A): the same fleet (two workers, flow runs of ``--tasks`` chunk task runs)
+against each database, in steps of more load: smaller chunks, then more flow runs at once
+(``--steps 1x200,1x100,...,4x10``: flow runs at once x rows a chunk). Per step: task runs per
+minute run by the fleet and recorded by the server, the chunk task's wall time, the server's
+lag in recording a finished task run (its ``updated`` time minus its end time: task-run states
+reach the database as events), flow runs late or slow, task runs and events the server lost
+(stored against what ran), and server CPU seconds per task run (PostgreSQL's processes
 included). A step is sustained when nothing was lost and the p95 lag stayed within
 ``--lag-factor`` times the first step's (or under one second).
 
-**workers** (part B): a CPU-bound job split in two (a backfill of two partitions, two at a time),
-on one worker (``--limit 1``: the halves run one after the other) and on two, alternating,
-``--rounds`` times each. Per run: wall time, where it went (pick-up and start of each flow run
-on its worker, job preparation, chunks, commit, the coordinating run's own share) and CPU
-seconds of the workers (with their flow-run processes), the server, the simulator and the
-coordinating process.
+**workers** (part B): a CPU-bound job split in two shards (``execution.parallelism=2``, the
+coordinating run in this process as ``enrich run`` does it; ``--split backfill``: a backfill of
+two partitions, two at a time), on one worker (``--limit 1``: the shards run one after the
+other) and on two, alternating, ``--rounds`` times each. Per run: wall time, where it went
+(waiting for a free worker, the flow run's start on its worker, job preparation, chunks, its
+commit, the coordinating run's own share before and after) and CPU seconds of the workers
+(with their flow-run processes), the server, the simulator and this process.
 
 Results go to ``benchmarks/results/fleet-<date>.json`` (both parts; a part run alone replaces
 its own key) and ``fleet-<date>.md``. CPU is read from ``/proc``: Linux only.
@@ -57,6 +59,11 @@ DATASET = "enrich-dataset/enrich"
 BACKFILL_DAYS = ("2027-01-01", "2027-01-02")
 STEP_TIMEOUT_S = 600.0
 SETTLE_TIMEOUT_S = 120.0
+SPLITS = {
+    "shards": "one job in 2 shards (execution.parallelism=2)",
+    "backfill": "a backfill of 2 partitions (enrich-backfill, parallelism 2)",
+}
+DEFAULT_STEPS = "1x200,1x100,1x50,1x20,1x10,2x10,4x10"
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 DROP_LINES = ("dropping message", "Subscription queue is full")
 LOCK_LINES = ("database is locked",)
@@ -203,6 +210,9 @@ async def fleet_step(
 ) -> dict[str, Any]:
     """Start ``flow_runs`` deployment runs at once, wait for them and for the server to catch
     up; the step's figures."""
+    data = work / f"input-{rows}.jsonl"
+    if not data.exists():
+        write_input(data, rows)
     from prefect.client.orchestration import get_client
 
     expected = flow_runs * math.ceil(rows / rows_per_chunk)
@@ -216,6 +226,7 @@ async def fleet_step(
             params = {
                 "config": str(config),
                 "overrides": [
+                    f"input.path={data}",
                     f"output.path={work / 'out' / label / str(i)}",
                     f"execution.rows_per_chunk={rows_per_chunk}",
                 ],
@@ -266,6 +277,11 @@ async def fleet_step(
         "flow_run_p50_s": _r(pct(durations, 0.5)),
         "flow_run_max_s": _r(max(durations) if durations else None),
         "late_runs": sum(1 for r in runs if r.state_name == "Late"),
+        "failed_runs": [
+            {"name": r.name, "state": r.state_name, "message": r.state.message if r.state else None}
+            for r in runs
+            if r.state_type.value != "COMPLETED"
+        ],
         "settle_s": round(settle_s, 1),
         "events_chunk_committed": chunk_events,
         "events_task_run_completed": task_events,
@@ -307,7 +323,7 @@ async def one_database(kind: str, args: argparse.Namespace, work: Path) -> dict[
         pg if pg is not None else _Null(),
         SimProcess("--ttft", "0") as sim,
     ):
-        data = write_input(work / "input.jsonl", args.rows)
+        data = write_input(work / "input-40.jsonl", 40)
         config = write_job(
             work / "job", input_path=data, base_url=sim.base_url, name="fleet", rows_per_chunk=None
         )
@@ -325,11 +341,10 @@ async def one_database(kind: str, args: argparse.Namespace, work: Path) -> dict[
                 print(f"[{kind}] warm-up", flush=True)
                 await fleet_step(stack, cpu, config, work, f"{kind}-warmup", 1, 40, 20)
                 steps = []
-                for n in args.steps:
-                    label = f"{kind}-{n}x{args.rows}-{args.rows_per_chunk}"
-                    step = await fleet_step(
-                        stack, cpu, config, work, label, n, args.rows, args.rows_per_chunk
-                    )
+                for n, size in args.steps:
+                    label = f"{kind}-{n}x{size}"
+                    rows = args.tasks * size
+                    step = await fleet_step(stack, cpu, config, work, label, n, rows, size)
                     print(f"[{kind}] {_step_line(step)}", flush=True)
                     steps.append(step)
                     if step["lost_task_runs"] > step["task_runs_expected"] // 2:
@@ -343,6 +358,9 @@ async def one_database(kind: str, args: argparse.Namespace, work: Path) -> dict[
         "steps": steps,
         "sustained_step": best,
         "sustained_task_runs_per_min": None if best is None else steps[best]["task_runs_per_min"],
+        "peak_recorded_task_runs_per_min": max(
+            (s["recorded_task_runs_per_min"] or 0.0 for s in steps), default=None
+        ),
     }
 
 
@@ -373,8 +391,7 @@ async def databases(args: argparse.Namespace) -> dict[str, Any]:
             results.append(await one_database(kind, args, Path(tmp)))
     return {
         "workers": args.workers,
-        "rows_per_flow_run": args.rows,
-        "rows_per_chunk": args.rows_per_chunk,
+        "task_runs_per_flow_run": args.tasks,
         "lag_factor": args.lag_factor,
         "results": results,
     }
@@ -396,25 +413,29 @@ async def wait_workers(n: int, within: float = 90.0) -> None:
     raise RuntimeError(f"{n} workers did not come online")
 
 
-async def split_job(
-    stack: PrefectStack, cpu: Cpu, config: Path, out: Path
-) -> tuple[float, Any, list[Any]]:
-    """The job split in two flow runs, coordinated from this process: wall seconds, the
-    coordinating run, its children."""
+async def split_job(split: str, config: Path, out: Path) -> tuple[float, Any, list[Any]]:
+    """The job split in two flow runs, coordinated from this process (as ``enrich run`` does):
+    wall seconds, the coordinating run, its children. ``split`` is ``shards`` (one job,
+    ``execution.parallelism=2``) or ``backfill`` (two partitions, two at a time)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 
     from enrich_flows.backfill import enrich_backfill
+    from enrich_flows.enrich import enrich_dataset
 
     started = time.perf_counter()
-    state = await enrich_backfill(
-        config=str(config),
-        start=BACKFILL_DAYS[0],
-        end=BACKFILL_DAYS[-1],
-        parallelism=2,
-        overrides=[f"output.path={out}"],
-        return_state=True,
-    )
+    if split == "shards":
+        overrides = [f"output.path={out}", "execution.parallelism=2"]
+        state = await enrich_dataset(str(config), overrides, return_state=True)
+    else:
+        state = await enrich_backfill(
+            config=str(config),
+            start=BACKFILL_DAYS[0],
+            end=BACKFILL_DAYS[-1],
+            parallelism=2,
+            overrides=[f"output.path={out}"],
+            return_state=True,
+        )
     wall = time.perf_counter() - started
     if not state.is_completed():
         raise RuntimeError(f"the split job did not complete: {state.message}")
@@ -452,7 +473,13 @@ async def child_breakdown(child: Any) -> dict[str, Any]:
 
 
 async def one_split_run(
-    stack: PrefectStack, sim: SimProcess, config: Path, work: Path, workers: int, label: str
+    stack: PrefectStack,
+    sim: SimProcess,
+    split: str,
+    config: Path,
+    work: Path,
+    workers: int,
+    label: str,
 ) -> dict[str, Any]:
     for n in range(workers):
         stack.start_worker(f"{label}-worker-{n + 1}", limit=1)
@@ -460,7 +487,7 @@ async def one_split_run(
         await wait_workers(workers)
         cpu = Cpu(stack, sim, None)
         before = cpu.read()
-        wall, parent, children = await split_job(stack, cpu, config, work / "out" / label)
+        wall, parent, children = await split_job(split, config, work / "out" / label)
         await asyncio.sleep(2)  # the workers reap their flow-run processes
         spent = Cpu.spent(before, cpu.read())
     finally:
@@ -490,30 +517,31 @@ async def workers_part(args: argparse.Namespace) -> dict[str, Any]:
         SimProcess("--ttft", "0") as sim,
     ):
         work = Path(tmp)
-        for i, day in enumerate(BACKFILL_DAYS):
-            write_input(work / "raw" / f"dt={day}" / "part-0.jsonl", args.split_rows, i * 10**6)
+        if args.split == "shards":
+            data = write_input(work / "input.jsonl", 2 * args.split_rows)
+        else:
+            for i, day in enumerate(BACKFILL_DAYS):
+                write_input(work / "raw" / f"dt={day}" / "part-0.jsonl", args.split_rows, i * 10**6)
+            data = work / "raw" / "dt={date}" / "*.jsonl"
         config = write_job(
-            work / "job",
-            input_path=work / "raw" / "dt={date}" / "*.jsonl",
-            base_url=sim.base_url,
-            name="fleet_split",
-            rows_per_chunk=None,
+            work / "job", input_path=data, base_url=sim.base_url, name="split", rows_per_chunk=None
         )
         with PrefectStack(None, {"CEREBRAS_API_KEY": API_KEY}) as stack:
             stack.deploy()
             with temporary_settings(updates={PREFECT_API_URL: stack.api}):
                 print("[workers] warm-up", flush=True)
-                await one_split_run(stack, sim, config, work, 2, "warmup")
+                await one_split_run(stack, sim, args.split, config, work, 2, "warmup")
                 runs = []
                 for r in range(args.rounds):
                     for n in (1, 2):
-                        run = await one_split_run(stack, sim, config, work, n, f"r{r + 1}-{n}w")
+                        label = f"r{r + 1}-{n}w"
+                        run = await one_split_run(stack, sim, args.split, config, work, n, label)
                         print(f"[workers] {_split_line(run)}", flush=True)
                         runs.append(run)
     one = [r["wall_s"] for r in runs if r["workers"] == 1]
     two = [r["wall_s"] for r in runs if r["workers"] == 2]
     return {
-        "job": "backfill of 2 partitions (enrich-backfill, parallelism 2)",
+        "job": SPLITS[args.split],
         "rows": args.split_rows * len(BACKFILL_DAYS),
         "runs": runs,
         "median_wall_1_worker_s": statistics.median(one),
@@ -567,19 +595,21 @@ def markdown(doc: dict[str, Any]) -> str:
         lines += [
             "## A. Prefect server on SQLite and on PostgreSQL",
             "",
-            f"{part['workers']} process workers; flow runs of {part['rows_per_flow_run']} rows "
-            f"in chunks of {part['rows_per_chunk']}; load average at the end "
+            f"{part['workers']} process workers; flow runs of {part['task_runs_per_flow_run']} "
+            "chunk task runs each; load average at the end "
             f"{part['machine']['load_average'][0]:.1f}.",
             "",
-            "| database | flow runs | task runs (done/expected) | task runs/min | chunk p50/p95 s "
-            "| lag p50/p95 s | flow start delay p50/max s | events lost | server CPU ms/task run |",
+            "| database | flow runs x rows a chunk | task runs (done/expected) | task runs/min: "
+            "run, recorded | chunk p50/p95 s | lag p50/p95 s | flow start delay p50/max s "
+            "| events lost | server CPU ms/task run |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for db in part["results"]:
             for s in db["steps"]:
                 lines.append(
-                    f"| {db['database']} | {s['flow_runs']} | {s['task_runs_completed']}/"
-                    f"{s['task_runs_expected']} | {s['task_runs_per_min']} | "
+                    f"| {db['database']} | {s['flow_runs']} x {s['rows_per_chunk']} | "
+                    f"{s['task_runs_completed']}/{s['task_runs_expected']} | "
+                    f"{s['task_runs_per_min']}, {s['recorded_task_runs_per_min']} | "
                     f"{s['chunk_wall_p50_s']}/{s['chunk_wall_p95_s']} | {s['lag_p50_s']}/"
                     f"{s['lag_p95_s']} | {s['flow_start_delay_p50_s']}/"
                     f"{s['flow_start_delay_max_s']} | {s['lost_events']} (drops {s['drop_lines']})"
@@ -589,8 +619,9 @@ def markdown(doc: dict[str, Any]) -> str:
         for db in part["results"]:
             lines.append(
                 f"- **{db['database']}**: sustained {db['sustained_task_runs_per_min']} task runs "
-                f"per minute (step {db['sustained_step']}; nothing lost, p95 lag within "
-                f"{part['lag_factor']}x the first step's)."
+                f"per minute (step {db['sustained_step']}: nothing lost, p95 lag within "
+                f"{part['lag_factor']}x the first step's or under a second); the most it "
+                f"recorded in any step {db['peak_recorded_task_runs_per_min']} a minute."
             )
         lines.append("")
     if "workers" in doc:
@@ -631,8 +662,10 @@ def _names(text: str) -> list[str]:
     return text.split(",")
 
 
-def _counts(text: str) -> list[int]:
-    return [int(x) for x in text.split(",")]
+def _steps(text: str) -> list[tuple[int, int]]:
+    """``1x200,2x10``: (flow runs at once, rows per chunk) per step."""
+    pairs = [item.split("x") for item in text.split(",")]
+    return [(int(n), int(size)) for n, size in pairs]
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -644,16 +677,19 @@ def parse(argv: list[str]) -> argparse.Namespace:
     b = sub.add_parser("workers", help="part B: one worker against two")
     both = sub.add_parser("all", help="part A, then part B")
     for p in (a, both):
-        p.add_argument("--databases", type=lambda s: s.split(","), default=["sqlite", "postgresql"])
+        p.add_argument("--databases", type=_names, default=["sqlite", "postgresql"])
         p.add_argument(
-            "--steps", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 4, 8]
+            "--steps",
+            type=_steps,
+            default=_steps(DEFAULT_STEPS),
+            help=f"flow runs at once x rows per chunk, per step (default {DEFAULT_STEPS})",
         )
-        p.add_argument("--rows", type=int, default=2000, help="rows per flow run")
-        p.add_argument("--rows-per-chunk", type=int, default=10)
+        p.add_argument("--tasks", type=int, default=200, help="chunk task runs per flow run")
         p.add_argument("--workers", type=int, default=2)
         p.add_argument("--lag-factor", type=float, default=2.0)
     for p in (b, both):
         p.add_argument("--split-rows", type=int, default=15000, help="rows per half")
+        p.add_argument("--split", choices=sorted(SPLITS), default="shards")
         p.add_argument("--rounds", type=int, default=2)
     for p in (a, b, both):
         p.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
