@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import math
 import os
@@ -306,11 +307,12 @@ def _r(value: float | None, places: int = 3) -> float | None:
 
 
 def mark_slow(steps: list[dict[str, Any]], factor: float) -> None:
-    """Flow runs slower than ``factor`` x the first step's median duration, per step."""
-    base = steps[0]["flow_run_p50_s"] if steps else None
+    """Per step, whether its slowest flow run took more than ``factor`` x the median flow run
+    of the first step with the same chunk size (the same work per flow run)."""
     for step in steps:
-        step["slow_runs_vs_first_step"] = (
-            None if base is None else int((step["flow_run_max_s"] or 0) > factor * base)
+        base = next(s for s in steps if s["rows_per_chunk"] == step["rows_per_chunk"])
+        step["slow_runs_vs_first_step"] = int(
+            (step["flow_run_max_s"] or 0.0) > factor * (base["flow_run_p50_s"] or 0.0)
         )
 
 
@@ -320,7 +322,7 @@ async def one_database(kind: str, args: argparse.Namespace, work: Path) -> dict[
     print(f"[{kind}] starting", flush=True)
     pg = Postgres() if kind == "postgresql" else None
     with (
-        pg if pg is not None else _Null(),
+        pg if pg is not None else contextlib.nullcontext(),
         SimProcess("--ttft", "0") as sim,
     ):
         data = write_input(work / "input-40.jsonl", 40)
@@ -362,14 +364,6 @@ async def one_database(kind: str, args: argparse.Namespace, work: Path) -> dict[
             (s["recorded_task_runs_per_min"] or 0.0 for s in steps), default=None
         ),
     }
-
-
-class _Null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _step_line(s: dict[str, Any]) -> str:
@@ -544,8 +538,8 @@ async def workers_part(args: argparse.Namespace) -> dict[str, Any]:
         "job": SPLITS[args.split],
         "rows": args.split_rows * len(BACKFILL_DAYS),
         "runs": runs,
-        "median_wall_1_worker_s": statistics.median(one),
-        "median_wall_2_workers_s": statistics.median(two),
+        "median_wall_1_worker_s": round(statistics.median(one), 2),
+        "median_wall_2_workers_s": round(statistics.median(two), 2),
         "ratio_2_over_1": round(statistics.median(two) / statistics.median(one), 3),
         "ratios_per_round": [round(b / a, 3) for a, b in zip(one, two, strict=True)],
     }
@@ -587,6 +581,16 @@ def write_results(part: str, found: dict[str, Any], folder: Path) -> tuple[Path,
     return json_path, md_path
 
 
+def net_server_ms(step: dict[str, Any], idle: dict[str, float]) -> float | None:
+    """Server (and PostgreSQL) CPU ms per task run of a step, less what the idle server would
+    have used over the step (its wall time and the wait for the server to catch up)."""
+    if not step["task_runs_completed"]:
+        return None
+    spent = step["cpu_s"]["server"] + step["cpu_s"]["postgres"]
+    idle_s = (idle["server"] + idle["postgres"]) * (step["step_wall_s"] + step["settle_s"])
+    return round((spent - idle_s) / step["task_runs_completed"] * 1000, 1)
+
+
 def markdown(doc: dict[str, Any]) -> str:
     lines = ["# Fleet benchmark", "", "`python benchmarks/fleet.py`; every figure is in the JSON."]
     lines += ["Server, workers, flow runs and simulator share the same 2 cores.", ""]
@@ -601,8 +605,8 @@ def markdown(doc: dict[str, Any]) -> str:
             "",
             "| database | flow runs x rows a chunk | task runs (done/expected) | task runs/min: "
             "run, recorded | chunk p50/p95 s | lag p50/p95 s | flow start delay p50/max s "
-            "| events lost | server CPU ms/task run |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| events lost | database locked | server CPU ms/task run (net of idle) |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for db in part["results"]:
             for s in db["steps"]:
@@ -613,7 +617,8 @@ def markdown(doc: dict[str, Any]) -> str:
                     f"{s['chunk_wall_p50_s']}/{s['chunk_wall_p95_s']} | {s['lag_p50_s']}/"
                     f"{s['lag_p95_s']} | {s['flow_start_delay_p50_s']}/"
                     f"{s['flow_start_delay_max_s']} | {s['lost_events']} (drops {s['drop_lines']})"
-                    f" | {s['server_cpu_ms_per_task_run']} |"
+                    f" | {s['locked_lines']} | {s['server_cpu_ms_per_task_run']} "
+                    f"({net_server_ms(s, db['idle_cpu_s_per_s'])}) |"
                 )
         lines.append("")
         for db in part["results"]:
@@ -677,7 +682,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     b = sub.add_parser("workers", help="part B: one worker against two")
     both = sub.add_parser("all", help="part A, then part B")
     for p in (a, both):
-        p.add_argument("--databases", type=_names, default=["sqlite", "postgresql"])
+        p.add_argument(
+            "--databases", type=_names, default=["sqlite", "postgresql"], help="in this order"
+        )
         p.add_argument(
             "--steps",
             type=_steps,
@@ -685,14 +692,21 @@ def parse(argv: list[str]) -> argparse.Namespace:
             help=f"flow runs at once x rows per chunk, per step (default {DEFAULT_STEPS})",
         )
         p.add_argument("--tasks", type=int, default=200, help="chunk task runs per flow run")
-        p.add_argument("--workers", type=int, default=2)
-        p.add_argument("--lag-factor", type=float, default=2.0)
+        p.add_argument("--workers", type=int, default=2, help="process workers")
+        p.add_argument(
+            "--lag-factor",
+            type=float,
+            default=2.0,
+            help="sustained: p95 lag within this x the first step's",
+        )
     for p in (b, both):
         p.add_argument("--split-rows", type=int, default=15000, help="rows per half")
         p.add_argument("--split", choices=sorted(SPLITS), default="shards")
-        p.add_argument("--rounds", type=int, default=2)
+        p.add_argument("--rounds", type=int, default=2, help="runs of each layout")
     for p in (a, b, both):
-        p.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+        p.add_argument(
+            "--results", type=Path, default=ROOT / "benchmarks" / "results", help="folder"
+        )
     return parser.parse_args(argv)
 
 
