@@ -60,6 +60,7 @@ DATASET = "enrich-dataset/enrich"
 BACKFILL_DAYS = ("2027-01-01", "2027-01-02")
 STEP_TIMEOUT_S = 600.0
 SETTLE_TIMEOUT_S = 120.0
+IDLE_S = 10.0  # the window the idle server and workers are measured over
 SPLITS = {
     "shards": "one job in 2 shards (execution.parallelism=2)",
     "backfill": "a backfill of 2 partitions (enrich-backfill, parallelism 2)",
@@ -337,8 +338,10 @@ async def one_database(kind: str, args: argparse.Namespace, work: Path) -> dict[
                 stack.start_worker(f"worker-{n + 1}")
             cpu = Cpu(stack, sim, pg)
             with temporary_settings(updates={PREFECT_API_URL: stack.api}):
+                await wait_workers(args.workers)
+                await asyncio.sleep(IDLE_S)  # the workers finish starting
                 idle = cpu.read()
-                await asyncio.sleep(5)
+                await asyncio.sleep(IDLE_S)
                 idle_rate = Cpu.spent(idle, cpu.read())
                 print(f"[{kind}] warm-up", flush=True)
                 await fleet_step(stack, cpu, config, work, f"{kind}-warmup", 1, 40, 20)
@@ -356,7 +359,7 @@ async def one_database(kind: str, args: argparse.Namespace, work: Path) -> dict[
     return {
         "database": kind,
         "server_startup_s": round(startup_s, 1),
-        "idle_cpu_s_per_s": {k: round(v / 5, 3) for k, v in idle_rate.items()},
+        "idle_cpu_s_per_s": {k: round(v / IDLE_S, 3) for k, v in idle_rate.items()},
         "steps": steps,
         "sustained_step": best,
         "sustained_task_runs_per_min": None if best is None else steps[best]["task_runs_per_min"],
