@@ -51,8 +51,9 @@ from typing import Any
 from uuid import UUID
 
 import orjson
-from fleet_stack import ROOT, Postgres, PrefectStack, tree_cpu_seconds
+from fleet_stack import ROOT, Postgres, PrefectStack
 
+from enrich.bench.processes import tree_cpu_seconds
 from enrich.bench.workload import API_KEY, write_input, write_job
 from enrich.sim.process import SimProcess
 

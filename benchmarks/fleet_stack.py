@@ -14,7 +14,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,49 +24,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
+from enrich.bench.processes import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_START_TIMEOUT_S = 180.0
 POSTGRES_MISSING = (
     "PostgreSQL not found: install it (Debian/Ubuntu: `apt-get install postgresql`, which puts "
     "initdb and pg_ctl under /usr/lib/postgresql/<version>/bin) or put its bin folder on PATH"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _stat(pid: int) -> tuple[int, float] | None:
-    """``(parent pid, own + reaped children's CPU seconds)`` of a live process, else None."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    # After the command name: state, ppid, ...; utime, stime, cutime, cstime are 14-17 of stat(5).
-    ticks = sum(int(x) for x in fields[11:15])
-    return int(fields[1]), ticks / os.sysconf("SC_CLK_TCK")
-
-
-def tree_cpu_seconds(root: int) -> float:
-    """CPU seconds of ``root`` and its live descendants, with the children each has reaped."""
-    stats: dict[int, tuple[int, float]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and (found := _stat(int(entry))) is not None:
-            stats[int(entry)] = found
-    children: dict[int, list[int]] = {}
-    for pid, (parent, _) in stats.items():
-        children.setdefault(parent, []).append(pid)
-    total, todo = 0.0, [root]
-    while todo:
-        pid = todo.pop()
-        if pid in stats:
-            total += stats[pid][1]
-        todo += children.get(pid, [])
-    return total
 
 
 def _wait_healthy(proc: subprocess.Popen[bytes], api: str, log: Path) -> None:

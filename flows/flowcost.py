@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,7 @@ from typing import Any
 import orjson
 
 from enrich.bench.measure import median
+from enrich.bench.processes import free_port, tree_cpu_seconds
 from enrich.bench.workload import API_KEY, write_input, write_job
 from enrich.config import load_job_config
 from enrich.sim.process import SimProcess, stop_process
@@ -55,42 +55,6 @@ QUIET_WINDOW_S = 1.0
 SETTLE_TIMEOUT_S = 180.0
 #: Simulator latency per mode (``latency`` takes ``--latency``).
 MODES = ("cpu", "latency")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _proc_stat(pid: int) -> tuple[int, float] | None:
-    """``(parent pid, CPU seconds)`` of a live process from ``/proc``, None once it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    # After the command name: state, ppid, ... utime is field 14 and stime 15 of stat(5).
-    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def tree_cpu_seconds(root: int) -> float:
-    """User + system CPU seconds of ``root`` and every live descendant (Linux ``/proc``)."""
-    stats: dict[int, tuple[int, float]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and (found := _proc_stat(int(entry))) is not None:
-            stats[int(entry)] = found
-    children: dict[int, list[int]] = {}
-    for pid, (parent, _) in stats.items():
-        children.setdefault(parent, []).append(pid)
-    total, todo = 0.0, [root]
-    while todo:
-        pid = todo.pop()
-        if pid in stats:
-            total += stats[pid][1]
-        todo.extend(children.get(pid, []))
-    return total
 
 
 async def settle(root: int) -> float:
@@ -108,7 +72,7 @@ async def settle(root: int) -> float:
 
 def start_prefect_server(home: Path) -> tuple[subprocess.Popen[bytes], str, float]:
     """``prefect server start`` on a free port; returns the process, API URL, start-up seconds."""
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "PREFECT_HOME": str(home),
