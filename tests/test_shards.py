@@ -26,7 +26,7 @@ from enrich.output.committed import committed_chunk_ids
 from enrich.output.layout import LAYOUT
 from enrich.output.reader import read_dataset
 from enrich.planning import ChunkSpec
-from enrich.run import run_job
+from enrich.run import run_job, run_pending
 from enrich.shards import (
     ShardOutcome,
     ShardPlan,
@@ -193,8 +193,6 @@ def test_a_shard_run_again_after_its_runner_died_pays_nothing_twice(make_job: Jo
         # The first run of shard 1 commits two chunks, then its process dies: its lease stays
         # behind naming a pid this machine no longer runs.
         two = [c for c in shard.chunks if c.chunk_id in plan.shards[0]][:2]
-        from enrich.run import run_pending
-
         key = LAYOUT.shard_lease(first.run, first.number)
         async with hold_lease(shard.store, job="x", key=key) as held:
             await run_pending(shard, two, held, completer=api)
