@@ -17,14 +17,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-from enrich.bench.processes import free_port
+from enrich.bench.processes import free_port, prefect_server_command, wait_until_healthy
+from enrich.sim.process import stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_START_TIMEOUT_S = 180.0
@@ -32,29 +31,6 @@ POSTGRES_MISSING = (
     "PostgreSQL not found: install it (Debian/Ubuntu: `apt-get install postgresql`, which puts "
     "initdb and pg_ctl under /usr/lib/postgresql/<version>/bin) or put its bin folder on PATH"
 )
-
-
-def _wait_healthy(proc: subprocess.Popen[bytes], api: str, log: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while True:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the Prefect server did not start:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{api}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-
-
-def _stop(proc: subprocess.Popen[bytes], grace: float = 15.0) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 class Postgres:
@@ -153,22 +129,8 @@ class PrefectStack:
 
     def __enter__(self) -> Self:
         port = self.api.rsplit(":", 1)[1].removesuffix("/api")
-        self._server = self._start(
-            [
-                sys.executable,
-                "-m",
-                "prefect",
-                "server",
-                "start",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                port,
-            ],
-            self.server_log,
-            self.home,
-        )
-        _wait_healthy(self._server, self.api, self.server_log)
+        self._server = self._start(prefect_server_command(port), self.server_log, self.home)
+        wait_until_healthy(self._server, self.api, SERVER_START_TIMEOUT_S, self.server_log)
         return self
 
     def cli(self, *args: str) -> str:
@@ -202,7 +164,7 @@ class PrefectStack:
 
     def stop_workers(self) -> None:
         for proc in self.workers:
-            _stop(proc)
+            stop_process(proc, 15.0)
         self.workers = []
 
     @property
@@ -223,7 +185,7 @@ class PrefectStack:
     ) -> None:
         self.stop_workers()
         if self._server is not None:
-            _stop(self._server)
+            stop_process(self._server, 15.0)
         for out in self._logs:
             out.close()
         shutil.rmtree(self.home, ignore_errors=True)

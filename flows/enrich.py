@@ -175,7 +175,7 @@ def _shard_ref(shard: str | None, config: str) -> ShardRef | None:
         raise ConfigError(f"{config}: {exc}") from None
 
 
-def params() -> dict[str, Any]:
+def _shard_parameters() -> dict[str, Any]:
     """This run's parameters a shard's run is started with (not ``shard`` itself)."""
     given = dict(flow_run.parameters)
     return {k: given.get(k) for k in ("config", "overrides", "partition")}
@@ -254,7 +254,7 @@ async def enrich_dataset(
     )
     key = artifact_key("enrich", cfg.name, partition or "", f"shard-{ref.number}" if ref else "")
     api_key = await api_key_from_secret_block(cfg)
-    shard_runs = await _shard_runs(cfg, job, pending, label, retry_errors, ref, params())
+    shard_runs = await _shard_runs(cfg, job, pending, label, retry_errors, ref, _shard_parameters())
     # The account's per-minute budget, shared with every other run of the fleet.
     grants = await fleet_grants(cfg) if pending and shard_runs is None else None
     if grants is not None:

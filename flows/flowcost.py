@@ -35,14 +35,18 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from enrich.bench.measure import median
-from enrich.bench.processes import free_port, tree_cpu_seconds
+from enrich.bench.processes import (
+    free_port,
+    prefect_server_command,
+    tree_cpu_seconds,
+    wait_until_healthy,
+)
 from enrich.bench.workload import API_KEY, write_input, write_job
 from enrich.config import load_job_config
 from enrich.sim.process import SimProcess, stop_process
@@ -82,33 +86,15 @@ def start_prefect_server(home: Path) -> tuple[subprocess.Popen[bytes], str, floa
     }
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "prefect",
-            "server",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            f"{port}",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        prefect_server_command(port), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     api = f"http://127.0.0.1:{port}/api"
-    while time.perf_counter() - started < SERVER_START_TIMEOUT:
-        if proc.poll() is not None:
-            raise RuntimeError(f"prefect server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{api}/health", timeout=2) as response:
-                if response.status == 200:
-                    return proc, api, time.perf_counter() - started
-        except OSError:
-            time.sleep(0.5)
-    proc.terminate()
-    raise RuntimeError("prefect server did not become healthy in time")
+    try:
+        wait_until_healthy(proc, api, SERVER_START_TIMEOUT)
+    except RuntimeError:
+        proc.terminate()
+        raise
+    return proc, api, time.perf_counter() - started
 
 
 async def _direct(config: Path) -> None:

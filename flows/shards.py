@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
@@ -80,7 +80,6 @@ class ShardRuns:
     log: Callable[[str], None]
     ended: int = 0
     count: int = 0
-    started: dict[int, list[UUID]] = field(default_factory=dict)
 
     @property
     def share_done(self) -> float:
@@ -117,7 +116,6 @@ class ShardRuns:
             timeout=0,
             as_subflow=True,
         )
-        self.started.setdefault(ref.number, []).append(run.id)
         return run.id
 
     async def _released(self, ref: ShardRef) -> None:

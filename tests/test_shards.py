@@ -21,7 +21,7 @@ from enrich.completer import FakeCompleter
 from enrich.config import load_job_config
 from enrich.errors import ConfigError, InputChanged
 from enrich.holder import Here, ProcessId
-from enrich.lease import LeaseLost, LeaseRecord, hold_lease
+from enrich.lease import LeaseHeld, LeaseLost, LeaseRecord, hold_lease
 from enrich.output.committed import committed_chunk_ids
 from enrich.output.layout import LAYOUT
 from enrich.output.reader import read_dataset
@@ -329,3 +329,22 @@ def test_a_shard_started_after_a_file_changed_refuses_in_one_line(
 
     summary = asyncio.run(run_sharded(job, run_shards))
     assert not summary.complete
+
+
+def test_a_second_run_of_a_shard_that_is_being_worked_on_is_refused(make_job: JobFactory) -> None:
+    config = sharded(60, make_job)
+    job = prepare_job(config)
+    api = FakeCompleter(answer)
+
+    async def run_shards(plan: ShardPlan) -> list[ShardOutcome]:
+        ref = plan.refs()[0]
+        key = LAYOUT.shard_lease(ref.run, ref.number)
+        async with hold_lease(job.store, job="job", key=key):  # a run of shard 1 is working
+            with pytest.raises(LeaseHeld, match="another run is writing here"):
+                shard = shard_job(load_job_config(config), ref, str(config))
+                await run_shard(shard, ref, completer=api)
+        return [ShardOutcome(r, False, "held") for r in plan.refs()]
+
+    summary = asyncio.run(run_sharded(job, run_shards))
+    assert not summary.complete
+    assert api.requests == [] and committed_chunk_ids(job.store) == set()

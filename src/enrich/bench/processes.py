@@ -1,4 +1,5 @@
-"""What the benchmarks read of processes they start: a free port, and CPU time from ``/proc``.
+"""The processes the benchmarks start: a free port, a Prefect server up and answering, and CPU
+time from ``/proc``.
 
 CPU is that of a whole process tree (a server and the workers it spawns, a worker and its
 flow-run processes), read from ``/proc/<pid>/stat`` (Linux only): user and system time of every
@@ -9,8 +10,13 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
 
-__all__ = ["free_port", "tree_cpu_seconds"]
+__all__ = ["free_port", "prefect_server_command", "tree_cpu_seconds", "wait_until_healthy"]
 
 
 def free_port() -> int:
@@ -19,6 +25,30 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def prefect_server_command(port: int | str) -> list[str]:
+    """``prefect server start`` on 127.0.0.1:``port``, with this interpreter's Prefect."""
+    server = [sys.executable, "-m", "prefect", "server", "start"]
+    return [*server, "--host", "127.0.0.1", "--port", str(port)]
+
+
+def wait_until_healthy(
+    proc: subprocess.Popen[bytes], api: str, within_s: float, log: Path | None = None
+) -> None:
+    """Poll ``<api>/health`` until it answers 200. RuntimeError (with the end of ``log``, if
+    given) when ``proc`` exits first or ``within_s`` seconds pass."""
+    deadline = time.monotonic() + within_s
+    while True:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            tail = f":\n{log.read_text()[-3000:]}" if log is not None and log.exists() else ""
+            raise RuntimeError(f"the Prefect server at {api} did not start{tail}")
+        try:
+            with urllib.request.urlopen(f"{api}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
 
 
 def _stat(pid: int) -> tuple[int, float] | None:
