@@ -1,4 +1,4 @@
-"""Shards as flow runs: one deployment run per shard, started again when its runner died.
+"""Shards as flow runs: one deployment run per shard, started again when it may yet finish.
 
 :func:`enrich.shards.run_sharded` hands a sharded run's plan to :class:`ShardRuns`, which starts
 one run of the job's deployment per shard (``enrich-dataset/enrich`` unless the coordinator is
@@ -10,8 +10,11 @@ A shard's run whose process died (a worker killed, a machine lost) often never r
 state by itself: the server only sees it stop talking. The shard's lease tells (it expires, or
 names a process of this machine that is gone, :func:`enrich.shards.runner_gone`): the run is
 then marked Crashed. A shard whose run crashed, either way, is started again as a new run once
-its lease is free, up to :data:`ATTEMPTS` runs in all; a run that failed or was cancelled is
-not. The new run finds the chunks its predecessor committed and the results its journal kept.
+its lease is free, and so is one whose run failed without recording a stop of the job
+(:mod:`enrich.shards.ending`: rows that failed transiently, the Prefect API failing), up to
+:data:`ATTEMPTS` runs in all. A run that recorded a stop (its budget share spent, the day's
+quota gone, a changed input) or was cancelled is not. The new run finds the chunks its
+predecessor committed and the results its journal kept.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import State
 from prefect.deployments import arun_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.runtime import deployment as this_deployment
@@ -33,6 +37,7 @@ from enrich.errors import ConfigError
 from enrich.lease import read_lease
 from enrich.output.layout import LAYOUT
 from enrich.shards import ShardOutcome, ShardPlan, ShardRef, runner_gone
+from enrich.shards.ending import RunEnd, read_end, restarts
 from enrich.storage import Store
 from enrich_tasks.monitoring import run_tags
 
@@ -43,6 +48,8 @@ SHARD_DEPLOYMENT = "enrich-dataset/enrich"
 #: Runs of one shard started in all, counting the first, before its failure is the run's.
 ATTEMPTS = 3
 POLL_S = 2.0
+#: How long after a failed run the shard is started again: a failing API is not hammered.
+RESTART_DELAY_S = 5.0
 
 
 async def shard_deployment(parallelism: int) -> str:
@@ -93,13 +100,16 @@ class ShardRuns:
 
     async def _follow(self, plan: ShardPlan, ref: ShardRef) -> ShardOutcome:
         try:
+            why = ""
             for attempt in range(1, ATTEMPTS + 1):
+                if attempt > 1:
+                    self.log(f"{self.label} {ref.label}: {why}; starting it again")
+                    await asyncio.sleep(RESTART_DELAY_S)
                 run_id = await self._start(plan, ref, attempt)
-                outcome = await self._watch(ref, run_id)
+                outcome, why = await self._watch(ref, run_id)
                 if outcome is not None:
                     return outcome
-                self.log(f"{self.label} {ref.label}: its runner died; starting it again")
-            return ShardOutcome(ref, False, f"its runner died {ATTEMPTS} times")
+            return ShardOutcome(ref, False, f"{ATTEMPTS} runs ended unfinished, the last: {why}")
         finally:
             self.ended += 1
 
@@ -126,24 +136,41 @@ class ShardRuns:
                 return
             await asyncio.sleep(POLL_S)
 
-    async def _watch(self, ref: ShardRef, run_id: UUID) -> ShardOutcome | None:
-        """The shard run's outcome once it ends; None when its runner died: the run crashed,
-        or its lease says it stopped (the run is then marked Crashed)."""
+    async def _watch(self, ref: ShardRef, run_id: UUID) -> tuple[ShardOutcome | None, str]:
+        """The shard's outcome once its run ended, or None and why when the shard is to be
+        started again (:func:`enrich.shards.ending.restarts`): its run crashed, its lease says
+        its runner stopped (the run is then marked Crashed), or it failed with no stop of the
+        job recorded."""
         async with get_client() as client:
             while True:
                 run = await client.read_flow_run(run_id)
                 state = run.state
-                if state is not None and state.is_crashed():
-                    await self._released(ref)  # its lease may outlive it for a while
-                    return None
                 if state is not None and state.is_final():
-                    message = "" if state.is_completed() else (state.message or state.type.value)
-                    return ShardOutcome(ref, state.is_completed(), message, "budget" in message)
+                    ended = _run_end(state)
+                    message = "" if ended == "completed" else (state.message or state.type.value)
+                    end = None
+                    if ended == "failed":
+                        end = await asyncio.to_thread(read_end, self.store, ref)
+                    if not restarts(ended, end):
+                        if end is None:
+                            return ShardOutcome(ref, ended == "completed", message), ""
+                        return ShardOutcome(ref, False, end.message, end.stopped), ""
+                    await self._released(ref)  # its lease may outlive it for a while
+                    return None, f"its run {ended}: {message}"
                 if await asyncio.to_thread(runner_gone, self.store, ref):
                     await client.set_flow_run_state(
                         run_id,
                         Crashed(message=f"{ref.label}: its runner stopped (lease not renewed)"),
                         force=True,
                     )
-                    return None
+                    return None, "its runner stopped (its lease was not renewed)"
                 await asyncio.sleep(POLL_S)
+
+
+def _run_end(state: State) -> RunEnd:
+    """How a flow run in a final ``state`` ended, for :func:`enrich.shards.ending.restarts`."""
+    if state.is_completed():
+        return "completed"
+    if state.is_crashed():
+        return "crashed"
+    return "cancelled" if state.is_cancelled() else "failed"

@@ -189,3 +189,15 @@ def sim_arrivals(base_url: str) -> list[tuple[float, float]]:
     """Every chat request the simulator at ``base_url`` saw: ``(time, reserved tokens)``."""
     with urllib.request.urlopen(f"{base_url}/_sim/arrivals", timeout=10) as response:
         return [(t, float(n)) for t, n in json.loads(response.read())["arrivals"]]
+
+
+def run_story(run: FlowRun, logs_under: Path | None = None) -> str:
+    """What a failed deployment run's assertion shows: its state and message whole, each child
+    run's, and the end of every worker's log under ``logs_under``."""
+    lines = [f"{run.name}: {run.state_name}: {run.state.message if run.state else ''}"]
+    for child in child_runs(run.id):
+        message = child.state.message if child.state else ""
+        lines.append(f"  {child.name}: {child.state_name}: {message}")
+    for log in sorted(logs_under.glob("worker-*/worker.log")) if logs_under else ():
+        lines.append(f"--- {log.parent.name}:\n{log.read_text(errors='replace')[-4000:]}")
+    return "\n".join(lines)

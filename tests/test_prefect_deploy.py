@@ -26,6 +26,7 @@ from prefect_api import (
     artifacts,
     child_runs,
     logs,
+    run_story,
     table,
 )
 from support import ROOT, start_process, stop_process
@@ -112,7 +113,7 @@ def deployed(
 def test_backfill_of_three_partitions(deployed: Deployed) -> None:
     deployed.sim("reset")
     run = deployed.run(BACKFILL, start="2026-11-20", end="2026-11-22", parallelism=2)
-    assert run.state is not None and run.state.is_completed(), run.state
+    assert run.state is not None and run.state.is_completed(), run_story(run)
     assert run.name == "reviews_daily-backfill-2026-11-20-to-2026-11-22"
     assert {"backfill", "job:reviews_daily", "model:gpt-oss-120b"} <= set(run.tags)
     stats = deployed.sim()
@@ -153,7 +154,7 @@ def test_backfill_of_three_partitions(deployed: Deployed) -> None:
 def test_the_schedule_for_a_day_already_done_sends_nothing(deployed: Deployed) -> None:
     deployed.sim("reset")
     run = deployed.run(SCHEDULE, date="2026-11-22")
-    assert run.state is not None and run.state.is_completed(), run.state
+    assert run.state is not None and run.state.is_completed(), run_story(run)
     assert run.name == "reviews_daily-through-2026-11-22"
     assert deployed.sim()["requests"] == 0
     assert child_runs(run.id) == []
@@ -196,7 +197,7 @@ def test_a_backfill_after_a_config_change_requests_only_changed_rows(deployed: D
     run = deployed.run(
         BACKFILL, start="2026-11-20", end="2026-11-23", parallelism=4, overrides=overrides
     )
-    assert run.state is not None and run.state.is_completed(), run.state
+    assert run.state is not None and run.state.is_completed(), run_story(run)
     rows = table(artifacts(run.id)["backfill-reviews-daily"])
     assert [r["state"] for r in rows] == ["Completed"] * 4
     assert [r["rows_ok"] for r in rows] == list(SAMPLE_ROWS.values())

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from prefect import Flow
 from prefect.deployments import run_deployment
-from prefect_api import PrefectServer, logs
+from prefect_api import PrefectServer, logs, run_story
 from support import ROOT, start_process, stop_process
 
 from enrich.output.reader import read_dataset
@@ -208,7 +208,7 @@ def test_a_flow_run_runs_the_code_and_config_of_its_clone(fleet: Fleet) -> None:
         poll_interval=1,
         as_subflow=False,
     )
-    assert run.state is not None and run.state.is_completed(), run.state
+    assert run.state is not None and run.state.is_completed(), run_story(run)
     flows_file, engine_file, tasks_file, cwd = fleet.probe.read_text().splitlines()
     clone = Path(cwd)
     assert clone.name.startswith("cerebras-enrich") and clone != ROOT

@@ -17,7 +17,13 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
 from prefect.deployments import run_deployment
-from prefect_api import PrefectServer, child_runs, sim_arrivals, simulator_and_workers
+from prefect_api import (
+    PrefectServer,
+    child_runs,
+    run_story,
+    sim_arrivals,
+    simulator_and_workers,
+)
 from support import (
     ROOT,
     allowance,
@@ -171,7 +177,7 @@ def test_a_backfill_on_two_workers_keeps_to_the_account_quota(
             poll_interval=2,
             as_subflow=False,
         )
-        assert run.state is not None and run.state.is_completed(), run.state
+        assert run.state is not None and run.state.is_completed(), run_story(run, tmp_path)
         children = child_runs(run.id)
         assert len(children) == 4 and all(c.state and c.state.is_completed() for c in children)
         arrivals = sim_arrivals(sim.base_url)

@@ -15,13 +15,27 @@ import asyncio
 import contextlib
 import os
 import signal
+import time
 import uuid
 from pathlib import Path
 
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterName,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
 from prefect.client.schemas.objects import StateType
 from prefect.deployments import run_deployment
-from prefect_api import PrefectServer, child_runs, sim_arrivals, simulator_and_workers
+from prefect_api import (
+    PrefectServer,
+    child_runs,
+    run_story,
+    sim_arrivals,
+    simulator_and_workers,
+)
 from support import (
     JobFactory,
     allowance,
@@ -84,7 +98,7 @@ def test_a_sharded_job_on_two_workers_commits_once_within_the_quota(
             as_subflow=False,
         )
         seen = sim_arrivals(sim.base_url)
-    assert run.state is not None and run.state.is_completed(), run.state
+    assert run.state is not None and run.state.is_completed(), run_story(run, tmp_path)
     shards = child_runs(run.id)
     assert sorted(c.name for c in shards) == ["job-shard-1-of-2", "job-shard-2-of-2"]
     assert all(c.state is not None and c.state.is_completed() for c in shards)
@@ -120,7 +134,7 @@ def ancestors(pid: int) -> list[int]:
 def shard_processes(out: Store) -> list[int] | None:
     """The pids of the shards' runners, once shard 1 has committed two chunks."""
     for key in out.keys(LAYOUT.shards):
-        if not key.endswith(".json") or key.endswith(".lease.json"):
+        if not key.endswith(".json") or key.endswith((".lease.json", ".end.json")):
             continue
         plan = ShardPlan.from_bytes(out.read_bytes(key), key)
         if len(set(plan.shards[0]) & committed_chunk_ids(out)) < 2:
@@ -192,6 +206,65 @@ async def test_a_worker_killed_mid_shard_is_replaced_and_nothing_is_paid_twice(
     window = concurrency + 2 * 5
     print(f"{sent} requests for {rows} rows, {len(crashed)} shard runs crashed")
     assert rows <= sent <= rows + window * len(crashed)
+
+
+def failed_runs(like: str) -> int:
+    """How many flow runs whose name contains ``like`` have failed."""
+    time.sleep(0.5)  # a poll of the server, not a busy loop
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                name=FlowRunFilterName(like_=like),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.FAILED])),
+            )
+        )
+    return len(runs)
+
+
+@pytest.mark.prefect
+@pytest.mark.slow
+async def test_a_shard_run_that_failed_short_of_a_stop_is_started_again(
+    prefect_server: PrefectServer,
+    tmp_path: Path,
+    make_job: JobFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rows, name = 40, f"again-{uuid.uuid4().hex[:8]}"
+    config = make_job(
+        review_rows(rows),
+        name=name,
+        execution={
+            "rows_per_chunk": 10,
+            "chunks_in_flight": 2,
+            "parallelism": 2,
+            "max_error_share": 1.0,  # every answer a 503: rows failed transiently, no stop
+            "retry": {"attempts": 1},
+        },
+    )
+    sim_args = ["--ttft", "0.05", "--fail-503", "1"]
+    with simulator_and_workers(prefect_server, tmp_path, WORKER_KEY, *sim_args) as (sim, _):
+        monkeypatch.setenv("CEREBRAS_BASE_URL", sim.base_url)  # the run that splits the job
+        monkeypatch.setenv("CEREBRAS_API_KEY", WORKER_KEY)
+
+        def heal_once_a_shard_run_failed() -> None:
+            until(lambda: failed_runs(f"{name}-shard") > 0, 300, "no shard run failed")
+            sim.set_faults(fail_503=0.0)
+
+        healer = asyncio.ensure_future(asyncio.to_thread(heal_once_a_shard_run_failed))
+        state = await enrich_dataset(str(config), return_state=True)
+        await healer
+        served = sim.stats()
+    assert state.is_completed(), state.message
+    runs = child_runs(state.state_details.flow_run_id)  # type: ignore[arg-type]
+    kinds = [(r.name, r.state.type) for r in runs if r.state is not None]
+    shards = [f"{name}-shard-1-of-2", f"{name}-shard-2-of-2"]
+    for shard in shards:
+        assert kinds.count((shard, StateType.COMPLETED)) == 1, kinds
+    failed = [kind for kind in kinds if kind[1] == StateType.FAILED]
+    assert failed and len(kinds) == 2 + len(failed), kinds  # each failed run started again
+    ids = read_dataset(str(tmp_path / "out")).column("review_id").to_pylist()
+    assert len(ids) == len(set(ids)) == rows
+    print(f"{len(failed)} shard runs failed and were started again; {served}")
 
 
 @pytest.mark.prefect

@@ -17,9 +17,17 @@ import pytest
 from support import JobFactory, prepare_job, review_rows, write_jsonl
 from support.completions import answer
 
-from enrich.completer import FakeCompleter
+from enrich.completer import Completion, CompletionRequest, FakeCompleter
 from enrich.config import load_job_config
-from enrich.errors import ConfigError, InputChanged
+from enrich.errors import (
+    BudgetReached,
+    CompletionError,
+    ConfigError,
+    InputChanged,
+    QuotaExhausted,
+    RunStopped,
+    StorageError,
+)
 from enrich.holder import Here, ProcessId
 from enrich.lease import LeaseHeld, LeaseLost, LeaseRecord, hold_lease
 from enrich.output.committed import committed_chunk_ids
@@ -39,7 +47,9 @@ from enrich.shards import (
     shard_job,
     split,
 )
+from enrich.shards.ending import RunEnd, ShardEnd, read_end, restarts, stop_of
 from enrich.shards.plan import ShardPlanUnreadable
+from enrich.storage import Store
 
 
 @pytest.mark.parametrize(
@@ -273,6 +283,7 @@ def test_each_shard_has_its_share_of_the_budget(make_job: JobFactory) -> None:
     assert not summary.complete
     assert 0 < summary.cost_usd <= 0.0004
     assert "budget of $0.0001" in summary.message  # each shard's third
+    assert recorded_stops(job.store) == ["budget"] * 3  # none is started again
 
 
 def test_an_unsharded_run_still_runs_in_one_process(make_job: JobFactory) -> None:
@@ -325,6 +336,8 @@ def test_a_shard_started_after_a_file_changed_refuses_in_one_line(
         source.write_bytes(source.read_bytes() + b"\n")  # another size: rewritten
         with pytest.raises(InputChanged, match=r"reviews.jsonl: .* since shard 1 of 3 was planned"):
             shard_job(load_job_config(config), plan.refs()[0], str(config))
+        stop = read_end(job.store, plan.refs()[0])
+        assert stop is not None and stop.stopped == "config" and "reviews.jsonl" in stop.message
         return [ShardOutcome(r, False, "input changed") for r in plan.refs()]
 
     summary = asyncio.run(run_sharded(job, run_shards))
@@ -343,8 +356,92 @@ def test_a_second_run_of_a_shard_that_is_being_worked_on_is_refused(make_job: Jo
             with pytest.raises(LeaseHeld, match="another run is writing here"):
                 shard = shard_job(load_job_config(config), ref, str(config))
                 await run_shard(shard, ref, completer=api)
+        assert recorded_stops(job.store) == ["lease"]  # the working run is not doubled
         return [ShardOutcome(r, False, "held") for r in plan.refs()]
 
     summary = asyncio.run(run_sharded(job, run_shards))
     assert not summary.complete
     assert api.requests == [] and committed_chunk_ids(job.store) == set()
+
+
+def recorded_stops(store: Store) -> list[str]:
+    """The stops every shard run recorded under ``store``, in key order."""
+    keys = sorted(k for k in store.keys(LAYOUT.shards) if k.endswith(".end.json"))
+    ends = [ShardEnd.from_bytes(store.read_bytes(k)) for k in keys]
+    return [end.stopped for end in ends if end is not None]
+
+
+@pytest.mark.parametrize(
+    ("error", "stopped"),
+    [
+        (BudgetReached("the run's budget of $1 is spent"), "budget"),
+        (QuotaExhausted("requests", 3600.0), "quota"),
+        (RunStopped("401: the key was refused"), "job_error"),
+        (RunStopped("30 of 40 rows failed", kind="error_rate"), "error_rate"),
+        (ConfigError("job.yaml: planned for another config"), "config"),
+        (InputChanged("in/a.jsonl: rewritten"), "config"),
+        (LeaseHeld("another run is writing here"), "lease"),
+        # A new run may yet finish: the job run may still hold the output, storage may be
+        # back, the Prefect API may answer again.
+        (LeaseLost("the shard's lease was taken"), None),
+        (StorageError("s3://out/_chunks: 503"), None),
+        (RuntimeError("Unable to acquire concurrency slots"), None),
+    ],
+)
+def test_which_errors_stop_a_shard_for_good(error: BaseException, stopped: str | None) -> None:
+    assert stop_of(error) == stopped
+    end = ShardEnd.of(error)
+    assert (end is None) if stopped is None else (end == ShardEnd(str(error), stopped))
+
+
+STOP = ShardEnd("budget share spent", "budget")
+
+
+@pytest.mark.parametrize(
+    ("run", "end", "again"),
+    [
+        ("completed", None, False),
+        ("crashed", None, True),  # its process died: whatever it recorded, it did not finish
+        ("crashed", STOP, True),
+        ("failed", None, True),  # transient rows, storage, the Prefect API: try again
+        ("failed", STOP, False),  # a new run would meet the same stop
+        ("cancelled", None, False),  # a person stopped it
+    ],
+)
+def test_which_ended_shard_runs_are_started_again(
+    run: RunEnd, end: ShardEnd | None, again: bool
+) -> None:
+    assert restarts(run, end) is again
+
+
+@pytest.mark.parametrize("data", [b"", b"{", b"[]", b'{"message": "x"}', b'"stop"'])
+def test_a_stop_record_that_cannot_be_read_is_no_stop(data: bytes) -> None:
+    assert ShardEnd.from_bytes(data) is None
+    assert ShardEnd.from_bytes(STOP.to_bytes()) == STOP
+
+
+def test_a_shard_left_unfinished_by_transient_errors_records_no_stop_and_a_new_run_finishes(
+    make_job: JobFactory,
+) -> None:
+    config = sharded(30, make_job, retry={"attempts": 1})
+    job = prepare_job(config)
+    down = [True]  # the API answers 503 to shard 1's first run
+
+    def flaky(request: CompletionRequest) -> Completion | CompletionError:
+        return CompletionError("service unavailable", status=503) if down[0] else answer(request)
+
+    api = FakeCompleter(flaky)
+
+    async def run_shards(plan: ShardPlan) -> list[ShardOutcome]:
+        first = plan.refs()[0]
+        shard = shard_job(load_job_config(config), first, str(config))
+        summary = await run_shard(shard, first, completer=api)
+        assert not summary.complete and "rerun to resume" in summary.message
+        assert read_end(job.store, first) is None  # no stop: the coordinator runs it again
+        down[0] = False
+        return await in_process(config, api)(plan)
+
+    summary = asyncio.run(run_sharded(job, run_shards))
+    assert summary.complete, summary.message
+    assert read_dataset(str(job.store.url)).num_rows == 30
+    assert job.store.keys(LAYOUT.shards) == []

@@ -9,6 +9,7 @@ Layout under the output URL (keys are relative to it)::
     _lease.json                              held by the run writing here (see enrich.lease)
     _shards/<run>.json                       a sharded run's shards (see enrich.shards)
     _shards/<run>-<n>.lease.json             held by the flow run working on shard n
+    _shards/<run>-<n>.end.json               why shard n's last run ended unfinished
     _budget/<YYYY-MM>.json                   a monthly budget's record (see enrich.ledger)
     _manifest.json                           the committed dataset: the only list readers trust
     _SUCCESS                                 written last
@@ -115,13 +116,16 @@ class OutputLayout:
         """The key of month ``month`` (``YYYY-MM``)."""
         return f"{self.budget}/{month}.json"
 
-    # -- a sharded run's plan and its shards' leases (collected at the dataset commit) -------
+    # -- a sharded run's plan, its shards' leases and ends (collected at the dataset commit) --
 
     def shard_plan(self, run: str) -> str:
         return f"{self.shards}/{run}.json"
 
     def shard_lease(self, run: str, number: int) -> str:
         return f"{self.shards}/{run}-{number}.lease.json"
+
+    def shard_end(self, run: str, number: int) -> str:
+        return f"{self.shards}/{run}-{number}.end.json"
 
     # -- the journal --------------------------------------------------------------------------
 

@@ -24,7 +24,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Unpack
@@ -41,6 +42,7 @@ from enrich.output.layout import LAYOUT
 from enrich.output.provenance import InputRecord
 from enrich.planning import ChunkSpec
 from enrich.run import EngineOptions, commit_checks_itself, finalize, run_pending
+from enrich.shards.ending import ShardEnd, record_end
 from enrich.shards.plan import ShardPlan, ShardPlanUnreadable, ShardRef, shard_count, split
 from enrich.storage import Store
 from enrich.summary import ChunkSummary, JobSummary
@@ -60,13 +62,18 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class ShardOutcome:
-    """How a shard's run ended: ``completed`` (every chunk of it committed) or not, why not,
-    and whether its share of the budget stopped it."""
+    """How a shard ended: ``completed`` (every chunk of it committed) or not, why not, and the
+    reason of the job that stopped it, if one did (:func:`enrich.shards.ending.stop_of`)."""
 
     ref: ShardRef
     completed: bool
     message: str = ""
-    budget: bool = False
+    stopped: str | None = None
+
+    @property
+    def budget(self) -> bool:
+        """Whether its share of the budget stopped it."""
+        return self.stopped == "budget"
 
 
 RunShards = Callable[[ShardPlan], Awaitable[Sequence[ShardOutcome]]]
@@ -117,11 +124,16 @@ def shard_job(config: JobConfig, ref: ShardRef, where: str = "job") -> Job:
     """The job shard ``ref`` runs, rebuilt from the input its plan recorded when one listing
     shows that input unchanged (nothing read); surveyed whole when the plan has no record.
 
-    Raises InputChanged when a file was added, removed or rewritten since the split, and
-    LeaseLost when the plan is gone.
+    Raises InputChanged when a file was added, removed or rewritten since the split (a stop it
+    records, :mod:`enrich.shards.ending`), and LeaseLost when the plan is gone.
     """
     store = Store(config.output.path, config.output.storage_options)
     plan = read_shard_plan(store, ref)
+    with _ends_recorded(store, ref):
+        return _rebuilt(config, plan, ref, where)
+
+
+def _rebuilt(config: JobConfig, plan: ShardPlan, ref: ShardRef, where: str) -> Job:
     if plan.inputs is None:
         return Job.prepare(config, where)
     listed = list_sources(config.input)
@@ -188,11 +200,33 @@ def _committed_summaries(store: Store, chunks: Sequence[ChunkSpec]) -> list[Chun
 
 async def run_shard(job: Job, ref: ShardRef, **options: Unpack[EngineOptions]) -> JobSummary:
     """Run shard ``ref`` of ``job`` (see the module): its figures; ``complete`` when every
-    chunk of it is committed. The arguments are :func:`enrich.run.run_job`'s.
+    chunk of it is committed. The arguments are :func:`enrich.run.run_job`'s. A stop for a
+    reason of the job is recorded for the coordinator (:mod:`enrich.shards.ending`).
 
     Raises ConfigError or InputChanged when the job is not the one the shards were planned for,
     LeaseHeld when another run works on this shard, LeaseLost when the job run is gone.
     """
+    with _ends_recorded(job.store, ref):
+        result = await _run_shard(job, ref, **options)
+    if result.stopped is not None:  # its share of the budget spent
+        end = ShardEnd(result.message, result.stopped)
+        await asyncio.to_thread(record_end, job.store, ref, end)
+    return result
+
+
+@contextmanager
+def _ends_recorded(store: Store, ref: ShardRef) -> Iterator[None]:
+    """Record the stop an error raised in the block is (:meth:`ShardEnd.of`), if it is one."""
+    try:
+        yield
+    except Exception as exc:
+        end = ShardEnd.of(exc)
+        if end is not None:
+            record_end(store, ref, end)
+        raise
+
+
+async def _run_shard(job: Job, ref: ShardRef, **options: Unpack[EngineOptions]) -> JobSummary:
     started = time.perf_counter()
     store, name = job.store, job.config.name
     plan = await asyncio.to_thread(read_shard_plan, store, ref)
@@ -237,9 +271,9 @@ async def run_shard(job: Job, ref: ShardRef, **options: Unpack[EngineOptions]) -
     result.complete = result.chunks_committed == len(ids)
     missing = len(ids) - result.chunks_committed
     result.message = (
-        f"{ref.label}: {len(ids)} chunks committed; the job run commits the dataset"
+        f"{len(ids)} chunks committed; the job run commits the dataset"
         if result.complete
-        else f"{ref.label}: {missing} of {len(ids)} chunks not committed; rerun to resume"
+        else f"{missing} of {len(ids)} chunks not committed; rerun to resume"
     )
     if went is not None:
         went.report(job, result)

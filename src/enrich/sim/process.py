@@ -97,3 +97,9 @@ class SimProcess(SimulatorHandle):
         """Change some of ``rpm``, ``tpm``, ``rpd``, ``tpd`` (``None`` removes a limit)."""
         result: dict[str, int | None] = self._call("POST", "/_sim/limits", dict(limits))
         return result
+
+    def set_faults(self, **faults: float) -> dict[str, Any]:
+        """Change some fault rates (``fail_503=1.0``: every request answered 503); the
+        faults now in force."""
+        result: dict[str, Any] = self._call("POST", "/_sim/faults", dict(faults))
+        return result
