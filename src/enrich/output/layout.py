@@ -9,7 +9,7 @@ Layout under the output URL (keys are relative to it)::
     _lease.json                              held by the run writing here (see enrich.lease)
     _shards/<run>.json                       a sharded run's shards (see enrich.shards)
     _shards/<run>-<n>.lease.json             held by the flow run working on shard n
-    _shards/<run>-<n>.end.json               why shard n's last run ended unfinished
+    _shards/<run>-<n>.end.json               the stop of the job a run of shard n met
     _budget/<YYYY-MM>.json                   a monthly budget's record (see enrich.ledger)
     _manifest.json                           the committed dataset: the only list readers trust
     _SUCCESS                                 written last
