@@ -9,6 +9,7 @@ single commit.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 from support import JobFactory, prepare_job, review_rows, write_jsonl
 from support.completions import answer
 
+from enrich.catalogue import snapshot_catalogue
 from enrich.completer import Completion, CompletionRequest, FakeCompleter
 from enrich.config import load_job_config
 from enrich.errors import (
@@ -29,8 +31,9 @@ from enrich.errors import (
     StorageError,
 )
 from enrich.holder import Here, ProcessId
+from enrich.job import Job
 from enrich.lease import LeaseHeld, LeaseLost, LeaseRecord, hold_lease
-from enrich.output.committed import committed_chunk_ids
+from enrich.output.committed import committed_chunk_ids, committed_manifest
 from enrich.output.layout import LAYOUT
 from enrich.output.reader import read_dataset
 from enrich.planning import ChunkSpec
@@ -101,8 +104,14 @@ def test_a_shard_plan_reads_back_and_refuses_what_it_is_not() -> None:
     assert back == plan
     assert back.shards == (("c0", "c1"), ("c2", "c3", "c4"))
     assert back.budget_shares == (0.4, 0.6)
+    catalogue = snapshot_catalogue("https://api.cerebras.ai").only(["gpt-oss-120b", "gone"])
+    with_catalogue = dataclasses.replace(plan, catalogue=catalogue)
+    assert ShardPlan.from_bytes(with_catalogue.to_bytes(), "plan") == with_catalogue
+    assert list(catalogue.models) == ["gpt-oss-120b"]
     with pytest.raises(ShardPlanUnreadable, match="not a shard plan"):
         ShardPlan.from_bytes(b"{}", "plan")
+    with pytest.raises(ShardPlanUnreadable, match="not a shard plan"):
+        ShardPlan.from_bytes(with_catalogue.to_bytes().replace(b'"snapshot"', b'"elsewhere"'), "p")
     with pytest.raises(ShardPlanUnreadable, match="newer version"):
         ShardPlan.from_bytes(
             plan.to_bytes().replace(b'"format_version":1', b'"format_version":9'), "p"
@@ -445,3 +454,31 @@ def test_a_shard_left_unfinished_by_transient_errors_records_no_stop_and_a_new_r
     assert summary.complete, summary.message
     assert read_dataset(str(job.store.url)).num_rows == 30
     assert job.store.keys(LAYOUT.shards) == []
+
+
+def test_shards_cost_rows_at_the_prices_of_the_catalogue_the_job_was_split_with(
+    make_job: JobFactory,
+) -> None:
+    # No pricing in the config: rows cost what the catalogue says. The run that split the job
+    # read a catalogue with dearer prompts (live, on its machine) than the copy a shard's
+    # machine falls back to (here the shipped snapshot, offline).
+    config = make_job(
+        review_rows(30),
+        pricing={"input_per_million": None, "output_per_million": None},
+        execution={"rows_per_chunk": 5, "chunks_in_flight": 2, "parallelism": 3},
+    )
+    cfg = load_job_config(config)
+    here = Job.prepare(cfg, str(config))
+    entry = here.catalogue.models["gpt-oss-120b"]
+    assert entry.input_per_million is not None and entry.output_per_million is not None
+    dearer = dataclasses.replace(entry, input_per_million=entry.input_per_million * 3)
+    live = dataclasses.replace(here.catalogue, source="live", models={entry.id: dearer})
+    job = Job.prepare(cfg, str(config), catalogue=live)
+    assert job.fingerprint != here.fingerprint  # prices are in the fingerprint
+    summary = asyncio.run(run_sharded(job, in_process(config, FakeCompleter(answer))))
+    assert summary.complete, summary.message
+    manifest = committed_manifest(job.store)
+    assert manifest is not None and manifest.fingerprint == job.fingerprint
+    paid = summary.prompt_tokens * dearer.input_per_million
+    paid += summary.completion_tokens * entry.output_per_million
+    assert summary.cost_usd == pytest.approx(paid / 1e6)

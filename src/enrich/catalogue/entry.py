@@ -12,10 +12,11 @@ package) and its date, so whoever reads a figure can say how fresh it is.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = ["Catalogue", "CatalogueSource", "ModelEntry", "ModelStatus"]
 
@@ -80,6 +81,41 @@ class Catalogue:
     def get(self, model: str) -> ModelEntry | None:
         return self.models.get(model)
 
+    def only(self, models: list[str]) -> Catalogue:
+        """This catalogue with the entries of ``models`` alone (what a job needs of it)."""
+        kept = {m: self.models[m] for m in models if m in self.models}
+        return dataclasses.replace(self, models=kept)
+
+    def to_dict(self) -> dict[str, Any]:
+        """As JSON types (:meth:`from_dict` reads it back)."""
+        return {
+            "endpoint": self.endpoint,
+            "source": self.source,
+            "as_of": self.as_of.isoformat(),
+            "models": [_entry_dict(e) for e in self.models.values()],
+            "served": None if self.served is None else sorted(self.served),
+            "stale": self.stale,
+            "unreachable": self.unreachable,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Catalogue:
+        """What :meth:`to_dict` wrote; KeyError, TypeError or ValueError when it is not that."""
+        source = str(raw["source"])
+        if source not in ("live", "cache", "snapshot"):
+            raise ValueError(f"catalogue source {source!r}")
+        entries = [_entry(e) for e in raw["models"]]
+        served = raw["served"]
+        return cls(
+            endpoint=str(raw["endpoint"]),
+            source=source,  # type: ignore[arg-type]  # checked above
+            as_of=datetime.fromisoformat(str(raw["as_of"])),
+            models={e.id: e for e in entries},
+            served=None if served is None else frozenset(str(m) for m in served),
+            stale=bool(raw["stale"]),
+            unreachable=None if raw["unreachable"] is None else str(raw["unreachable"]),
+        )
+
     def describe(self) -> str:
         """One line: which data, from where, of when (and why not live, when it is not)."""
         when = self.as_of.strftime("%Y-%m-%d %H:%M UTC")
@@ -97,3 +133,15 @@ class Catalogue:
     def in_service(self, today: date) -> list[str]:
         """The ids of the models not retired, sorted: what a refusal suggests instead."""
         return sorted(m for m, e in self.models.items() if e.status(today) != "retired")
+
+
+def _entry_dict(entry: ModelEntry) -> dict[str, Any]:
+    data = dataclasses.asdict(entry)
+    data["retires_on"] = None if entry.retires_on is None else entry.retires_on.isoformat()
+    return data
+
+
+def _entry(raw: Mapping[str, Any]) -> ModelEntry:
+    retires_on = raw.get("retires_on")
+    day = None if retires_on is None else date.fromisoformat(str(retires_on))
+    return ModelEntry(**{**raw, "retires_on": day})

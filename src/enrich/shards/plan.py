@@ -10,8 +10,10 @@ chunks, so each reads a contiguous stretch of the input, as even as whole chunks
 :class:`ShardPlan` is ``_shards/<run>.json``: which chunks each shard runs, which job and
 fingerprint they belong to (a shard whose job changed since refuses to run), the coordinator's
 lease owner (a shard works only while that run holds the output) and each shard's share of the
-run's budget, and the input as the coordinator surveyed it (so a shard rebuilds the job from a
-listing instead of reading the whole input again).
+run's budget, the input as the coordinator surveyed it (so a shard rebuilds the job from a
+listing instead of reading the whole input again) and what the model catalogue said of the job's
+models (so a shard on another machine, whose catalogue is another copy or of another hour, costs
+rows at the same prices and has the same fingerprint).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from enrich.catalogue import Catalogue
 from enrich.errors import EnrichError
 from enrich.output.provenance import InputRecord
 from enrich.planning import ChunkSpec
@@ -88,7 +91,9 @@ class ShardPlan:
     """A sharded run's shards: chunk ids per shard, in order, and what they belong to.
 
     ``budget_shares`` are each shard's fraction of the run's budget (its share of the rows);
-    ``inputs`` the input as surveyed (None: a file was not pinned, the shard surveys it again).
+    ``inputs`` the input as surveyed (None: a file was not pinned, the shard surveys it again);
+    ``catalogue`` the coordinator's, its entries of the job's models alone (None: not recorded,
+    the shard loads its own).
     """
 
     run: str
@@ -98,6 +103,7 @@ class ShardPlan:
     shards: tuple[tuple[str, ...], ...]
     budget_shares: tuple[float, ...]
     inputs: InputRecord | None = None
+    catalogue: Catalogue | None = None
 
     @classmethod
     def of(
@@ -108,6 +114,7 @@ class ShardPlan:
         owner: str,
         shards: Sequence[Sequence[ChunkSpec]],
         inputs: InputRecord | None = None,
+        catalogue: Catalogue | None = None,
     ) -> ShardPlan:
         rows = [sum(c.rows for c in shard) for shard in shards]
         total = sum(rows) or 1
@@ -119,6 +126,7 @@ class ShardPlan:
             shards=tuple(tuple(c.chunk_id for c in shard) for shard in shards),
             budget_shares=tuple(r / total for r in rows),
             inputs=inputs,
+            catalogue=catalogue,
         )
 
     def refs(self) -> list[ShardRef]:
@@ -142,6 +150,8 @@ class ShardPlan:
         }
         if self.inputs is not None:
             data["inputs"] = self.inputs.to_dict()
+        if self.catalogue is not None:
+            data["catalogue"] = self.catalogue.to_dict()
         return orjson.dumps(data)
 
     @classmethod
@@ -161,6 +171,7 @@ class ShardPlan:
                 shards=tuple(tuple(str(c) for c in s) for s in raw["shards"]),
                 budget_shares=tuple(float(x) for x in raw["budget_shares"]),
                 inputs=InputRecord.from_dict(raw["inputs"]) if "inputs" in raw else None,
+                catalogue=(Catalogue.from_dict(raw["catalogue"]) if "catalogue" in raw else None),
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise ShardPlanUnreadable(f"{where}: not a shard plan ({exc})") from None

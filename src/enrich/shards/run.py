@@ -122,7 +122,8 @@ def runner_gone(store: Store, ref: ShardRef, *, now: float | None = None) -> boo
 
 def shard_job(config: JobConfig, ref: ShardRef, where: str = "job") -> Job:
     """The job shard ``ref`` runs, rebuilt from the input its plan recorded when one listing
-    shows that input unchanged (nothing read); surveyed whole when the plan has no record.
+    shows that input unchanged (nothing read), surveyed whole when the plan has no record, and
+    with the catalogue entries the plan recorded (the coordinator's prices and limits).
 
     Raises InputChanged when a file was added, removed or rewritten since the split (a stop it
     records, :mod:`enrich.shards.ending`), and LeaseLost when the plan is gone.
@@ -135,14 +136,15 @@ def shard_job(config: JobConfig, ref: ShardRef, where: str = "job") -> Job:
 
 def _rebuilt(config: JobConfig, plan: ShardPlan, ref: ShardRef, where: str) -> Job:
     if plan.inputs is None:
-        return Job.prepare(config, where)
+        return Job.prepare(config, where, catalogue=plan.catalogue)
     listed = list_sources(config.input)
     change = plan.inputs.change(listed)
     if change is not None:
         raise InputChanged(
             f"{where}: {change} since {ref.label} was planned; run the job again to split it anew"
         )
-    return Job(config, plan.inputs.sources(listed), list(plan.inputs.columns), where)
+    sources = plan.inputs.sources(listed)
+    return Job(config, sources, list(plan.inputs.columns), where, catalogue=plan.catalogue)
 
 
 def read_shard_plan(store: Store, ref: ShardRef) -> ShardPlan:
@@ -172,7 +174,10 @@ async def run_sharded(job: Job, run_shards: RunShards, *, run: str | None = None
             await asyncio.to_thread(job.write_plan)
             shards = split(pending, shards_for(job, len(pending)))
             inputs = InputRecord.of(job.sources, job.input_columns)
-            plan = ShardPlan.of(run, job.config.name, job.fingerprint, lease.owner, shards, inputs)
+            catalogue = job.catalogue.only(list(job.entries))
+            plan = ShardPlan.of(
+                run, job.config.name, job.fingerprint, lease.owner, shards, inputs, catalogue
+            )
             key = LAYOUT.shard_plan(run)
             await asyncio.to_thread(job.store.write_bytes, key, plan.to_bytes())
             outcomes = await run_shards(plan)
@@ -290,7 +295,7 @@ def _check_plan(job: Job, plan: ShardPlan, ref: ShardRef) -> tuple[str, ...]:
     if plan.job != job.config.name or plan.fingerprint != job.fingerprint:
         raise ConfigError(
             f"{where}: {ref.label} was planned for another config of job {plan.job!r} "
-            "(its prompt, model or output changed since); run the job again"
+            "(its prompt, model, pricing or output changed since); run the job again"
         )
     known = {c.chunk_id for c in job.chunks}
     if not known.issuperset(ids):
