@@ -30,17 +30,19 @@ import pyarrow as pa
 from prefect import flow, get_run_logger
 from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
+from prefect.states import Cancelled
 
 from enrich.config import JobConfig, load_job_config, refuse_api_overrides
 from enrich.engine import Engine, ProgressObserver, RunProgress
 from enrich.errors import BudgetReached, ConfigError, EnrichError, QuotaExhausted, RunStopped
 from enrich.job import Job
+from enrich.lease import LeaseRevoked
 from enrich.partitions import for_partition
 from enrich.planning import ChunkSpec
 from enrich.run import RunChunk, run_job
 from enrich.shards import ShardRef, run_shard, run_sharded, shard_job, shards_for
 from enrich.summary import ChunkSummary, JobSummary
-from enrich_flows.shards import ShardRuns, shard_deployment
+from enrich_flows.shards import ORPHANED, ShardRuns, shard_deployment
 from enrich_tasks.chunks import enrich_chunk
 from enrich_tasks.events import (
     chunk_committed,
@@ -223,8 +225,28 @@ async def enrich_dataset(
     With ``execution.parallelism`` above 1 a run with enough chunks splits into shards, each a
     run of this flow's deployment with ``shard`` set (``<run>/<number>/<count>``: started by
     the splitting run, never by hand), and commits the dataset when they are done
-    (:mod:`enrich_flows.shards`).
+    (:mod:`enrich_flows.shards`). A shard whose splitting run is gone (cancelled, crashed or
+    over) stops and ends Cancelled (``Orphaned``), not Failed: nobody waits for its work, and
+    an automation watching for failed runs is not set off once per shard.
     """
+    try:
+        return await _enrich(config, overrides, partition, retry_errors, shard)
+    except LeaseRevoked as revoked:
+        if shard is None:
+            raise
+        get_run_logger().warning("%s", revoked)
+        # A flow run ends in the state its flow returns (the figures' type does not say so).
+        return Cancelled(message=str(revoked), name=ORPHANED)  # type: ignore[return-value]
+
+
+async def _enrich(
+    config: str,
+    overrides: list[str] | None,
+    partition: str | None,
+    retry_errors: bool,
+    shard: str | None,
+) -> dict[str, Any]:
+    """The body of :func:`enrich_dataset`, in its flow run."""
     logger = get_run_logger()
     refuse_api_overrides(overrides or [], config)  # anyone who may start a run sets these
     cfg = for_partition(load_job_config(config, overrides or []), partition)
@@ -326,7 +348,8 @@ async def enrich_dataset(
         QuotaExhausted,
         BudgetReached,
     ) as stop:  # for automations: which job, and why
-        emit(run_stopped(cfg.name, partition, job.store.url, stop))
+        if not isinstance(stop, LeaseRevoked):  # a shard of a run that is gone: not news
+            emit(run_stopped(cfg.name, partition, job.store.url, stop))
         raise
     finally:
         if shown is not None:

@@ -41,7 +41,7 @@ from enrich.shards.ending import RunEnd, read_end, restarts
 from enrich.storage import Store
 from enrich_tasks.monitoring import run_tags
 
-__all__ = ["ATTEMPTS", "SHARD_DEPLOYMENT", "ShardRuns", "shard_deployment"]
+__all__ = ["ATTEMPTS", "ORPHANED", "SHARD_DEPLOYMENT", "ShardRuns", "shard_deployment"]
 
 #: The deployment shards run as when the coordinator is not a deployment's run itself.
 SHARD_DEPLOYMENT = "enrich-dataset/enrich"
@@ -50,6 +50,8 @@ ATTEMPTS = 3
 POLL_S = 2.0
 #: How long after a failed run the shard is started again: a failing API is not hammered.
 RESTART_DELAY_S = 5.0
+#: The name of the Cancelled state a shard's run ends in when it finds its coordinator gone.
+ORPHANED = "Orphaned"
 
 
 async def shard_deployment(parallelism: int) -> str:
@@ -173,4 +175,6 @@ def _run_end(state: State) -> RunEnd:
         return "completed"
     if state.is_crashed():
         return "crashed"
-    return "cancelled" if state.is_cancelled() else "failed"
+    if state.is_cancelled():
+        return "orphaned" if state.name == ORPHANED else "cancelled"
+    return "failed"

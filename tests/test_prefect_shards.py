@@ -32,6 +32,8 @@ from prefect.deployments import run_deployment
 from prefect_api import (
     PrefectServer,
     child_runs,
+    flow_run,
+    run_id,
     run_story,
     sim_arrivals,
     simulator_and_workers,
@@ -40,6 +42,7 @@ from support import (
     JobFactory,
     allowance,
     overdraft,
+    prepare_job,
     review_rows,
     until,
     window_peak,
@@ -48,8 +51,9 @@ from support import (
 from enrich.lease import read_lease
 from enrich.output.committed import committed_chunk_ids
 from enrich.output.layout import LAYOUT
+from enrich.output.provenance import InputRecord
 from enrich.output.reader import read_dataset
-from enrich.shards import ShardPlan
+from enrich.shards import ShardPlan, split
 from enrich.storage import Store
 from enrich_flows import shards as shards_flow
 from enrich_flows.enrich import enrich_dataset
@@ -265,6 +269,24 @@ async def test_a_shard_run_that_failed_short_of_a_stop_is_started_again(
     ids = read_dataset(str(tmp_path / "out")).column("review_id").to_pylist()
     assert len(ids) == len(set(ids)) == rows
     print(f"{len(failed)} shard runs failed and were started again; {served}")
+
+
+@pytest.mark.prefect
+async def test_a_shard_whose_job_run_is_gone_ends_cancelled_having_sent_nothing(
+    prefect_server: PrefectServer, make_job: JobFactory
+) -> None:
+    config = job_config(make_job, 40)
+    job = prepare_job(config)
+    inputs = InputRecord.of(job.sources, job.input_columns)
+    shards = split(job.chunks, 2)
+    plan = ShardPlan.of("ended1", "job", job.fingerprint, "a-run-now-over", shards, inputs)
+    job.store.write_bytes(LAYOUT.shard_plan(plan.run), plan.to_bytes())
+    state = await enrich_dataset(str(config), shard=str(plan.refs()[0]), return_state=True)
+    assert state.is_cancelled(), state.message  # not Failed: nobody waits for this shard
+    recorded = flow_run(run_id(state)).state  # as the coordinator reads it from the server
+    assert recorded is not None and recorded.is_cancelled() and recorded.name == "Orphaned"
+    assert "released the output" in str(state.message)
+    assert committed_chunk_ids(job.store) == set()
 
 
 @pytest.mark.prefect

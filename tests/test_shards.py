@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from support import JobFactory, prepare_job, review_rows, write_jsonl
+from support import JobFactory, prepare_job, review_rows, until, write_jsonl
 from support.completions import answer
 
+from enrich import lease as lease_module
 from enrich.catalogue import snapshot_catalogue
 from enrich.completer import Completion, CompletionRequest, FakeCompleter
 from enrich.config import load_job_config
@@ -32,9 +33,10 @@ from enrich.errors import (
 )
 from enrich.holder import Here, ProcessId
 from enrich.job import Job
-from enrich.lease import LeaseHeld, LeaseLost, LeaseRecord, hold_lease
+from enrich.lease import LeaseHeld, LeaseLost, LeaseRecord, LeaseRevoked, hold_lease
 from enrich.output.committed import committed_chunk_ids, committed_manifest
 from enrich.output.layout import LAYOUT
+from enrich.output.provenance import InputRecord
 from enrich.output.reader import read_dataset
 from enrich.planning import ChunkSpec
 from enrich.run import run_job, run_pending
@@ -240,7 +242,7 @@ def test_a_shard_stops_when_its_job_run_is_gone(make_job: JobFactory) -> None:
         # The coordinator's lease is taken over by another run before the shards start.
         job.store.write_bytes(LAYOUT.lease, lease(owner="someone-else", expires_at=2e9).to_bytes())
         ref = plan.refs()[1]
-        with pytest.raises(LeaseLost, match="another run took the output over"):
+        with pytest.raises(LeaseRevoked, match="another run took the output over"):
             await run_shard(prepare_job(config), ref, completer=api)
         outcomes.append(ShardOutcome(ref, False, "stopped"))
         return outcomes
@@ -250,6 +252,39 @@ def test_a_shard_stops_when_its_job_run_is_gone(make_job: JobFactory) -> None:
     assert api.requests == []
     assert committed_chunk_ids(job.store) == set()
     assert not job.store.exists(LAYOUT.manifest)
+
+
+def test_a_shard_whose_job_run_goes_away_stops_at_its_next_renewal(
+    make_job: JobFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lease_module, "DEFAULT_RENEW_S", 0.05)  # the shard's lease
+    config = sharded(60, make_job)
+    job = prepare_job(config)
+
+    async def slow(request: CompletionRequest) -> Completion:
+        await asyncio.sleep(0.2)
+        return answer(request)
+
+    api = FakeCompleter(slow)
+
+    async def main() -> None:
+        async with hold_lease(job.store, job="job", renew_s=3600) as run_lease:
+            inputs = InputRecord.of(job.sources, job.input_columns)
+            shards = split(job.chunks, 2)
+            plan = ShardPlan.of("r1", "job", job.fingerprint, run_lease.owner, shards, inputs)
+            job.store.write_bytes(LAYOUT.shard_plan("r1"), plan.to_bytes())
+            ref = plan.refs()[0]
+            working = asyncio.ensure_future(
+                run_shard(shard_job(load_job_config(config), ref, str(config)), ref, completer=api)
+            )
+            await asyncio.to_thread(until, lambda: bool(committed_chunk_ids(job.store)))
+            run_lease.release()  # the run that split the job ended (cancelled, say)
+            with pytest.raises(LeaseRevoked, match="released the output"):
+                await working
+
+    asyncio.run(main())
+    assert 0 < len(committed_chunk_ids(job.store)) < 6  # it stopped short of its six chunks
+    assert recorded_stops(job.store) == []  # not a stop of the job: nobody is waiting
 
 
 def test_a_shard_refuses_a_job_that_changed_since_it_was_planned(
@@ -415,6 +450,7 @@ STOP = ShardEnd("budget share spent", "budget")
         ("failed", None, True),  # transient rows, storage, the Prefect API: try again
         ("failed", STOP, False),  # a new run would meet the same stop
         ("cancelled", None, False),  # a person stopped it
+        ("orphaned", None, True),  # it found the coordinator gone, but the coordinator is not
     ],
 )
 def test_which_ended_shard_runs_are_started_again(

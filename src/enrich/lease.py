@@ -54,6 +54,7 @@ __all__ = [
     "LeaseHeld",
     "LeaseLost",
     "LeaseRecord",
+    "LeaseRevoked",
     "hold_lease",
     "read_lease",
 ]
@@ -72,6 +73,11 @@ class LeaseHeld(EnrichError):
 
 class LeaseLost(RunStopped):
     """This run's lease was taken over or could not be renewed; the run stopped uncommitted."""
+
+
+class LeaseRevoked(LeaseLost):
+    """The lease's guard said it may no longer be used: the run it works for is gone (ended,
+    cancelled, crashed or taken over), so nobody waits for this one's work."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +156,8 @@ class Lease:
         self.job = job
         self.key = key
         #: Checked before every renewal: a reason this lease may no longer be used (the run
-        #: it works for is gone), or None. Its storage errors fail the renewal like the swap's.
+        #: it works for is gone: LeaseRevoked), or None. Its storage errors fail the renewal
+        #: like the swap's.
         self.guard = guard
         self.ttl_s = ttl_s
         self.owner = uuid.uuid4().hex
@@ -225,7 +232,7 @@ class Lease:
                 raise LeaseLost(f"{self.store.url}: the run lease is not held")
             gone = self.guard() if self.guard is not None else None
             if gone is not None:
-                raise self._lose(gone)
+                raise self._lose(gone, LeaseRevoked)
             now = self._clock()
             record = self._record(now)
             version = self.store.swap(self.key, record.to_bytes(), self._version)
@@ -273,8 +280,8 @@ class Lease:
         """
         self.renew()
 
-    def _lose(self, why: str) -> LeaseLost:
-        self.lost = self.lost or LeaseLost(f"{self.store.url}: {why}; this run stopped")
+    def _lose(self, why: str, kind: type[LeaseLost] = LeaseLost) -> LeaseLost:
+        self.lost = self.lost or kind(f"{self.store.url}: {why}; this run stopped")
         return self.lost
 
     def release(self) -> None:

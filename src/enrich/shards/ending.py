@@ -9,8 +9,9 @@ transiently, storage that failed for a while, a lost lease (the job run may stil
 output), and any failure outside the job (the Prefect API or the worker failed).
 
 :func:`restarts` is the coordinator's decision, pure: a run that crashed (its process died) is
-started again, and so is one that failed with no stop recorded. A run that recorded a stop,
-one a person cancelled, and one that completed are not.
+started again, and so is one that failed with no stop recorded, and one that ended orphaned
+(it found the coordinator gone: a coordinator that reads this is not, it was only late to renew
+its lease). A run that recorded a stop, one a person cancelled, and one that completed are not.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from enrich.storage import Store
 
 __all__ = ["RunEnd", "ShardEnd", "read_end", "record_end", "restarts", "stop_of"]
 
-#: How a shard's flow run ended, as the coordinator reads its state.
-RunEnd = Literal["completed", "failed", "crashed", "cancelled"]
+#: How a shard's flow run ended, as the coordinator reads its state (``orphaned``: cancelled by
+#: the shard itself because it found the run that split the job gone).
+RunEnd = Literal["completed", "failed", "crashed", "cancelled", "orphaned"]
 
 
 def stop_of(error: BaseException) -> str | None:
@@ -91,4 +93,4 @@ def read_end(store: Store, ref: ShardRef) -> ShardEnd | None:
 
 def restarts(run: RunEnd, end: ShardEnd | None) -> bool:
     """Whether a shard whose run ended so is started again as a new run (see the module)."""
-    return run == "crashed" or (run == "failed" and end is None)
+    return run in ("crashed", "orphaned") or (run == "failed" and end is None)

@@ -35,7 +35,7 @@ from enrich.errors import ConfigError, InputChanged
 from enrich.holder import Here, holder_state, look_here
 from enrich.inputs import list_sources
 from enrich.job import Job
-from enrich.lease import LeaseLost, LeaseRecord, hold_lease, read_lease
+from enrich.lease import LeaseRecord, LeaseRevoked, hold_lease, read_lease
 from enrich.output.commit import read_chunk_record
 from enrich.output.committed import committed_chunk_ids
 from enrich.output.layout import LAYOUT
@@ -148,12 +148,12 @@ def _rebuilt(config: JobConfig, plan: ShardPlan, ref: ShardRef, where: str) -> J
 
 
 def read_shard_plan(store: Store, ref: ShardRef) -> ShardPlan:
-    """The plan of ``ref``'s run; LeaseLost when it is gone (that run committed or was
+    """The plan of ``ref``'s run; LeaseRevoked when it is gone (that run committed or was
     taken over)."""
     key = LAYOUT.shard_plan(ref.run)
     found = store.read_versioned(key)
     if found is None:
-        raise LeaseLost(
+        raise LeaseRevoked(
             f"{store.url_of(key)}: {ref.label} of run {ref.run} has no plan: that run is over"
         )
     return ShardPlan.from_bytes(found.data, store.url_of(key))
@@ -209,7 +209,8 @@ async def run_shard(job: Job, ref: ShardRef, **options: Unpack[EngineOptions]) -
     reason of the job is recorded for the coordinator (:mod:`enrich.shards.ending`).
 
     Raises ConfigError or InputChanged when the job is not the one the shards were planned for,
-    LeaseHeld when another run works on this shard, LeaseLost when the job run is gone.
+    LeaseHeld when another run works on this shard, LeaseRevoked when the job run is gone
+    (before it starts or at a renewal of its lease).
     """
     with _ends_recorded(job.store, ref):
         result = await _run_shard(job, ref, **options)
@@ -246,7 +247,7 @@ async def _run_shard(job: Job, ref: ShardRef, **options: Unpack[EngineOptions]) 
 
     why = await asyncio.to_thread(gone)
     if why is not None:
-        raise LeaseLost(f"{store.url}: {why}; this run stopped")
+        raise LeaseRevoked(f"{store.url}: {why}; this run stopped")
     key = LAYOUT.shard_lease(ref.run, ref.number)
     async with hold_lease(store, job=name, key=key, guard=gone) as lease:
         committed = await asyncio.to_thread(committed_chunk_ids, store)
