@@ -29,6 +29,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import StateType
 from prefect.deployments import run_deployment
+from prefect.states import Cancelling
 from prefect_api import (
     PrefectServer,
     child_runs,
@@ -210,6 +211,34 @@ async def test_a_worker_killed_mid_shard_is_replaced_and_nothing_is_paid_twice(
     window = concurrency + 2 * 5
     print(f"{sent} requests for {rows} rows, {len(crashed)} shard runs crashed")
     assert rows <= sent <= rows + window * len(crashed)
+
+
+@pytest.mark.prefect
+@pytest.mark.slow
+def test_cancelling_a_sharded_job_cancels_its_shards_and_fails_none(
+    prefect_server: PrefectServer, tmp_path: Path, make_job: JobFactory
+) -> None:
+    config = job_config(make_job, 240, max_concurrency=4)
+    out = Store(str(tmp_path / "out"))
+    with simulator_and_workers(prefect_server, tmp_path, WORKER_KEY, "--ttft", "0.3"):
+        run = run_deployment(
+            DEPLOYMENT, parameters={"config": str(config)}, timeout=0, as_subflow=False
+        )
+        until(lambda: shard_processes(out) is not None, 240, "shard 1 never committed two chunks")
+        with get_client(sync_client=True) as client:  # what the UI's Cancel button does
+            client.set_flow_run_state(run.id, Cancelling(), force=True)
+
+        def ended() -> bool:
+            time.sleep(0.5)
+            runs = [flow_run(run.id), *child_runs(run.id)]
+            return all(r.state is not None and r.state.is_final() for r in runs)
+
+        until(ended, 180, "the cancelled job's runs did not all end")
+    coordinator, shards = flow_run(run.id), child_runs(run.id)
+    states = [(r.name, r.state_type, r.state_name) for r in [coordinator, *shards]]
+    assert coordinator.state is not None and coordinator.state.is_cancelled(), states
+    assert len(shards) == 2 and all(r.state and r.state.is_cancelled() for r in shards), states
+    print(states)
 
 
 def failed_runs(like: str) -> int:
