@@ -158,7 +158,8 @@ class ShardRuns:
                             return ShardOutcome(ref, ended == "completed", message), ""
                         return ShardOutcome(ref, False, end.message, end.stopped), ""
                     await self._released(ref)  # its lease may outlive it for a while
-                    return None, f"its run {ended}: {message}"
+                    said = "found the job run gone" if ended == "orphaned" else ended
+                    return None, f"its run {said}: {message}"
                 if await asyncio.to_thread(runner_gone, self.store, ref):
                     await client.set_flow_run_state(
                         run_id,
